@@ -1,0 +1,74 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "Tollgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tollgate", targets: ["tollgate"]),
+        .executable(name: "tollgate-mock-provider", targets: ["tollgate-mock-provider"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries behind tiny shim modules.
+        .systemLibrary(
+            name: "CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // No I/O: money, pricing, estimation, request scanning, usage + SSE parsing, config model.
+        .target(
+            name: "TollgateCore",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            resources: [.copy("Resources/pricing.yaml")]),
+        .target(
+            name: "TollgateRedis",
+            dependencies: ["CHiredis", "TollgateCore", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "TollgateUpstream",
+            dependencies: ["CCurl", "TollgateCore", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "TollgateServer",
+            dependencies: [
+                "TollgateCore", "TollgateRedis", "TollgateUpstream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .target(
+            name: "TollgateMockProvider",
+            dependencies: ["TollgateCore", .product(name: "Hummingbird", package: "hummingbird")]),
+        .executableTarget(
+            name: "tollgate",
+            dependencies: [
+                "TollgateServer", "TollgateCore", "TollgateRedis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "tollgate-mock-provider",
+            dependencies: [
+                "TollgateMockProvider",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
+        .testTarget(name: "TollgateCoreTests", dependencies: ["TollgateCore"]),
+        .testTarget(
+            name: "TollgateIntegrationTests",
+            dependencies: [
+                "TollgateCore", "TollgateRedis", "TollgateUpstream", "TollgateServer", "TollgateMockProvider",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
+    ]
+)

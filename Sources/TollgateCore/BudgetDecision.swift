@@ -1,0 +1,121 @@
+/// The outcome of `lua/reserve_v1.lua`, the one place the budget is decided.
+/// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
+public enum BudgetPeriod: String, Sendable {
+    case daily, monthly
+}
+
+/// A reservation that fits; the numbers describe the tighter of the two periods after it.
+public struct BudgetGrant: Sendable, Equatable {
+    public var reservation: ReservationID
+    public var grantedOutputTokens: Int64
+    public var reserved: NanoUSD
+    public var limit: NanoUSD
+    public var remaining: NanoUSD
+    public var resetsAt: UnixTime
+    public var leasesReaped: Int
+
+    public init(reservation: ReservationID, grantedOutputTokens: Int64, reserved: NanoUSD, limit: NanoUSD, remaining: NanoUSD, resetsAt: UnixTime, leasesReaped: Int) {
+        self.reservation = reservation
+        self.grantedOutputTokens = grantedOutputTokens
+        self.reserved = reserved
+        self.limit = limit
+        self.remaining = remaining
+        self.resetsAt = resetsAt
+        self.leasesReaped = leasesReaped
+    }
+}
+
+/// A request the budget cannot cover: which limit binds, its size, what is spent and reserved.
+public struct BudgetRefusal: Sendable, Equatable {
+    public var period: BudgetPeriod
+    public var limit: NanoUSD
+    public var spent: NanoUSD
+    public var reserved: NanoUSD
+    public var resetsAt: UnixTime
+
+    public init(period: BudgetPeriod, limit: NanoUSD, spent: NanoUSD, reserved: NanoUSD, resetsAt: UnixTime) {
+        self.period = period
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.resetsAt = resetsAt
+    }
+}
+
+public enum ReserveOutcome: Sendable, Equatable {
+    case granted(BudgetGrant)
+    case refused(BudgetRefusal)
+}
+
+/// What `lua/settle_v1.lua` did with a reservation.
+public enum SettleOutcome: Int, Sendable {
+    /// Already settled, or never reserved: nothing was charged this time.
+    case unknownReservation = 0
+    case settled = 1
+    /// The lease had been reaped; the spend was still charged, once.
+    case settledAfterReap = 2
+}
+
+/// Seconds since the Unix epoch, as Redis TIME reports them.
+public struct UnixTime: Hashable, Sendable, Comparable {
+    public var seconds: Int64
+    public init(seconds: Int64) { self.seconds = seconds }
+    public static func < (a: UnixTime, b: UnixTime) -> Bool { a.seconds < b.seconds }
+
+    /// RFC 3339 in UTC, e.g. `2026-11-24T00:00:00Z`.
+    public var rfc3339: String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let (y, m, d) = CivilDate.fromDays(days)
+        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(y)-\(two(m))-\(two(d))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
+    }
+}
+
+/// Proleptic Gregorian date arithmetic (Howard Hinnant's algorithms), the same as the Lua scripts use.
+public enum CivilDate {
+    public static func fromDays(_ z0: Int64) -> (year: Int64, month: Int64, day: Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    /// `YYYY-MM-DD` of the local day containing `time` at a fixed UTC offset.
+    public static func dayString(_ time: UnixTime, utcOffset: Int64) -> String {
+        let local = time.seconds + utcOffset
+        let (y, m, d) = fromDays(local >= 0 ? local / 86_400 : (local - 86_399) / 86_400)
+        return String(format4: y) + "-" + String(format2: m) + "-" + String(format2: d)
+    }
+}
+
+extension String {
+    init(format2 v: Int64) { self = v < 10 ? "0" + v.description : v.description }
+    init(format4 v: Int64) {
+        let digits = v.description
+        var padded = digits
+        while padded.count < 4 { padded = "0" + padded }
+        self = padded
+    }
+}
+
+/// The Redis key names, in one place (documented in docs/redis.md). Every key of a client
+/// carries the hash tag `{CLIENT}` so they share one Redis Cluster slot.
+public struct RedisKeys: Sendable {
+    public let client: ClientID
+    public init(_ client: ClientID) { self.client = client }
+
+    public static let namespace = "tollgate"
+    /// The prefix the scripts derive day and month keys from.
+    public var base: String { "\(Self.namespace):{\(client.rawValue)}" }
+    public var limits: String { base + ":limits" }
+    public var leases: String { base + ":leases" }
+    public var leaseData: String { base + ":lease_data" }
+    public func day(_ date: String) -> String { base + ":day:" + date }
+    public func month(_ yearMonth: String) -> String { base + ":month:" + yearMonth }
+}

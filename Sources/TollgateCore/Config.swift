@@ -1,0 +1,110 @@
+import Foundation
+import Yams
+
+/// A configuration mistake: which key, and how to fix it.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    public let message: String
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+    public var description: String { "config error at '\(key)': \(message)" }
+}
+
+/// The whole configuration with its defaults (docs/config.md is the reference).
+public struct TollgateConfig: Sendable {
+    public struct Server: Sendable { public var host = "0.0.0.0"; public var port = 8080 }
+    public struct Redis: Sendable {
+        public var url = "redis://127.0.0.1:6379/0"
+        public var timeoutMilliseconds = 250
+    }
+    public struct Provider: Sendable {
+        public var baseURL: String
+        public var apiKeyEnv: String?
+        public init(baseURL: String, apiKeyEnv: String?) {
+            self.baseURL = baseURL
+            self.apiKeyEnv = apiKeyEnv
+        }
+    }
+    public enum UnknownClient: String, Sendable { case reject, `default` }
+    public struct Clients: Sendable {
+        public var idHeader = "X-Client-ID"
+        public var unknown = UnknownClient.reject
+        public var defaultClient = ClientID("default")!
+        public var dailyLimit = NanoUSD(10 * NanoUSD.perUSD)
+        public var monthlyLimit = NanoUSD(200 * NanoUSD.perUSD)
+    }
+    public struct Budget: Sendable {
+        public var mode = BudgetMode.strict
+        public var timezone = "UTC"
+        public var leaseSeconds = 600
+        public var exceededStatus = 402
+        public var dayGraceSeconds = 3_600
+        public var monthGraceSeconds = 86_400
+        public var minimumReplyTokens: Int64 = 16
+        public var typicalReplyTokens: Int64 = 1_000
+    }
+    public struct Upstream: Sendable {
+        public var connectTimeoutMilliseconds = 5_000
+        /// Whole-transfer limit; streams longer than this are cut (and settled).
+        public var timeoutSeconds = 600
+        public var maxConnections = 256
+    }
+
+    public var server = Server()
+    public var redis = Redis()
+    public var openAI = Provider(baseURL: "https://api.openai.com", apiKeyEnv: "OPENAI_API_KEY")
+    public var anthropic = Provider(baseURL: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY")
+    public var pricingFile: String?
+    public var defaultPrice: ModelPrice?
+    public var clients = Clients()
+    public var budget = Budget()
+    public var upstream = Upstream()
+    public var logLevel = "info"
+
+    public init() {}
+
+    public func provider(_ family: APIFamily) -> Provider { family == .openAI ? openAI : anthropic }
+
+    /// UTC offset of `budget.timezone` right now. The scripts apply it to Redis TIME, so replicas
+    /// agree on the date even with skewed clocks (they would disagree only within seconds of a
+    /// DST switch that happens exactly at midnight).
+    public func utcOffsetSeconds(at date: Date = Date()) -> Int64 {
+        Int64(TimeZone(identifier: budget.timezone)?.secondsFromGMT(for: date) ?? 0)
+    }
+}
+
+extension TollgateConfig {
+    /// Environment variables that override the file (docs/config.md lists them).
+    public static let environmentOverrides: [String: String] = [
+        "TOLLGATE_HOST": "server.host", "TOLLGATE_PORT": "server.port",
+        "TOLLGATE_REDIS_URL": "redis.url", "TOLLGATE_REDIS_TIMEOUT_MS": "redis.timeout_ms",
+        "TOLLGATE_OPENAI_BASE_URL": "providers.openai.base_url",
+        "TOLLGATE_ANTHROPIC_BASE_URL": "providers.anthropic.base_url",
+        "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",
+        "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
+    ]
+
+    /// Parses YAML (may be empty), then applies environment overrides, then validates.
+    public static func load(yaml: String, environment: [String: String] = [:]) throws -> TollgateConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: yaml) } catch {
+            throw ConfigError(key: "(file)", message: "not valid YAML: \(error)")
+        }
+        var values = ConfigValues(node)
+        for (variable, key) in environmentOverrides {
+            if let v = environment[variable] { values.override(key, with: v, from: variable) }
+        }
+        return try values.build()
+    }
+
+    public static func load(file path: String?, environment: [String: String]) throws -> TollgateConfig {
+        guard let path else { return try load(yaml: "", environment: environment) }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(key: "(file)", message: "cannot read \(path): \(error.localizedDescription). Pass an existing YAML file to --config (see deploy/tollgate.yaml).")
+        }
+        return try load(yaml: text, environment: environment)
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Yams
+
+/// Reads the YAML tree key by key so every error names its key, and rejects unknown keys
+/// (a typo such as `budget.mdoe` would otherwise be silently ignored).
+struct ConfigValues {
+    private var scalars: [String: String] = [:]
+    private var origins: [String: String] = [:]
+    private var present: Set<String> = []
+    private var unknown: [String] = []
+
+    static let known: Set<String> = [
+        "server", "server.host", "server.port", "redis", "redis.url", "redis.timeout_ms",
+        "providers", "providers.openai", "providers.openai.base_url", "providers.openai.api_key_env",
+        "providers.anthropic", "providers.anthropic.base_url", "providers.anthropic.api_key_env",
+        "pricing_file", "default_price", "default_price.input", "default_price.cached_input",
+        "default_price.cache_write", "default_price.output", "default_price.reasoning", "default_price.max_output_tokens",
+        "clients", "clients.id_header", "clients.unknown", "clients.default_client", "clients.default_limits",
+        "clients.default_limits.daily_usd", "clients.default_limits.monthly_usd",
+        "budget", "budget.mode", "budget.timezone", "budget.lease_seconds", "budget.exceeded_status",
+        "budget.day_grace_seconds", "budget.month_grace_seconds", "budget.min_output_tokens",
+        "budget.estimate_output_tokens",
+        "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
+        "log_level",
+    ]
+
+    init(_ root: Node?) {
+        if let root { walk(root, path: "") }
+    }
+
+    private mutating func walk(_ node: Node, path: String) {
+        if !path.isEmpty {
+            present.insert(path)
+            if !Self.known.contains(path) { unknown.append(path); return }
+        }
+        switch node {
+        case .mapping(let mapping):
+            for (k, v) in mapping { walk(v, path: path.isEmpty ? (k.string ?? "?") : path + "." + (k.string ?? "?")) }
+        case .scalar(let s):
+            // YAML null (`~`, `null`, empty) means "use the default".
+            if !(s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)) { scalars[path] = s.string }
+        default:
+            scalars[path] = "<list>"
+        }
+    }
+
+    mutating func override(_ key: String, with value: String, from variable: String) {
+        scalars[key] = value
+        origins[key] = variable
+    }
+
+    private func fail(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(key: origins[key].map { "\(key) (from \($0))" } ?? key, message: message)
+    }
+
+    func string(_ key: String) -> String? { scalars[key] }
+
+    func int(_ key: String, in range: ClosedRange<Int>, _ hint: String) throws -> Int? {
+        guard let s = scalars[key] else { return nil }
+        guard let v = Int(s), range.contains(v) else {
+            throw fail(key, "must be an integer from \(range.lowerBound) to \(range.upperBound) \(hint)(got '\(s)')")
+        }
+        return v
+    }
+
+    func usd(_ key: String) throws -> NanoUSD? {
+        guard let s = scalars[key] else { return nil }
+        guard let v = NanoUSD(usd: s), v >= .zero, v < NanoUSD.scriptLimit else {
+            throw fail(key, "must be a USD amount from 0 to 9000000 with at most 9 decimals, e.g. 10 or 2.50 (got '\(s)')")
+        }
+        return v
+    }
+
+    func choice<T: RawRepresentable>(_ key: String, _: T.Type, options: [String]) throws -> T? where T.RawValue == String {
+        guard let s = scalars[key] else { return nil }
+        guard let v = T(rawValue: s) else { throw fail(key, "must be one of \(options.joined(separator: ", ")) (got '\(s)')") }
+        return v
+    }
+
+    func url(_ key: String) throws -> String? {
+        guard let s = scalars[key] else { return nil }
+        guard let u = URL(string: s), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+            throw fail(key, "must be an http:// or https:// URL such as https://api.openai.com (got '\(s)')")
+        }
+        return s.hasSuffix("/") ? String(s.dropLast()) : s
+    }
+
+    func build() throws -> TollgateConfig {
+        if let first = unknown.sorted().first {
+            throw ConfigError(key: first, message: "is not a known setting; check the spelling against docs/config.md")
+        }
+        var c = TollgateConfig()
+        c.server.host = string("server.host") ?? c.server.host
+        c.server.port = try int("server.port", in: 0...65535, "") ?? c.server.port
+        if let url = string("redis.url") {
+            guard RedisEndpoint(url: url) != nil else {
+                throw fail("redis.url", "must look like redis://HOST:PORT/DB (got '\(url)'); TLS and passwords are not supported yet")
+            }
+            c.redis.url = url
+        }
+        c.redis.timeoutMilliseconds = try int("redis.timeout_ms", in: 1...60_000, "milliseconds ") ?? c.redis.timeoutMilliseconds
+        c.openAI.baseURL = try url("providers.openai.base_url") ?? c.openAI.baseURL
+        c.anthropic.baseURL = try url("providers.anthropic.base_url") ?? c.anthropic.baseURL
+        if present.contains("providers.openai.api_key_env") { c.openAI.apiKeyEnv = string("providers.openai.api_key_env") }
+        if present.contains("providers.anthropic.api_key_env") { c.anthropic.apiKeyEnv = string("providers.anthropic.api_key_env") }
+        c.pricingFile = string("pricing_file")
+        if present.contains("default_price"), scalars["default_price.input"] != nil || scalars["default_price.output"] != nil {
+            var node: Node.Mapping = [:]
+            for field in ["input", "cached_input", "cache_write", "output", "reasoning", "max_output_tokens"] {
+                if let v = scalars["default_price." + field] { node[Node(field)] = Node(v) }
+            }
+            c.defaultPrice = try PriceTable.parseEntry(.mapping(node), path: "default_price")
+        }
+
+        c.clients.idHeader = string("clients.id_header") ?? c.clients.idHeader
+        guard !c.clients.idHeader.isEmpty, c.clients.idHeader.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            throw fail("clients.id_header", "must be an HTTP header name of letters, digits and '-' (got '\(c.clients.idHeader)')")
+        }
+        c.clients.unknown = try choice("clients.unknown", TollgateConfig.UnknownClient.self, options: ["reject", "default"]) ?? c.clients.unknown
+        if let s = string("clients.default_client") {
+            guard let id = ClientID(s) else { throw fail("clients.default_client", "must be \(ClientID.rule) (got '\(s)')") }
+            c.clients.defaultClient = id
+        }
+        c.clients.dailyLimit = try usd("clients.default_limits.daily_usd") ?? c.clients.dailyLimit
+        c.clients.monthlyLimit = try usd("clients.default_limits.monthly_usd") ?? c.clients.monthlyLimit
+
+        c.budget.mode = try choice("budget.mode", BudgetMode.self, options: ["strict", "estimate"]) ?? c.budget.mode
+        if let tz = string("budget.timezone") {
+            guard TimeZone(identifier: tz) != nil else { throw fail("budget.timezone", "must be an IANA time zone such as UTC or Europe/Berlin (got '\(tz)')") }
+            c.budget.timezone = tz
+        }
+        c.budget.leaseSeconds = try int("budget.lease_seconds", in: 5...86_400, "seconds ") ?? c.budget.leaseSeconds
+        c.budget.exceededStatus = try int("budget.exceeded_status", in: 402...429, "") ?? c.budget.exceededStatus
+        guard [402, 429].contains(c.budget.exceededStatus) else {
+            throw fail("budget.exceeded_status", "must be 402 or 429 (got \(c.budget.exceededStatus))")
+        }
+        c.budget.dayGraceSeconds = try int("budget.day_grace_seconds", in: 0...604_800, "seconds ") ?? c.budget.dayGraceSeconds
+        c.budget.monthGraceSeconds = try int("budget.month_grace_seconds", in: 0...2_678_400, "seconds ") ?? c.budget.monthGraceSeconds
+        c.budget.minimumReplyTokens = Int64(try int("budget.min_output_tokens", in: 1...100_000, "") ?? Int(c.budget.minimumReplyTokens))
+        c.budget.typicalReplyTokens = Int64(try int("budget.estimate_output_tokens", in: 1...1_000_000, "") ?? Int(c.budget.typicalReplyTokens))
+
+        c.upstream.connectTimeoutMilliseconds = try int("upstream.connect_timeout_ms", in: 1...600_000, "") ?? c.upstream.connectTimeoutMilliseconds
+        c.upstream.timeoutSeconds = try int("upstream.timeout_seconds", in: 1...86_400, "") ?? c.upstream.timeoutSeconds
+        c.upstream.maxConnections = try int("upstream.max_connections", in: 1...65_536, "") ?? c.upstream.maxConnections
+        if let level = string("log_level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(level) else { throw fail("log_level", "must be one of \(levels.joined(separator: ", ")) (got '\(level)')") }
+            c.logLevel = level
+        }
+        return c
+    }
+}
+
+/// `redis://HOST[:PORT][/DB]`.
+public struct RedisEndpoint: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var database: Int
+
+    public init?(url: String) {
+        guard let u = URLComponents(string: url), u.scheme == "redis", let host = u.host, !host.isEmpty,
+              u.user == nil, u.password == nil else { return nil }
+        self.host = host
+        self.port = u.port ?? 6379
+        let path = u.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        guard let db = path.isEmpty ? 0 : Int(path), db >= 0 else { return nil }
+        self.database = db
+    }
+}

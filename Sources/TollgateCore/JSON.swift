@@ -1,0 +1,263 @@
+/// A small JSON reader for the proxy's own needs: request bodies and usage objects.
+/// Numbers are kept as their source text so integers are read exactly (no `Double`), and the
+/// top-level members of an object remember their byte ranges so a body can be spliced in place
+/// instead of re-serialised.
+public indirect enum JSONValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(String)
+    case string(String)
+    case array([JSONValue])
+    case object([(key: String, value: JSONValue)])
+
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.number(x), .number(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        default: return false
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.last(where: { $0.key == key })?.value
+    }
+
+    public var int: Int64? {
+        if case .number(let text) = self { return Int64(text) }
+        return nil
+    }
+    public var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+    public var bool: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+
+    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONError) -> JSONValue {
+        var reader = JSONReader(Array(bytes))
+        let v = try reader.readValue()
+        try reader.expectEnd()
+        return v
+    }
+    public static func parse(_ text: String) throws(JSONError) -> JSONValue { try parse(Array(text.utf8)) }
+}
+
+public struct JSONError: Error, Equatable, CustomStringConvertible {
+    public let offset: Int
+    public let reason: String
+    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+}
+
+/// A top-level object member with the byte range its value occupies in the source.
+public struct JSONMember: Sendable {
+    public let key: String
+    public let value: JSONValue
+    public let valueRange: Range<Int>
+}
+
+struct JSONReader {
+    let bytes: [UInt8]
+    var i = 0
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func fail(_ reason: String) -> JSONError { JSONError(offset: i, reason: reason) }
+
+    mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+    }
+
+    mutating func expectEnd() throws(JSONError) {
+        skipSpace()
+        if i != bytes.count { throw fail("unexpected trailing data") }
+    }
+
+    /// Reads a top-level object, keeping each member's value range.
+    mutating func readTopLevelObject() throws(JSONError) -> [JSONMember] {
+        skipSpace()
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else { throw fail("expected a JSON object") }
+        i += 1
+        var members: [JSONMember] = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; try expectEnd(); return members }
+        while true {
+            skipSpace()
+            let key = try readString()
+            skipSpace()
+            try expect(UInt8(ascii: ":"))
+            skipSpace()
+            let start = i
+            let value = try readValue()
+            members.append(JSONMember(key: key, value: value, valueRange: start..<i))
+            skipSpace()
+            guard i < bytes.count else { throw fail("unterminated object") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; break }
+            throw fail("expected ',' or '}'")
+        }
+        try expectEnd()
+        return members
+    }
+
+    mutating func expect(_ b: UInt8) throws(JSONError) {
+        guard i < bytes.count, bytes[i] == b else { throw fail("expected '\(Character(UnicodeScalar(b)))'") }
+        i += 1
+    }
+
+    mutating func readValue(depth: Int = 0) throws(JSONError) -> JSONValue {
+        guard depth < 128 else { throw fail("nested too deeply") }
+        skipSpace()
+        guard i < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[i] {
+        case UInt8(ascii: "{"):
+            i += 1
+            var members: [(key: String, value: JSONValue)] = []
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            while true {
+                skipSpace()
+                let key = try readString()
+                skipSpace()
+                try expect(UInt8(ascii: ":"))
+                members.append((key, try readValue(depth: depth + 1)))
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated object") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+                throw fail("expected ',' or '}'")
+            }
+        case UInt8(ascii: "["):
+            i += 1
+            var items: [JSONValue] = []
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            while true {
+                items.append(try readValue(depth: depth + 1))
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                throw fail("expected ',' or ']'")
+            }
+        case UInt8(ascii: "\""):
+            return .string(try readString())
+        case UInt8(ascii: "t"): try readLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try readLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try readLiteral("null"); return .null
+        default:
+            return .number(try readNumber())
+        }
+    }
+
+    mutating func readLiteral(_ word: String) throws(JSONError) {
+        for b in word.utf8 {
+            guard i < bytes.count, bytes[i] == b else { throw fail("unexpected character") }
+            i += 1
+        }
+    }
+
+    mutating func readNumber() throws(JSONError) -> String {
+        let start = i
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        var digits = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if (b >= 0x30 && b <= 0x39) { digits += 1; i += 1 }
+            else if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") { i += 1 }
+            else { break }
+        }
+        guard digits > 0 else { i = start; throw fail("unexpected character") }
+        return String(decoding: bytes[start..<i], as: UTF8.self)
+    }
+
+    mutating func readString() throws(JSONError) -> String {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        i += 1
+        let start = i
+        var hasEscape = false
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                let raw = bytes[start..<i]
+                i += 1
+                return hasEscape ? try Self.unescape(raw, at: start) : String(decoding: raw, as: UTF8.self)
+            }
+            if b == UInt8(ascii: "\\") { hasEscape = true; i += 2; continue }
+            if b < 0x20 { throw fail("control character in string") }
+            i += 1
+        }
+        throw fail("unterminated string")
+    }
+
+    static func unescape(_ raw: ArraySlice<UInt8>, at offset: Int) throws(JSONError) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var k = raw.startIndex
+        func hex4(_ at: Int) throws(JSONError) -> UInt32 {
+            guard at + 4 <= raw.endIndex else { throw JSONError(offset: at, reason: "bad \\u escape") }
+            var v: UInt32 = 0
+            for j in at..<(at + 4) {
+                guard let d = Character(UnicodeScalar(raw[j])).hexDigitValue else { throw JSONError(offset: j, reason: "bad \\u escape") }
+                v = v * 16 + UInt32(d)
+            }
+            return v
+        }
+        while k < raw.endIndex {
+            let b = raw[k]
+            guard b == UInt8(ascii: "\\") else { out.append(b); k += 1; continue }
+            guard k + 1 < raw.endIndex else { throw JSONError(offset: k, reason: "bad escape") }
+            let e = raw[k + 1]
+            k += 2
+            switch e {
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4(k)
+                k += 4
+                if (0xD800..<0xDC00).contains(scalar), k + 6 <= raw.endIndex, raw[k] == UInt8(ascii: "\\"), raw[k + 1] == UInt8(ascii: "u") {
+                    let low = try hex4(k + 2)
+                    if (0xDC00..<0xE000).contains(low) {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        k += 6
+                    }
+                }
+                out.append(contentsOf: String(Character(UnicodeScalar(scalar) ?? "\u{FFFD}")).utf8)
+            default:
+                throw JSONError(offset: k, reason: "bad escape")
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// JSON text for a string value (quotes and escapes).
+public func jsonQuoted(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case let c where c.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}

@@ -1,0 +1,49 @@
+/// The two API families Tollgate speaks. Each renders errors in its own shape.
+public enum APIFamily: String, Sendable {
+    case openAI = "openai"
+    case anthropic
+}
+
+/// The paid endpoints, with what each needs for estimation and settlement.
+public enum ProxyRoute: String, Sendable, CaseIterable {
+    case chatCompletions = "/v1/chat/completions"
+    case completions = "/v1/completions"
+    case embeddings = "/v1/embeddings"
+    case responses = "/v1/responses"
+    case messages = "/v1/messages"
+
+    public var path: String { rawValue }
+    public var family: APIFamily { self == .messages ? .anthropic : .openAI }
+
+    /// Fields that cap the reply, in the order the provider honours them. The first is the one
+    /// Tollgate writes when a request has none.
+    public var outputLimitFields: [String] {
+        switch self {
+        case .chatCompletions: return ["max_completion_tokens", "max_tokens"]
+        case .completions, .messages: return ["max_tokens"]
+        case .responses: return ["max_output_tokens"]
+        case .embeddings: return []
+        }
+    }
+
+    /// The provider's own default reply cap when the request sets none (nil: the model's maximum).
+    public var providerDefaultOutputTokens: Int64? {
+        switch self {
+        case .completions: return 16 // legacy completions default max_tokens
+        case .embeddings: return 0
+        default: return nil
+        }
+    }
+
+    public var hasOutput: Bool { self != .embeddings }
+
+    /// Reads the usage this route reports in a complete (non-streamed) JSON response.
+    public func usage(inResponse body: JSONValue) -> TokenUsage? {
+        guard let usage = body["usage"], !usage.isNull else { return nil }
+        switch self {
+        case .chatCompletions, .completions, .embeddings: return TokenUsage.openAI(usage)
+        case .responses: return TokenUsage.openAIResponses(usage)
+        case .messages: return TokenUsage.anthropic(usage)
+        }
+    }
+}
