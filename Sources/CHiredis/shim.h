@@ -13,4 +13,6 @@ static inline redisContext *tg_redis_connect_ms(const char *host, int port, long
     struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
     return redisConnectWithTimeout(host, port, tv);
 }
+/// The context's error text (a char array in the struct, awkward to read from Swift).
+static inline const char *tg_redis_errstr(redisContext *c) { return c->errstr; }
 #endif

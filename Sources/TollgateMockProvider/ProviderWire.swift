@@ -1,0 +1,118 @@
+import Hummingbird
+import TollgateCore
+
+/// Which provider's conventions a route follows: error JSON, SSE framing, id headers.
+enum ProviderFamily: Sendable {
+    case openAI, anthropic
+
+    /// The family's error body. The shapes are the providers' own so the proxy's error handling
+    /// is exercised against what it will really see.
+    func errorJSON(type: String, message: String) -> String {
+        switch self {
+        case .openAI:
+            return #"{"error":{"message":\#(jsonQuoted(message)),"type":\#(jsonQuoted(type)),"param":null,"code":null}}"#
+        case .anthropic:
+            return #"{"type":"error","error":{"type":\#(jsonQuoted(type)),"message":\#(jsonQuoted(message))}}"#
+        }
+    }
+
+    /// The error type a forced failure (`X-Mock-Status`) reports.
+    var failureType: String {
+        switch self {
+        case .openAI: "server_error"
+        case .anthropic: "api_error"
+        }
+    }
+
+    /// Both providers tag every response with a request id; proxies often log it.
+    var requestIDField: HTTPField {
+        switch self {
+        case .openAI: HTTPField(name: HTTPField.Name("x-request-id")!, value: MockIdentity.id("req_"))
+        case .anthropic: HTTPField(name: HTTPField.Name("request-id")!, value: MockIdentity.id("req_"))
+        }
+    }
+
+    func error(_ status: HTTPResponse.Status, type: String, message: String) -> Response {
+        json(errorJSON(type: type, message: message), status: status)
+    }
+
+    func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json", requestIDField.name: requestIDField.value],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// A `text/event-stream` response that writes and flushes each event on its own, paced by
+    /// `X-Mock-Chunk-Delay-Ms`. With `X-Mock-Drop-After-Chunks: N` it throws after N events:
+    /// Hummingbird then closes the connection mid-body, the way a provider outage looks to a proxy.
+    /// A stream with N or fewer events completes normally.
+    func eventStream(_ events: [String], knobs: MockKnobs) -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", requestIDField.name: requestIDField.value],
+            body: ResponseBody { writer in
+                for (index, event) in events.enumerated() {
+                    if let drop = knobs.dropAfterEvents, index >= drop { throw StreamDropped() }
+                    if index > 0, let delay = knobs.chunkDelay { try await Task.sleep(for: delay) }
+                    try await writer.write(ByteBuffer(string: event))
+                }
+                try await writer.finish(nil)
+            })
+    }
+}
+
+/// Thrown from a response body to tear its connection down (`X-Mock-Drop-After-Chunks`).
+struct StreamDropped: Error {}
+
+/// SSE framing: OpenAI chat/completions send bare `data:` lines; Anthropic and the Responses API
+/// name each event.
+enum SSE {
+    static func data(_ json: String) -> String { "data: \(json)\n\n" }
+    static func event(_ name: String, _ json: String) -> String { "event: \(name)\ndata: \(json)\n\n" }
+    static let done = "data: [DONE]\n\n"
+}
+
+/// A parsed request as a route handler sees it, after latency and fault knobs were applied.
+struct MockCall: Sendable {
+    let body: JSONValue
+    let headers: HTTPFields
+    let knobs: MockKnobs
+    let family: ProviderFamily
+
+    var model: String { body["model"]?.string ?? "mock-model" }
+    var isStream: Bool { body["stream"]?.bool == true }
+    /// OpenAI only reports usage in a stream when asked, and then puts `"usage":null` on every chunk.
+    var includeUsage: Bool { body["stream_options"]?["include_usage"]?.bool == true }
+    /// The smallest of the given cap fields present in the body (nil: no cap).
+    func cap(_ fields: String...) -> Int? {
+        fields.compactMap { body[$0]?.int }.map { max(0, Int($0)) }.min()
+    }
+}
+
+extension Router {
+    /// Adds a provider route: applies `X-Mock-Latency-Ms` and `X-Mock-Status`, rejects bodies that
+    /// are not JSON objects the way the provider would, then hands over to `reply`.
+    func mockRoute(
+        _ method: HTTPRequest.Method, _ path: RouterPath, family: ProviderFamily,
+        reply: @escaping @Sendable (MockCall) async throws -> Response
+    ) {
+        on(path, method: method) { request, _ in
+            let knobs = MockKnobs(headers: request.headers)
+            if let latency = knobs.latency { try await Task.sleep(for: latency) }
+            if let status = knobs.failureStatus {
+                return family.error(status, type: family.failureType, message: "mock failure")
+            }
+            var request = request
+            let bytes = try await request.collectBody(upTo: MockProvider.maxBodyBytes)
+            var body = JSONValue.object([])
+            if method == .post {
+                guard let parsed = try? JSONValue.parse(bytes.readableBytesView), case .object = parsed else {
+                    return family.error(.badRequest, type: "invalid_request_error", message: "mock: the request body is not a JSON object")
+                }
+                body = parsed
+            }
+            return try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family))
+        }
+    }
+}

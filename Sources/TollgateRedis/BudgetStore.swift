@@ -1,0 +1,88 @@
+import Logging
+import TollgateCore
+
+/// The budget's Redis side: reserve → (renew) → settle, each one EVALSHA of a script in `lua/`.
+/// The decision itself lives in `lua/reserve_v1.lua`; this type only frames the call.
+public struct BudgetStore: Sendable {
+    public struct Policy: Sendable {
+        public var defaultDailyLimit: NanoUSD
+        public var defaultMonthlyLimit: NanoUSD
+        public var leaseSeconds: Int
+        public var dayGraceSeconds: Int
+        public var monthGraceSeconds: Int
+        /// How long a reaped lease is remembered so a late settle still charges once.
+        public var reapedRetentionSeconds = 86_400
+        /// UTC offset of the budget timezone, asked per call so DST changes apply.
+        public var utcOffsetSeconds: @Sendable () -> Int64
+        /// Shifts Redis TIME inside the scripts. Production: 0. Tests use it to cross midnight.
+        public var clockOffsetSeconds: Int64 = 0
+
+        public init(defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, leaseSeconds: Int,
+                    dayGraceSeconds: Int, monthGraceSeconds: Int, utcOffsetSeconds: @escaping @Sendable () -> Int64) {
+            self.defaultDailyLimit = defaultDailyLimit
+            self.defaultMonthlyLimit = defaultMonthlyLimit
+            self.leaseSeconds = leaseSeconds
+            self.dayGraceSeconds = dayGraceSeconds
+            self.monthGraceSeconds = monthGraceSeconds
+            self.utcOffsetSeconds = utcOffsetSeconds
+        }
+    }
+
+    public let redis: RedisConnection
+    public let scripts: BudgetScripts
+    public var policy: Policy
+
+    public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
+        self.redis = redis
+        self.scripts = scripts
+        self.policy = policy
+    }
+
+    /// Reserves the estimate (possibly with fewer output tokens, when the estimate allows it)
+    /// or says which limit refuses it.
+    public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate) async throws -> ReserveOutcome {
+        let keys = RedisKeys(client)
+        let args = [
+            keys.base, String(policy.clockOffsetSeconds), String(policy.utcOffsetSeconds()), reservation.rawValue,
+            String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
+            String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens),
+            String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value),
+            String(policy.leaseSeconds * 1000), String(policy.dayGraceSeconds), String(policy.monthGraceSeconds),
+            String(policy.reapedRetentionSeconds),
+        ]
+        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases, keys.leaseData], args: args))
+        guard let r = reply.array, r.count == 7, let flag = r[0].int else { throw RedisError.unexpectedReply("reserve_v1: \(reply)") }
+        func int(_ i: Int) throws -> Int64 {
+            guard let v = r[i].int else { throw RedisError.unexpectedReply("reserve_v1 field \(i): \(r[i])") }
+            return v
+        }
+        if flag == 1 {
+            return .granted(BudgetGrant(
+                reservation: reservation, grantedOutputTokens: try int(1), reserved: NanoUSD(try int(2)),
+                limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)), resetsAt: UnixTime(seconds: try int(5)),
+                leasesReaped: Int(try int(6))))
+        }
+        return .refused(BudgetRefusal(
+            period: BudgetPeriod(rawValue: r[1].string ?? "") ?? .daily, limit: NanoUSD(try int(2)),
+            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4))))
+    }
+
+    /// Charges the real cost and releases the reservation. Safe to retry: a second call charges nothing.
+    public func settle(_ client: ClientID, _ reservation: ReservationID, actual: NanoUSD) async throws -> SettleOutcome {
+        let keys = RedisKeys(client)
+        let reply = try await redis.call(.script(scripts.settle, keys: [keys.leases, keys.leaseData],
+                                                 args: [reservation.rawValue, String(max(0, actual.value))]))
+        guard let status = reply.array?.first?.int, let outcome = SettleOutcome(rawValue: Int(status)) else {
+            throw RedisError.unexpectedReply("settle_v1: \(reply)")
+        }
+        return outcome
+    }
+
+    /// Extends a live lease (long streams). False when it was already settled or reaped.
+    public func renew(_ client: ClientID, _ reservation: ReservationID) async throws -> Bool {
+        let keys = RedisKeys(client)
+        let reply = try await redis.call(.script(scripts.renew, keys: [keys.leases, keys.leaseData],
+                                                 args: [reservation.rawValue, String(policy.leaseSeconds * 1000), String(policy.clockOffsetSeconds)]))
+        return reply.int == 1
+    }
+}

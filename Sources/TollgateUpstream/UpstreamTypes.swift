@@ -1,0 +1,45 @@
+/// A request to a provider, ready to send.
+public struct UpstreamRequest: Sendable {
+    public var url: String
+    public var method: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(url: String, method: String, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.url = url
+        self.method = method
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// Status line and headers of the provider's final response (1xx and redirects skipped).
+public struct UpstreamResponseHead: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+
+    public func header(_ name: String) -> String? {
+        headers.last(where: { $0.name.lowercased() == name.lowercased() })?.value
+    }
+}
+
+/// What a transfer produces, in order: one head, body chunks as they arrive, then the end.
+public enum UpstreamPart: Sendable {
+    case head(UpstreamResponseHead)
+    case body([UInt8])
+    case end
+    case failed(UpstreamError)
+}
+
+public struct UpstreamError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Nothing reached the provider (DNS, refused, connect timeout): nothing can have been billed.
+        case connect
+        /// The provider was reached but the transfer broke or timed out mid-way.
+        case transfer
+        case cancelled
+    }
+    public var kind: Kind
+    public var message: String
+    public var description: String { message }
+}
