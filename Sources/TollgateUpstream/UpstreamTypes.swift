@@ -41,5 +41,9 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible, Equatable
     }
     public var kind: Kind
     public var message: String
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
     public var description: String { message }
 }

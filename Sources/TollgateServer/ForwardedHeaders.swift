@@ -1,0 +1,49 @@
+import HTTPTypes
+import TollgateCore
+import TollgateUpstream
+
+/// Which headers cross Tollgate, in each direction.
+enum ForwardedHeaders {
+    /// Hop-by-hop or recomputed by curl. `accept-encoding` is dropped so the provider answers
+    /// uncompressed: Tollgate must read `usage` out of the body.
+    static let requestSkip: Set<String> = [
+        "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+        "expect", "accept-encoding", "proxy-connection", "proxy-authorization",
+    ]
+    static let responseSkip: Set<String> = ["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"]
+
+    /// The client's headers minus the identity header and hop-by-hop ones; the provider key
+    /// replaces the client's credentials when one is configured.
+    static func upstream(from fields: HTTPFields, idHeader: String, family: APIFamily, providerKey: String?) -> [(name: String, value: String)] {
+        let id = idHeader.lowercased()
+        var out: [(name: String, value: String)] = []
+        for field in fields {
+            let name = field.name.canonicalName
+            if name == id || requestSkip.contains(name) { continue }
+            if providerKey != nil, name == "authorization" || name == "x-api-key" { continue }
+            out.append((field.name.rawName, field.value))
+        }
+        if let key = providerKey {
+            out.append(family == .anthropic ? ("x-api-key", key) : ("Authorization", "Bearer \(key)"))
+        }
+        return out
+    }
+
+    static func client(from head: UpstreamResponseHead) -> HTTPFields {
+        var fields = HTTPFields()
+        for (name, value) in head.headers where !responseSkip.contains(name.lowercased()) {
+            if let n = HTTPField.Name(name) { fields.append(HTTPField(name: n, value: value)) }
+        }
+        return fields
+    }
+
+    static func budget(_ grant: BudgetGrant) -> [(HTTPField.Name, String)] {
+        [(.budgetLimit, grant.limit.usdString), (.budgetRemaining, grant.remaining.usdString), (.budgetResetsAt, grant.resetsAt.rfc3339)]
+    }
+}
+
+extension HTTPField.Name {
+    static let budgetLimit = HTTPField.Name("X-Budget-Limit-USD")!
+    static let budgetRemaining = HTTPField.Name("X-Budget-Remaining-USD")!
+    static let budgetResetsAt = HTTPField.Name("X-Budget-Resets-At")!
+}

@@ -1,0 +1,108 @@
+import Hummingbird
+import NIOCore
+import TollgateCore
+import TollgateRedis
+import TollgateUpstream
+
+/// Every way Tollgate itself answers instead of the provider, rendered in the route's API
+/// family shape so the official SDKs raise their usual status error with a readable body.
+enum ProxyError: Error {
+    case missingClientID(header: String)
+    case invalidClientID(header: String)
+    case badRequest(RequestProblem)
+    case bodyTooLarge(limit: Int)
+    case unknownModel(String, pricing: String)
+    case budgetExceeded(BudgetRefusal, client: ClientID, status: Int)
+    case budgetUnavailable(RedisError)
+    case upstreamUnavailable(UpstreamError, provider: String)
+    case notFound(method: String, path: String)
+
+    var status: HTTPResponse.Status {
+        switch self {
+        case .missingClientID, .invalidClientID, .badRequest, .unknownModel: return .badRequest
+        case .bodyTooLarge: return .contentTooLarge
+        case .budgetExceeded(_, _, let status): return .init(code: status)
+        case .budgetUnavailable: return .serviceUnavailable
+        case .upstreamUnavailable: return .badGateway
+        case .notFound: return .notFound
+        }
+    }
+
+    var type: String {
+        switch self {
+        case .missingClientID, .invalidClientID, .badRequest, .unknownModel, .bodyTooLarge: return "invalid_request_error"
+        case .budgetExceeded: return "budget_exceeded"
+        case .budgetUnavailable: return "budget_unavailable"
+        case .upstreamUnavailable: return "upstream_unavailable"
+        case .notFound: return "not_found_error"
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .missingClientID(let header):
+            return "Missing \(header) header. Send \(header): <your client id> with every request (\(ClientID.rule)), or ask the operator to set clients.unknown: default."
+        case .invalidClientID(let header):
+            return "Invalid \(header) header. A client id is \(ClientID.rule)."
+        case .badRequest(let problem):
+            return problem.message
+        case .bodyTooLarge(let limit):
+            return "The request body is larger than \(limit / 1_048_576) MiB. Send a smaller request."
+        case .unknownModel(let model, let pricing):
+            return "Model '\(model)' is not in the pricing table (\(pricing)), so its cost cannot be bounded. Use a listed model, add it to the pricing file, or configure default_price."
+        case .budgetExceeded(let r, let client, _):
+            return "Client '\(client)' has reached its \(r.period.rawValue) budget of $\(r.limit.usdString) (spent $\(r.spent.usdString), reserved by in-flight requests $\(r.reserved.usdString)). It resets at \(r.resetsAt.rfc3339); ask an operator to raise the limit, or send a request with a smaller max_tokens."
+        case .budgetUnavailable(let e):
+            return "Tollgate cannot reach its budget store (\(e)), so the request was not forwarded. Retry shortly; if it persists, check that Redis is up."
+        case .upstreamUnavailable(let e, let provider):
+            return "Could not reach the provider at \(provider): \(e.message). Nothing was charged; retry later."
+        case .notFound(let method, let path):
+            return "Tollgate does not proxy \(method) \(path). Supported: POST \(ProxyRoute.allCases.map(\.path).joined(separator: ", ")) and GET /v1/models."
+        }
+    }
+
+    /// Extra fields a program can act on (the budget ones).
+    var details: [(String, String)] {
+        guard case .budgetExceeded(let r, let client, _) = self else { return [] }
+        return [
+            ("client_id", jsonQuoted(client.rawValue)), ("limit_type", jsonQuoted(r.period.rawValue)),
+            ("limit_usd", r.limit.usdString), ("spent_usd", r.spent.usdString),
+            ("reserved_usd", r.reserved.usdString), ("resets_at", jsonQuoted(r.resetsAt.rfc3339)),
+        ]
+    }
+
+    func response(family: APIFamily, now: UnixTime = .now) -> Response {
+        let fields = [("type", jsonQuoted(type)), ("code", jsonQuoted(code)), ("message", jsonQuoted(message))] + details
+        let inner = "{" + fields.map { "\(jsonQuoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+        let body = family == .anthropic ? "{\"type\":\"error\",\"error\":\(inner)}" : "{\"error\":\(inner)}"
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if case .budgetExceeded(let r, _, let status) = self, status == 429 {
+            headers[.retryAfter] = String(max(1, r.resetsAt.seconds - now.seconds))
+        }
+        if case .budgetUnavailable = self { headers[.retryAfter] = "1" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    var code: String {
+        switch self {
+        case .missingClientID: return "missing_client_id"
+        case .invalidClientID: return "invalid_client_id"
+        case .badRequest: return "invalid_request"
+        case .bodyTooLarge: return "request_too_large"
+        case .unknownModel: return "unknown_model"
+        default: return type
+        }
+    }
+}
+
+extension UnixTime {
+    static var now: UnixTime {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UnixTime(seconds: Int64(ts.tv_sec))
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

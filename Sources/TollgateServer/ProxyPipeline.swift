@@ -1,0 +1,157 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import TollgateCore
+import TollgateRedis
+import TollgateUpstream
+
+/// A paid request's whole journey, top to bottom:
+/// identify → estimate → reserve → forward → stream or collect → settle → log.
+/// The budget itself is decided in `lua/reserve_v1.lua` (called through `BudgetStore.reserve`).
+struct ProxyPipeline: Sendable {
+    let config: TollgateConfig
+    let prices: PriceTable
+    let estimator: CostEstimator
+    let budget: BudgetStore
+    let upstream: UpstreamClient
+    let providerKeys: [APIFamily: String]
+    let logger: Logger
+    static let maxBodyBytes = 64 << 20
+
+    func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
+        do {
+            return try await run(route, request, context)
+        } catch let error as ProxyError {
+            logger.info("refused", metadata: ["route": "\(route.path)", "status": "\(error.status.code)", "reason": "\(error.code)"])
+            return error.response(family: route.family)
+        } catch {
+            return ProxyError.badRequest(.invalidJSON("\(error)")).response(family: route.family)
+        }
+    }
+
+    private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async throws -> Response {
+        // 1. Identify the client.
+        let client = try identify(request.headers)
+
+        // 2. Read the body and estimate the worst case.
+        let bytes = try await readBody(request)
+        let scanned: ScannedRequest
+        do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+        guard let price = prices.price(for: scanned.model) else {
+            throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
+        }
+        let estimate = estimator.estimate(scanned, route: route, price: price)
+
+        // 3. Reserve it, or refuse without sending anything upstream.
+        let reservation = ReservationID.random()
+        let grant: BudgetGrant
+        do {
+            switch try await budget.reserve(client, reservation, estimate: estimate) {
+            case .granted(let g): grant = g
+            case .refused(let r): throw ProxyError.budgetExceeded(r, client: client, status: config.budget.exceededStatus)
+            }
+        } catch let error as RedisError {
+            // Fail closed. An unknown outcome may have left a lease: the reaper releases it.
+            throw ProxyError.budgetUnavailable(error)
+        }
+        let settlement = Settlement(
+            budget: budget, client: client, reservation: reservation,
+            safetyNetCost: estimate.cost(outputTokens: 1), logger: logger)
+
+        // 4. Forward.
+        var rewrite = BodyRewrite()
+        if config.budget.mode == .strict, route.hasOutput, scanned.outputLimit?.tokens != grant.grantedOutputTokens {
+            rewrite.setOutputLimit(grant.grantedOutputTokens, request: scanned, route: route)
+        }
+        let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
+        if injectUsage { rewrite.requestStreamUsage(scanned) }
+        let transfer = upstream.start(upstreamRequest(route.family, request, body: rewrite.apply(to: scanned)))
+        context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
+
+        var parts = transfer.parts.makeAsyncIterator()
+        guard case .head(let head)? = await parts.next() else {
+            await settlement.settle(.zero) // the provider never answered: nothing to charge
+            throw ProxyError.upstreamUnavailable(UpstreamError(kind: .connect, message: "no response"), provider: config.provider(route.family).baseURL)
+        }
+        var headers = ForwardedHeaders.client(from: head)
+        for (name, value) in ForwardedHeaders.budget(grant) { headers[name] = value }
+        let status = HTTPResponse.Status(code: head.status)
+
+        // 5a. Streams pass through event by event and settle when they end, however they end.
+        if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
+            let relay = StreamRelay(
+                route: route, price: price, estimate: estimate, settlement: settlement, transfer: transfer,
+                hideInjectedUsage: injectUsage, budget: budget, leaseSeconds: config.budget.leaseSeconds, logger: logger)
+            return Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) })
+        }
+
+        // 5b. Everything else is collected, priced from its usage, settled, then returned.
+        var body = ByteBuffer()
+        while let part = await parts.next() {
+            switch part {
+            case .body(let chunk): body.writeBytes(chunk)
+            case .head, .end: continue
+            case .failed(let e):
+                await settlement.settle(.zero) // charge only what the provider reports: nothing arrived
+                throw ProxyError.upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+            }
+        }
+        let usage = (200..<300).contains(head.status)
+            ? (try? JSONValue.parse(body.readableBytesView)).flatMap(route.usage(inResponse:)) : nil
+        let cost = usage.map(price.cost(of:)) ?? .zero
+        await settlement.settle(cost)
+        logger.info("forwarded", metadata: [
+            "client": "\(client)", "route": "\(route.path)", "model": "\(scanned.model)", "status": "\(head.status)",
+            "estimate_usd": "\(grant.reserved.usdString)", "cost_usd": "\(cost.usdString)",
+        ])
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+    }
+
+    /// `GET /v1/models`: passed through at no cost (Anthropic's when the request speaks Anthropic).
+    func passThrough(_ request: Request, _ context: TollgateRequestContext) async -> Response {
+        let family: APIFamily = request.headers[HTTPField.Name("anthropic-version")!] != nil ? .anthropic : .openAI
+        let transfer = upstream.start(upstreamRequest(family, request, body: []))
+        context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
+        var head: UpstreamResponseHead?
+        var body = ByteBuffer()
+        for await part in transfer.parts {
+            switch part {
+            case .head(let h): head = h
+            case .body(let chunk): body.writeBytes(chunk)
+            case .end: break
+            case .failed(let e):
+                return ProxyError.upstreamUnavailable(e, provider: config.provider(family).baseURL).response(family: family)
+            }
+        }
+        guard let head else { return ProxyError.notFound(method: "GET", path: request.uri.path).response(family: family) }
+        return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
+    }
+
+    func identify(_ headers: HTTPFields) throws -> ClientID {
+        let header = config.clients.idHeader
+        guard let raw = headers[HTTPField.Name(header)!] else {
+            if config.clients.unknown == .default { return config.clients.defaultClient }
+            throw ProxyError.missingClientID(header: header)
+        }
+        guard let id = ClientID(raw) else { throw ProxyError.invalidClientID(header: header) }
+        return id
+    }
+
+    func readBody(_ request: Request) async throws -> [UInt8] {
+        do {
+            let buffer = try await request.body.collect(upTo: Self.maxBodyBytes)
+            return Array(buffer.readableBytesView)
+        } catch {
+            throw ProxyError.bodyTooLarge(limit: Self.maxBodyBytes)
+        }
+    }
+
+    func upstreamRequest(_ family: APIFamily, _ request: Request, body: [UInt8]) -> UpstreamRequest {
+        var url = config.provider(family).baseURL + request.uri.path
+        if let query = request.uri.query, !query.isEmpty { url += "?" + query }
+        let headers = ForwardedHeaders.upstream(
+            from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family])
+        return UpstreamRequest(url: url, method: request.method.rawValue, headers: headers, body: body)
+    }
+}

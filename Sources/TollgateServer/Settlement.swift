@@ -1,0 +1,60 @@
+import Logging
+import Synchronization
+import TollgateCore
+import TollgateRedis
+
+/// Settles one reservation exactly once, whichever way the request ends (normal end, client
+/// gone, upstream error). `settle_v1.lua` is idempotent, so a settle whose reply was lost is
+/// retried safely; if Redis stays away the lease is eventually reaped and the spend is logged.
+final class Settlement: Sendable {
+    let budget: BudgetStore
+    let client: ClientID
+    let reservation: ReservationID
+    let logger: Logger
+    /// Charged if this object dies unsettled (the response body never ran): input bound + 1 token.
+    let safetyNetCost: NanoUSD
+    private let done = Atomic<Bool>(false)
+
+    init(budget: BudgetStore, client: ClientID, reservation: ReservationID, safetyNetCost: NanoUSD, logger: Logger) {
+        self.budget = budget
+        self.client = client
+        self.reservation = reservation
+        self.safetyNetCost = safetyNetCost
+        self.logger = logger
+    }
+
+    var isSettled: Bool { done.load(ordering: .acquiring) }
+
+    /// Returns false when this reservation was already settled by another path.
+    @discardableResult
+    func settle(_ cost: NanoUSD) async -> Bool {
+        guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
+        do {
+            _ = try await budget.settle(client, reservation, actual: cost)
+        } catch {
+            Self.retryInBackground(budget: budget, client: client, reservation: reservation, cost: cost, logger: logger, firstError: error)
+        }
+        return true
+    }
+
+    static func retryInBackground(budget: BudgetStore, client: ClientID, reservation: ReservationID, cost: NanoUSD, logger: Logger, firstError: any Error) {
+        logger.warning("settle failed, retrying", metadata: ["client": "\(client)", "reservation": "\(reservation)", "error": "\(firstError)"])
+        Task {
+            var delay: UInt64 = 100_000_000
+            for _ in 0..<12 {
+                try? await Task.sleep(nanoseconds: delay)
+                if (try? await budget.settle(client, reservation, actual: cost)) != nil { return }
+                delay = min(delay * 2, 5_000_000_000)
+            }
+            logger.error("settle abandoned; the lease will be reaped and this spend is not recorded",
+                         metadata: ["client": "\(client)", "reservation": "\(reservation)", "cost_usd": "\(cost.usdString)"])
+        }
+    }
+
+    deinit {
+        guard !done.load(ordering: .acquiring) else { return }
+        let (budget, client, reservation, cost, logger) = (self.budget, self.client, self.reservation, safetyNetCost, self.logger)
+        Task { _ = try? await budget.settle(client, reservation, actual: cost) }
+        logger.warning("request ended without a settle; charged the safety-net cost", metadata: ["reservation": "\(reservation)"])
+    }
+}

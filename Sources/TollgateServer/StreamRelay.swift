@@ -1,0 +1,69 @@
+import Hummingbird
+import Logging
+import NIOCore
+import TollgateCore
+import TollgateRedis
+import TollgateUpstream
+
+/// Passes an SSE stream to the client event by event (never buffering the whole response),
+/// follows the usage it reports, keeps the lease alive, and settles once when it ends:
+/// with the provider's usage on a normal end, otherwise with what was streamed so far.
+struct StreamRelay: Sendable {
+    let route: ProxyRoute
+    let price: ModelPrice
+    let estimate: CostEstimate
+    let settlement: Settlement
+    let transfer: UpstreamTransfer
+    let hideInjectedUsage: Bool
+    let budget: BudgetStore
+    let leaseSeconds: Int
+    let logger: Logger
+
+    func run(_ writer: inout any ResponseBodyWriter) async throws {
+        var parser = SSEParser()
+        var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
+        let renewal = renewLease()
+        defer { renewal.cancel() }
+
+        var completed = false
+        var clientGone = false
+        streaming: for await part in transfer.parts {
+            switch part {
+            case .head: continue
+            case .body(let chunk):
+                for event in parser.feed(chunk) {
+                    guard let out = tracker.observe(event) else { continue }
+                    do {
+                        try await writer.write(ByteBuffer(bytes: out))
+                    } catch {
+                        clientGone = true
+                        transfer.cancel()
+                        break streaming
+                    }
+                }
+            case .end:
+                completed = true
+            case .failed:
+                break streaming
+            }
+        }
+        let usage = completed && tracker.usage != nil ? tracker.usage! : tracker.fallbackUsage(inputTokenBound: estimate.inputTokenBound)
+        await settlement.settle(price.cost(of: usage))
+        if clientGone { throw CancellationError() }
+        if !parser.buffered.isEmpty { try? await writer.write(ByteBuffer(bytes: parser.buffered)) }
+        try await writer.finish(nil)
+    }
+
+    /// Renews the lease every third of its length while the stream runs, so a long stream is
+    /// never reaped as if its replica had died.
+    func renewLease() -> Task<Void, Never> {
+        let (budget, settlement, interval) = (budget, settlement, UInt64(leaseSeconds) * 1_000_000_000 / 3)
+        return Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: interval)
+                if Task.isCancelled || settlement.isSettled { return }
+                _ = try? await budget.renew(settlement.client, settlement.reservation)
+            }
+        }
+    }
+}
