@@ -16,6 +16,14 @@ public struct CostEstimate: Sendable, Equatable {
     public var requestedOutputTokens: Int64
     public var minimumOutputTokens: Int64
 
+    public init(inputTokenBound: Int64, fixedCost: NanoUSD, perOutputToken: NanoUSD, requestedOutputTokens: Int64, minimumOutputTokens: Int64) {
+        self.inputTokenBound = inputTokenBound
+        self.fixedCost = fixedCost
+        self.perOutputToken = perOutputToken
+        self.requestedOutputTokens = requestedOutputTokens
+        self.minimumOutputTokens = minimumOutputTokens
+    }
+
     public var worstCase: NanoUSD { NanoUSD(fixedCost.value + perOutputToken.value * requestedOutputTokens) }
     public func cost(outputTokens: Int64) -> NanoUSD { NanoUSD(fixedCost.value + perOutputToken.value * outputTokens) }
 }

@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import TollgateCore
+import TollgateRedis
+
+/// The real redis-server `make test` starts (TOLLGATE_TEST_REDIS_URL). Tests never mock Redis;
+/// each test uses its own client ids, so tests run in parallel against one server.
+enum TestRedis {
+    static let url = ProcessInfo.processInfo.environment["TOLLGATE_TEST_REDIS_URL"] ?? "redis://127.0.0.1:6379/0"
+    static let endpoint = RedisEndpoint(url: url)!
+    static let logger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .warning
+        return l
+    }()
+    static let scripts = try! BudgetScripts.load()
+
+    static func connection() -> RedisConnection {
+        RedisConnection(endpoint: endpoint, timeoutMilliseconds: 2_000, scripts: scripts.all, logger: logger)
+    }
+
+    static let shared = connection()
+
+    static func hash(_ key: String) async throws -> [String: String] {
+        try await shared.call(.command(["HGETALL", key])).hash
+    }
+
+    static func int(_ key: String, _ field: String) async throws -> Int64 {
+        Int64(try await hash(key)[field] ?? "0") ?? 0
+    }
+
+    static func uniqueClient(_ label: String = "t") -> ClientID {
+        ClientID("\(label)-\(UUID().uuidString.prefix(13))")!
+    }
+
+    /// Today's day and month keys as the scripts name them (UTC, Redis TIME plus an offset).
+    static func periodKeys(_ client: ClientID, clockOffset: Int64 = 0) async throws -> (day: String, month: String) {
+        let time = try await shared.call(.command(["TIME"])).array!
+        let now = UnixTime(seconds: time[0].int! + clockOffset)
+        let day = CivilDate.dayString(now, utcOffset: 0)
+        let keys = RedisKeys(client)
+        return (keys.day(day), keys.month(String(day.prefix(7))))
+    }
+}
+
+extension BudgetStore {
+    static func forTests(dailyUSD: Int64 = 10, monthlyUSD: Int64 = 200, leaseSeconds: Int = 600, clockOffset: Int64 = 0) -> BudgetStore {
+        var policy = Policy(
+            defaultDailyLimit: NanoUSD(dailyUSD * NanoUSD.perUSD), defaultMonthlyLimit: NanoUSD(monthlyUSD * NanoUSD.perUSD),
+            leaseSeconds: leaseSeconds, dayGraceSeconds: 3600, monthGraceSeconds: 3600, utcOffsetSeconds: { 0 })
+        policy.clockOffsetSeconds = clockOffset
+        return BudgetStore(redis: TestRedis.shared, scripts: TestRedis.scripts, policy: policy)
+    }
+
+    func withClock(_ offset: Int64) -> BudgetStore {
+        var copy = self
+        copy.policy.clockOffsetSeconds = offset
+        return copy
+    }
+}
+
+extension CostEstimate {
+    /// A fixed-price request: `nano` nano-USD, no output tokens to clamp.
+    static func fixed(_ nano: Int64) -> CostEstimate {
+        CostEstimate(inputTokenBound: 1, fixedCost: NanoUSD(nano), perOutputToken: .zero, requestedOutputTokens: 0, minimumOutputTokens: 0)
+    }
+}
