@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries behind tiny shim modules.
@@ -42,6 +43,7 @@ let package = Package(
             dependencies: [
                 "TollgateCore", "TollgateRedis", "TollgateUpstream",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -49,7 +51,12 @@ let package = Package(
             ]),
         .target(
             name: "TollgateMockProvider",
-            dependencies: ["TollgateCore", .product(name: "Hummingbird", package: "hummingbird")]),
+            dependencies: [
+                "TollgateCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "tollgate",
             dependencies: [

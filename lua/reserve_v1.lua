@@ -1,5 +1,5 @@
 --[[ reserve_v1 — the budget decision. Called by TollgateRedis/BudgetStore.swift (`reserve`),
-which also parses the reply (ReserveReply in TollgateCore/BudgetDecision.swift).
+which also parses the reply into TollgateCore's ReserveOutcome (BudgetDecision.swift).
 
 Why the name carries a version: during a rolling deploy old and new replicas share one Redis.
 An old replica must never call new semantics under an old name, so a changed contract gets a

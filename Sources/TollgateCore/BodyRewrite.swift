@@ -7,7 +7,10 @@ public struct BodyRewrite: Sendable {
     public var isEmpty: Bool { edits.isEmpty }
 
     /// Sets a top-level member to raw JSON text, replacing it when present.
-    public mutating func set(_ key: String, json: String) { edits.append((key, json)) }
+    public mutating func set(_ key: String, json: String) {
+        edits.removeAll { $0.key == key }
+        edits.append((key, json))
+    }
 
     /// Sets the reply cap Tollgate granted, in the field the client used (or the route's own).
     public mutating func setOutputLimit(_ tokens: Int64, request: ScannedRequest, route: ProxyRoute) {

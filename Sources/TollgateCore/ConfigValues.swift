@@ -104,7 +104,7 @@ struct ConfigValues {
         if present.contains("providers.openai.api_key_env") { c.openAI.apiKeyEnv = string("providers.openai.api_key_env") }
         if present.contains("providers.anthropic.api_key_env") { c.anthropic.apiKeyEnv = string("providers.anthropic.api_key_env") }
         c.pricingFile = string("pricing_file")
-        if present.contains("default_price"), scalars["default_price.input"] != nil || scalars["default_price.output"] != nil {
+        if scalars.keys.contains(where: { $0.hasPrefix("default_price.") }) {
             var node: Node.Mapping = [:]
             for field in ["input", "cached_input", "cache_write", "output", "reasoning", "max_output_tokens"] {
                 if let v = scalars["default_price." + field] { node[Node(field)] = Node(v) }
@@ -161,6 +161,7 @@ public struct RedisEndpoint: Sendable, Equatable {
         guard let u = URLComponents(string: url), u.scheme == "redis", let host = u.host, !host.isEmpty,
               u.user == nil, u.password == nil else { return nil }
         self.host = host
+        guard (1...65535).contains(u.port ?? 6379) else { return nil }
         self.port = u.port ?? 6379
         let path = u.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         guard let db = path.isEmpty ? 0 : Int(path), db >= 0 else { return nil }

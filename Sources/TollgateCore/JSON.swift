@@ -29,7 +29,7 @@ public indirect enum JSONValue: Sendable, Equatable {
     }
 
     public var int: Int64? {
-        if case .number(let text) = self { return Int64(text) }
+        if case .number(let text) = self, text.first != "+" { return Int64(text) }
         return nil
     }
     public var string: String? {
@@ -167,17 +167,26 @@ struct JSONReader {
         }
     }
 
+    /// RFC 8259 number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
     mutating func readNumber() throws(JSONError) -> String {
         let start = i
-        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
-        var digits = 0
-        while i < bytes.count {
-            let b = bytes[i]
-            if (b >= 0x30 && b <= 0x39) { digits += 1; i += 1 }
-            else if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-") { i += 1 }
-            else { break }
+        func digit() -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
+        func digits() throws(JSONError) {
+            guard digit() else { throw fail("malformed number") }
+            while digit() { i += 1 }
         }
-        guard digits > 0 else { i = start; throw fail("unexpected character") }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard digit() else { throw fail(i == start ? "unexpected character" : "malformed number") }
+        if bytes[i] == UInt8(ascii: "0") { i += 1 } else { try digits() }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") { i += 1; try digits() }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            try digits()
+        }
+        if digit() || (i < bytes.count && [UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i])) {
+            throw fail("malformed number")
+        }
         return String(decoding: bytes[start..<i], as: UTF8.self)
     }
 

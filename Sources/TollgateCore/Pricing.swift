@@ -42,7 +42,8 @@ extension PricePerMillion: Comparable {
 
 /// The pricing table: shipped in `Sources/TollgateCore/Resources/pricing.yaml`, replaceable with
 /// `pricing_file`. Dated snapshots resolve to their base model by longest prefix
-/// (`gpt-4o-2024-08-06` → `gpt-4o`, `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`).
+/// (`gpt-4o-2024-08-06` → `gpt-4o`, `claude-sonnet-4-5-20250929` → `claude-sonnet-4-5`); any other
+/// suffix is a different model and must be listed itself.
 public struct PriceTable: Sendable {
     public var models: [String: ModelPrice]
     public var source: String
@@ -57,10 +58,20 @@ public struct PriceTable: Sendable {
     public func price(for model: String) -> ModelPrice? {
         if let p = models[model] { return p }
         var best: (key: String, price: ModelPrice)?
-        for (key, price) in models where model.hasPrefix(key + "-") && key.count > (best?.key.count ?? 0) {
+        for (key, price) in models where key.count > (best?.key.count ?? 0) && Self.isSnapshot(model, of: key) {
             best = (key, price)
         }
         return best?.price ?? defaultPrice
+    }
+
+    /// Only a date suffix makes a snapshot: `o1-pro` is a different (dearer) model than `o1`.
+    static func isSnapshot(_ model: String, of base: String) -> Bool {
+        guard model.hasPrefix(base + "-") else { return false }
+        let suffix = model.dropFirst(base.count + 1)
+        let digits = suffix.filter(\.isASCIIDigit)
+        if suffix.count == 8, digits.count == 8 { return true } // 20250929
+        if suffix.count == 10, digits.count == 8, suffix.split(separator: "-").map(\.count) == [4, 2, 2] { return true } // 2024-08-06
+        return suffix == "latest"
     }
 
     public static func bundled() throws -> PriceTable {

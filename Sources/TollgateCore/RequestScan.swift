@@ -38,8 +38,9 @@ public enum RequestProblem: Error, Equatable, Sendable {
 /// Tollgate counts bytes, plus framing the providers add around each message.
 ///  - 16 tokens per request, 8 per message-like object inside `messages`/`input`/`system`;
 ///  - every string, number and boolean nested in a content-bearing field, by its UTF-8 length;
-///    object keys count too, except the structural keys of messages (covered by the framing);
-///  - an image counts `imageTokens` instead of its URL or base64 data.
+///    object keys count too, except the framing keys of messages (`role`, `content`, `type`, …);
+///  - an image counts `imageTokens` instead of its URL or base64 data (providers resize images);
+///    files, PDFs and audio count their base64 payload byte for byte.
 /// Top-level settings that are not content (`model`, `temperature`, …) are not counted.
 public enum InputTokenBound {
     public static let perRequest: Int64 = 16
@@ -56,34 +57,47 @@ public enum InputTokenBound {
         "prompt_cache_key", "safety_identifier", "verbosity",
     ]
     static let messageContainers: Set<String> = ["messages", "input", "system"]
-    static let binaryKeys: Set<String> = ["url", "data", "file_data", "image_url"]
+    /// Framing keys of messages and content parts, covered by `perMessage`.
+    static let structuralKeys: Set<String> = ["role", "content", "type", "text", "image_url", "source", "media_type", "detail", "cache_control"]
+    /// Where an image's URL or base64 bytes sit; inside an image they count `imageTokens` instead.
+    static let imagePayloadKeys: Set<String> = ["url", "data", "file_data", "image_url"]
     static let imageTypes: Set<String> = ["image_url", "image", "input_image"]
 
     static func count(_ members: [JSONMember]) -> Int64 {
         var total = perRequest
         for m in members where !settingsKeys.contains(m.key) {
-            total += count(m.value, structural: messageContainers.contains(m.key))
+            if messageContainers.contains(m.key), case .array(let messages) = m.value {
+                total += messages.reduce(0) { $0 + perMessage + count($1, inImage: false) }
+            } else {
+                total += count(m.value, inImage: false)
+            }
         }
         return total
     }
 
-    static func count(_ v: JSONValue, structural: Bool) -> Int64 {
+    /// Files, PDFs and audio have no such cap, so their base64 payload counts byte for byte:
+    /// generous, but a bound.
+    static func count(_ v: JSONValue, inImage: Bool) -> Int64 {
         switch v {
         case .null: return 0
         case .bool(let b): return b ? 4 : 5
         case .number(let n): return Int64(n.utf8.count)
         case .string(let s): return Int64(s.utf8.count)
-        case .array(let items): return items.reduce(0) { $0 + count($1, structural: structural) }
+        case .array(let items): return items.reduce(0) { $0 + count($1, inImage: inImage) }
         case .object(let members):
-            var sum: Int64 = structural ? perMessage : 0
-            if let type = v["type"]?.string, imageTypes.contains(type) { sum += imageTokens }
+            var sum: Int64 = 0
+            var image = inImage
+            if let type = v["type"]?.string, imageTypes.contains(type) {
+                sum += imageTokens
+                image = true
+            }
             for (key, value) in members {
-                if binaryKeys.contains(key) {
-                    if case .object = value { sum += count(value, structural: false) }
+                if image, imagePayloadKeys.contains(key) {
+                    if case .object = value { sum += count(value, inImage: true) }
                     continue
                 }
-                if !structural { sum += Int64(key.utf8.count) }
-                sum += count(value, structural: structural)
+                if !structuralKeys.contains(key) { sum += Int64(key.utf8.count) }
+                sum += count(value, inImage: image)
             }
             return sum
         }
@@ -91,6 +105,9 @@ public enum InputTokenBound {
 }
 
 extension ScannedRequest {
+    /// No model replies with more; keeps every cost product far inside Int64 and Lua's 2^53.
+    public static let maxOutputTokens: Int64 = 10_000_000
+
     public init(body: [UInt8], route: ProxyRoute) throws(RequestProblem) {
         var reader = JSONReader(body)
         let members: [JSONMember]
@@ -106,7 +123,9 @@ extension ScannedRequest {
         var outputLimit: (String, Int64)?
         for field in route.outputLimitFields {
             guard let v = member(field), !v.isNull else { continue }
-            guard let n = v.int, n >= 0 else { throw .invalidField(field, "must be a non-negative integer") }
+            guard let n = v.int, (0...Self.maxOutputTokens).contains(n) else {
+                throw .invalidField(field, "must be an integer from 0 to \(Self.maxOutputTokens)")
+            }
             outputLimit = (field, n)
             break
         }

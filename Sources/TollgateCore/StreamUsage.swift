@@ -28,6 +28,9 @@ public struct StreamUsageTracker: Sendable {
                 for c in choices {
                     let text = c["delta"]?["content"]?.string ?? c["text"]?.string ?? c["delta"]?["reasoning_content"]?.string ?? ""
                     countOutput(text)
+                    if case .array(let calls)? = c["delta"]?["tool_calls"] {
+                        for call in calls { countOutput(call["function"]?["arguments"]?.string ?? "") }
+                    }
                 }
             }
             return hideInjectedUsage ? Self.removingNullUsage(event.raw) : event.raw

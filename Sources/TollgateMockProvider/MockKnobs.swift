@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// Request headers that shape the mock's reply. They travel in the request because the proxy

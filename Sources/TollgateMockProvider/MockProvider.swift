@@ -1,4 +1,5 @@
 import Hummingbird
+import ServiceLifecycle
 
 /// A wire-faithful fake of the OpenAI and Anthropic HTTP APIs, for tests, demos and benchmarks.
 /// Replies are deterministic (see `MockCompletion`) and shaped per request by `MockHeader` knobs;
@@ -26,7 +27,7 @@ public struct MockProvider: Sendable {
     /// The Hummingbird application serving `router()`; `onRunning` receives the bound port.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) -> Application<RouterResponder<BasicRequestContext>> {
         Application(
             router: router(),
             configuration: .init(address: .hostname(host, port: port), serverName: "tollgate-mock-provider"),
@@ -50,17 +51,21 @@ public struct MockProvider: Sendable {
         }
         // Tests start many of these; the per-server "started" lines would drown their output.
         app.logger.logLevel = .warning
-        let server = Task { [app] in
+        var configuration = ServiceGroupConfiguration(services: [app], logger: app.logger)
+        // A stream still running (long chunk delays) would hold graceful shutdown open; cut it short.
+        configuration.maximumGracefulShutdownDuration = .seconds(2)
+        let group = ServiceGroup(configuration: configuration)
+        let server = Task {
             // If binding fails the stream must still end, or start() would wait forever.
             defer { reportPort.finish() }
-            try await app.run()
+            try await group.run()
         }
         var ports = boundPorts.makeAsyncIterator()
         guard let boundPort = await ports.next() else {
             try await server.value  // rethrows the bind error
             throw MockProviderError.stoppedBeforeListening
         }
-        return RunningMockProvider(host: host, port: boundPort, recorder: recorder, server: server)
+        return RunningMockProvider(host: host, port: boundPort, recorder: recorder, group: group, server: server)
     }
 }
 
@@ -69,14 +74,16 @@ public struct RunningMockProvider: Sendable {
     public let host: String
     public let port: Int
     public let recorder: MockRecorder
+    let group: ServiceGroup
     let server: Task<Void, any Error>
 
     /// `http://host:port`, to configure as the upstream base URL.
     public var baseURL: String { "http://\(host):\(port)" }
 
-    /// Shuts the server down and waits until it has stopped.
+    /// Shuts the server down gracefully (idle keep-alive connections close at once) and waits
+    /// until it has stopped.
     public func stop() async {
-        server.cancel()
+        await group.triggerGracefulShutdown()
         _ = try? await server.value
     }
 }

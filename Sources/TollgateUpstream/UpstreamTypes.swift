@@ -18,6 +18,11 @@ public struct UpstreamResponseHead: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
 
+    public init(status: Int, headers: [(name: String, value: String)]) {
+        self.status = status
+        self.headers = headers
+    }
+
     public func header(_ name: String) -> String? {
         headers.last(where: { $0.name.lowercased() == name.lowercased() })?.value
     }

@@ -1,0 +1,268 @@
+import Foundation
+import Testing
+@testable import TollgateCore
+
+@Suite("TollgateConfig: defaults and a full file")
+struct ConfigLoadTests {
+    @Test("an empty (or comment-only) file gives the documented defaults", arguments: ["", "\n", "# nothing set\n", "server: ~\n"])
+    func defaults(yaml: String) throws {
+        let c = try TollgateConfig.load(yaml: yaml)
+        #expect(c.server.host == "0.0.0.0")
+        #expect(c.server.port == 8080)
+        #expect(c.redis.url == "redis://127.0.0.1:6379/0")
+        #expect(c.redis.timeoutMilliseconds == 250)
+        #expect(c.openAI.baseURL == "https://api.openai.com")
+        #expect(c.openAI.apiKeyEnv == "OPENAI_API_KEY")
+        #expect(c.anthropic.baseURL == "https://api.anthropic.com")
+        #expect(c.anthropic.apiKeyEnv == "ANTHROPIC_API_KEY")
+        #expect(c.provider(.anthropic).baseURL == c.anthropic.baseURL)
+        #expect(c.pricingFile == nil)
+        #expect(c.defaultPrice == nil)
+        #expect(c.clients.idHeader == "X-Client-ID")
+        #expect(c.clients.unknown == .reject)
+        #expect(c.clients.defaultClient.rawValue == "default")
+        #expect(c.clients.dailyLimit == NanoUSD(usd: "10"))
+        #expect(c.clients.monthlyLimit == NanoUSD(usd: "200"))
+        #expect(c.budget.mode == .strict)
+        #expect(c.budget.timezone == "UTC")
+        #expect(c.budget.leaseSeconds == 600)
+        #expect(c.budget.exceededStatus == 402)
+        #expect(c.budget.dayGraceSeconds == 3_600)
+        #expect(c.budget.monthGraceSeconds == 86_400)
+        #expect(c.budget.minimumReplyTokens == 16)
+        #expect(c.budget.typicalReplyTokens == 1_000)
+        #expect(c.upstream.connectTimeoutMilliseconds == 5_000)
+        #expect(c.upstream.timeoutSeconds == 600)
+        #expect(c.upstream.maxConnections == 256)
+        #expect(c.logLevel == "info")
+        #expect(c.utcOffsetSeconds() == 0)
+    }
+
+    static let full = """
+        server: { host: 127.0.0.1, port: 9090 }
+        redis:
+          url: redis://cache.internal:6380/2
+          timeout_ms: 100
+        providers:
+          openai: { base_url: "http://mock:8081/", api_key_env: MY_OPENAI_KEY }
+          anthropic: { base_url: "https://anthropic.example", api_key_env: ~ }
+        pricing_file: /etc/tollgate/pricing.yaml
+        default_price: { input: 1.25, output: 5, max_output_tokens: 4096 }
+        clients:
+          id_header: X-Team
+          unknown: default
+          default_client: shared-pool
+          default_limits: { daily_usd: 2.50, monthly_usd: "40.000000001" }
+        budget:
+          mode: estimate
+          timezone: Europe/Berlin
+          lease_seconds: 120
+          exceeded_status: 429
+          day_grace_seconds: 60
+          month_grace_seconds: 0
+          min_output_tokens: 32
+          estimate_output_tokens: 2000
+        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16 }
+        log_level: debug
+        """
+
+    @Test("every setting of a full file is read")
+    func fullFile() throws {
+        let c = try TollgateConfig.load(yaml: Self.full)
+        #expect(c.server.host == "127.0.0.1")
+        #expect(c.server.port == 9090)
+        #expect(c.redis.url == "redis://cache.internal:6380/2")
+        #expect(RedisEndpoint(url: c.redis.url) == RedisEndpoint(url: "redis://cache.internal:6380/2"))
+        #expect(RedisEndpoint(url: c.redis.url)?.port == 6380)
+        #expect(RedisEndpoint(url: c.redis.url)?.database == 2)
+        #expect(c.redis.timeoutMilliseconds == 100)
+        #expect(c.openAI.baseURL == "http://mock:8081") // trailing slash dropped
+        #expect(c.openAI.apiKeyEnv == "MY_OPENAI_KEY")
+        #expect(c.anthropic.baseURL == "https://anthropic.example")
+        #expect(c.anthropic.apiKeyEnv == nil) // ~ switches the key off
+        #expect(c.pricingFile == "/etc/tollgate/pricing.yaml")
+        #expect(c.defaultPrice == ModelPrice(input: PricePerMillion(usd: "1.25")!, output: PricePerMillion(usd: "5")!, maxOutputTokens: 4096))
+        #expect(c.clients.idHeader == "X-Team")
+        #expect(c.clients.unknown == .default)
+        #expect(c.clients.defaultClient.rawValue == "shared-pool")
+        #expect(c.clients.dailyLimit == NanoUSD(2_500_000_000))
+        #expect(c.clients.monthlyLimit == NanoUSD(40_000_000_001))
+        #expect(c.budget.mode == .estimate)
+        #expect(c.budget.timezone == "Europe/Berlin")
+        #expect(c.budget.leaseSeconds == 120)
+        #expect(c.budget.exceededStatus == 429)
+        #expect(c.budget.dayGraceSeconds == 60)
+        #expect(c.budget.monthGraceSeconds == 0)
+        #expect(c.budget.minimumReplyTokens == 32)
+        #expect(c.budget.typicalReplyTokens == 2_000)
+        #expect(c.upstream.connectTimeoutMilliseconds == 1_000)
+        #expect(c.upstream.timeoutSeconds == 30)
+        #expect(c.upstream.maxConnections == 16)
+        #expect(c.logLevel == "debug")
+    }
+
+    @Test("a Redis URL reads as host, port and database, with defaults", arguments: [
+        ("redis://127.0.0.1:6379/0", "127.0.0.1", 6379, 0),
+        ("redis://cache", "cache", 6379, 0),
+        ("redis://cache:7000", "cache", 7000, 0),
+        ("redis://cache/5", "cache", 6379, 5),
+    ])
+    func redisEndpoint(url: String, host: String, port: Int, database: Int) throws {
+        let e = try #require(RedisEndpoint(url: url))
+        #expect(e.host == host)
+        #expect(e.port == port)
+        #expect(e.database == database)
+    }
+
+    @Test("the budget timezone's UTC offset follows daylight saving time")
+    func utcOffset() throws {
+        let c = try TollgateConfig.load(yaml: "budget: { timezone: Europe/Berlin }")
+        #expect(c.utcOffsetSeconds(at: Date(timeIntervalSince1970: 1_795_478_400)) == 3_600) // November
+        #expect(c.utcOffsetSeconds(at: Date(timeIntervalSince1970: 1_783_728_000)) == 7_200) // July
+    }
+
+    @Test("no file means defaults; an unreadable file is an error about the file")
+    func files() throws {
+        #expect(try TollgateConfig.load(file: nil, environment: [:]).server.port == 8080)
+        let error = #expect(throws: ConfigError.self) {
+            try TollgateConfig.load(file: "/nonexistent/tollgate.yaml", environment: [:])
+        }
+        #expect(error?.key == "(file)")
+        #expect(error?.message.contains("/nonexistent/tollgate.yaml") == true)
+    }
+}
+
+@Suite("TollgateConfig: mistakes name their key")
+struct ConfigErrorTests {
+    @Test("each invalid value names the bad setting", arguments: [
+        ("budget:\n  mdoe: strict", "budget.mdoe"),
+        ("serverr:\n  port: 1", "serverr"),
+        ("server: { port: 1, prot: 2 }", "server.prot"),
+        ("budget:\n  mode: foo", "budget.mode"),
+        ("budget:\n  mode: Strict", "budget.mode"),
+        ("server:\n  port: 70000", "server.port"),
+        ("server:\n  port: -1", "server.port"),
+        ("server:\n  port: http", "server.port"),
+        ("redis:\n  url: http://localhost:6379", "redis.url"),
+        ("redis:\n  url: redis://:secret@localhost:6379/0", "redis.url"),
+        ("redis:\n  url: redis://localhost/abc", "redis.url"),
+        ("redis:\n  url: localhost:6379", "redis.url"),
+        ("redis:\n  timeout_ms: 0", "redis.timeout_ms"),
+        ("budget:\n  timezone: Mars/Olympus_Mons", "budget.timezone"),
+        ("budget:\n  exceeded_status: 500", "budget.exceeded_status"),
+        ("budget:\n  exceeded_status: 403", "budget.exceeded_status"),
+        ("budget:\n  lease_seconds: 1", "budget.lease_seconds"),
+        ("budget:\n  min_output_tokens: 0", "budget.min_output_tokens"),
+        ("clients:\n  default_limits: { daily_usd: 1.0000000001 }", "clients.default_limits.daily_usd"),
+        ("clients:\n  default_limits: { monthly_usd: -5 }", "clients.default_limits.monthly_usd"),
+        ("clients:\n  default_limits: { monthly_usd: 10000000 }", "clients.default_limits.monthly_usd"),
+        ("clients:\n  default_limits: { daily_usd: ten }", "clients.default_limits.daily_usd"),
+        ("clients:\n  unknown: allow", "clients.unknown"),
+        ("clients:\n  default_client: 'a b'", "clients.default_client"),
+        ("clients:\n  default_client: '{x}'", "clients.default_client"),
+        ("clients:\n  id_header: 'X Client'", "clients.id_header"),
+        ("clients:\n  id_header: ''", "clients.id_header"),
+        ("providers:\n  openai: { base_url: 'ftp://files.example' }", "providers.openai.base_url"),
+        ("providers:\n  anthropic: { base_url: 'not a url' }", "providers.anthropic.base_url"),
+        ("default_price: { output: 1, max_output_tokens: 10 }", "default_price.input"),
+        ("default_price: { input: 1, output: 2 }", "default_price.max_output_tokens"),
+        ("default_price: { input: 0.1234567891, output: 2, max_output_tokens: 1 }", "default_price.input"),
+        ("upstream:\n  max_connections: 0", "upstream.max_connections"),
+        ("log_level: verbose", "log_level"),
+        ("server: [", "(file)"),
+    ])
+    func namesKey(yaml: String, key: String) {
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: yaml) }
+        #expect(error?.key == key)
+        #expect(error.map { !$0.message.isEmpty && $0.description.contains(key) } == true)
+    }
+
+    // BUG: RedisEndpoint trusts URLComponents' port, which is any integer; a typo'd port passes
+    // validation and only fails later as a connection error.
+    @Test("a Redis URL with a port above 65535 is rejected", .bug(id: "core-config-redis-port"))
+    func redisPortRange() {
+        #expect(RedisEndpoint(url: "redis://localhost:70000/0") == nil)
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: "redis: { url: 'redis://localhost:70000/0' }") }
+        #expect(error?.key == "redis.url")
+    }
+
+    // BUG: build() only parses default_price when `input` or `output` is set, so a block with
+    // only the other fields is dropped without a word, unlike every other mistake.
+    @Test("a default_price without input is an error, not silently ignored", .bug(id: "core-config-default-price"))
+    func defaultPriceWithoutInput() {
+        let error = #expect(throws: ConfigError.self) {
+            try TollgateConfig.load(yaml: "default_price: { cached_input: 0.5, max_output_tokens: 4096 }")
+        }
+        #expect(error?.key == "default_price.input")
+    }
+
+    @Test("a limit exactly at the script's 2^53 bound is rejected, one below is accepted")
+    func scriptLimit() throws {
+        #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: "clients: { default_limits: { daily_usd: 9007199.254740992 } }") }
+        let c = try TollgateConfig.load(yaml: "clients: { default_limits: { daily_usd: 9007199.254740991 } }")
+        #expect(c.clients.dailyLimit == NanoUSD(9_007_199_254_740_991))
+    }
+
+    @Test("the error description says where and what")
+    func description() {
+        let e = ConfigError(key: "budget.mode", message: "must be one of strict, estimate (got 'foo')")
+        #expect(e.description == "config error at 'budget.mode': must be one of strict, estimate (got 'foo')")
+    }
+}
+
+@Suite("TollgateConfig: environment overrides")
+struct ConfigEnvironmentTests {
+    static let file = """
+        server: { port: 9000 }
+        redis: { url: "redis://file-host:6379/0" }
+        budget: { mode: strict }
+        """
+
+    @Test("TOLLGATE_PORT, TOLLGATE_REDIS_URL and TOLLGATE_BUDGET_MODE win over the file")
+    func overridesWin() throws {
+        let env = ["TOLLGATE_PORT": "9100", "TOLLGATE_REDIS_URL": "redis://env-host:6390/3", "TOLLGATE_BUDGET_MODE": "estimate"]
+        let c = try TollgateConfig.load(yaml: Self.file, environment: env)
+        #expect(c.server.port == 9100)
+        #expect(c.redis.url == "redis://env-host:6390/3")
+        #expect(c.budget.mode == .estimate)
+    }
+
+    @Test("without the variables the file's values stand; unrelated variables are ignored")
+    func fileStands() throws {
+        let c = try TollgateConfig.load(yaml: Self.file, environment: ["PATH": "/usr/bin", "TOLLGATE_PORTS": "1"])
+        #expect(c.server.port == 9000)
+        #expect(c.redis.url == "redis://file-host:6379/0")
+        #expect(c.budget.mode == .strict)
+    }
+
+    @Test("every documented override reaches its setting")
+    func allOverrides() throws {
+        let env = [
+            "TOLLGATE_HOST": "::1", "TOLLGATE_REDIS_TIMEOUT_MS": "50",
+            "TOLLGATE_OPENAI_BASE_URL": "http://mock:1", "TOLLGATE_ANTHROPIC_BASE_URL": "http://mock:2",
+            "TOLLGATE_PRICING_FILE": "/p.yaml", "TOLLGATE_CLIENTS_UNKNOWN": "default", "TOLLGATE_LOG_LEVEL": "trace",
+        ]
+        let c = try TollgateConfig.load(yaml: "", environment: env)
+        #expect(c.server.host == "::1")
+        #expect(c.redis.timeoutMilliseconds == 50)
+        #expect(c.openAI.baseURL == "http://mock:1")
+        #expect(c.anthropic.baseURL == "http://mock:2")
+        #expect(c.pricingFile == "/p.yaml")
+        #expect(c.clients.unknown == .default)
+        #expect(c.logLevel == "trace")
+        #expect(Set(TollgateConfig.environmentOverrides.keys).isSuperset(of: env.keys))
+    }
+
+    @Test("a bad environment value names the variable it came from", arguments: [
+        ("TOLLGATE_PORT", "eighty", "server.port"),
+        ("TOLLGATE_PORT", "70000", "server.port"),
+        ("TOLLGATE_REDIS_URL", "http://x", "redis.url"),
+        ("TOLLGATE_BUDGET_MODE", "lenient", "budget.mode"),
+        ("TOLLGATE_LOG_LEVEL", "loud", "log_level"),
+    ])
+    func badEnvironment(variable: String, value: String, key: String) {
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: Self.file, environment: [variable: value]) }
+        #expect(error?.key == "\(key) (from \(variable))")
+        #expect(error?.message.contains(value) == true)
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TollgateCore
+import TollgateMockProvider
+import TollgateServer
+import TollgateUpstream
+
+/// A Tollgate replica running in-process on a free loopback port, talking to the real test Redis
+/// and a mock provider. Several replicas in one test share only Redis, as in production.
+struct Replica: Sendable {
+    let tollgate: Tollgate
+    let port: Int
+    let server: Task<Void, any Error>
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    static func start(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
+                      configure: (inout TollgateConfig) -> Void = { _ in }) async throws -> Replica {
+        var config = TollgateConfig()
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        config.redis.url = redisURL
+        config.openAI.baseURL = upstream
+        config.anthropic.baseURL = upstream
+        configure(&config)
+        let tollgate = try Tollgate(config: config, environment: environment, logger: TestRedis.logger)
+        let (ports, report) = AsyncStream<Int>.makeStream()
+        let app = tollgate.application { channel in
+            report.yield(channel.localAddress?.port ?? 0)
+            report.finish()
+        }
+        let server = Task {
+            defer { report.finish() }
+            try await app.run()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return Replica(tollgate: tollgate, port: port, server: server)
+    }
+
+    func stop() async {
+        server.cancel()
+        _ = try? await server.value
+        tollgate.shutdown()
+    }
+}
+
+/// A real HTTP client over loopback (libcurl through Tollgate's own upstream client).
+struct TestClient: Sendable {
+    static let shared = TestClient()
+    let curl = UpstreamClient()
+
+    struct Reply: Sendable {
+        var status: Int
+        var head: UpstreamResponseHead
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+        var json: JSONValue? { try? JSONValue.parse(body) }
+        func header(_ name: String) -> String? { head.header(name) }
+    }
+
+    func post(_ url: String, _ body: String, headers: [(String, String)] = []) async -> Reply {
+        let request = UpstreamRequest(url: url, method: "POST", headers: [("Content-Type", "application/json")] + headers.map { ($0.0, $0.1) }, body: Array(body.utf8))
+        return await collect(curl.start(request))
+    }
+
+    func get(_ url: String, headers: [(String, String)] = []) async -> Reply {
+        await collect(curl.start(UpstreamRequest(url: url, method: "GET", headers: headers.map { ($0.0, $0.1) }, body: [])))
+    }
+
+    func collect(_ transfer: UpstreamTransfer) async -> Reply {
+        var reply = Reply(status: 0, head: UpstreamResponseHead(status: 0, headers: []), body: [])
+        for await part in transfer.parts {
+            switch part {
+            case .head(let h): reply.head = h; reply.status = h.status
+            case .body(let b): reply.body += b
+            case .end, .failed: break
+            }
+        }
+        return reply
+    }
+
+    /// Starts a request and hands back the transfer, to read part of a stream and hang up.
+    func start(_ url: String, _ body: String, headers: [(String, String)]) -> UpstreamTransfer {
+        curl.start(UpstreamRequest(url: url, method: "POST", headers: [("Content-Type", "application/json")] + headers.map { ($0.0, $0.1) }, body: Array(body.utf8)))
+    }
+}
+
+/// Waits until `condition` holds (settles run after the response is sent), up to ~5 s.
+func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+    for _ in 0..<100 {
+        if try await condition() { return true }
+        try await Task.sleep(nanoseconds: 50_000_000)
+    }
+    return false
+}
+
+/// The bundled pricing table, the one source of truth for expected costs.
+let bundledPrices = try! PriceTable.bundled()
