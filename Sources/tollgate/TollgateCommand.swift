@@ -25,7 +25,7 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let settings: TollgateConfig
         do { settings = try TollgateConfig.load(file: config, environment: environment) } catch let error as ConfigError {
-            throw ValidationError(error.description)
+            throw ConfigProblem(error: error)
         }
         var logger = Logger(label: "tollgate")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
@@ -47,7 +47,7 @@ struct CheckConfig: ParsableCommand {
             let c = try TollgateConfig.load(file: file, environment: ProcessInfo.processInfo.environment)
             print("ok: \(file) (mode \(c.budget.mode.rawValue), redis \(c.redis.url), port \(c.server.port))")
         } catch let error as ConfigError {
-            throw ValidationError(error.description)
+            throw ConfigProblem(error: error)
         }
     }
 }
@@ -55,4 +55,11 @@ struct CheckConfig: ParsableCommand {
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version.")
     func run() { print("tollgate 0.1.0") }
+}
+
+/// Printed as "Error: config error at 'key': how to fix", without the usage text: the command
+/// line was fine, the file was not.
+struct ConfigProblem: Error, CustomStringConvertible {
+    let error: ConfigError
+    var description: String { error.description }
 }

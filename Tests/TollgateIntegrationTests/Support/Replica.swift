@@ -24,7 +24,9 @@ struct Replica: Sendable {
         config.openAI.baseURL = upstream
         config.anthropic.baseURL = upstream
         configure(&config)
-        let tollgate = try Tollgate(config: config, environment: environment, logger: TestRedis.logger)
+        var logger = TestRedis.logger
+        logger.logLevel = .critical // cancelling a test server logs "Waiting on child channel" errors
+        let tollgate = try Tollgate(config: config, environment: environment, logger: logger)
         let (ports, report) = AsyncStream<Int>.makeStream()
         let app = tollgate.application { channel in
             report.yield(channel.localAddress?.port ?? 0)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make test`: a throw-away redis-server on a free port, `swift test` against it, then stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=$(scripts/free-port.sh)
+dir=$(mktemp -d)
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+  --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+trap 'kill "$(cat "$dir/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$dir"' EXIT
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+export TOLLGATE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+echo "test redis: $TOLLGATE_TEST_REDIS_URL"
+swift test "$@"
