@@ -118,6 +118,8 @@ private struct ConnectionThread {
     init(owner: RedisConnection) { self.owner = owner }
 
     mutating func run() {
+        // Connect eagerly so readiness and script loading do not wait for the first request.
+        _ = connect()
         while let batch = owner.takeBatch() {
             if context == nil, !connect() {
                 let why = "cannot connect to \(owner.endpoint.host):\(owner.endpoint.port)"

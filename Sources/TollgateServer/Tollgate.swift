@@ -60,10 +60,14 @@ public final class Tollgate: Sendable {
         router.get("/v1/models") { request, context in await pipeline.passThrough(request, context) }
         router.get("/healthz") { _, _ in "ok\n" }
         let redis = self.redis
+        // Ready when Redis answers now (a real PING, which also reconnects a dropped connection).
         router.get("/readyz") { _, _ -> Response in
-            let ready = redis.isConnected
-            return Response(status: ready ? .ok : .serviceUnavailable,
-                            body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "redis not connected\n")))
+            do {
+                _ = try await redis.call(.command(["PING"]))
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+            } catch {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "not ready: \(error)\n")))
+            }
         }
         return router
     }

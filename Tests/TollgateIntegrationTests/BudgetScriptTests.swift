@@ -3,7 +3,7 @@ import TollgateCore
 import TollgateRedis
 
 /// The Lua scripts against a real redis-server.
-@Suite("budget scripts on real Redis")
+@Suite("budget scripts on real Redis", .timeLimit(.minutes(2)))
 struct BudgetScriptTests {
     @Test("concurrent reservations never exceed the limit")
     func concurrentReservations() async throws {

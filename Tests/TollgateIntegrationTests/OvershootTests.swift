@@ -5,7 +5,7 @@ import TollgateMockProvider
 import TollgateRedis
 
 /// The product's promise, raced: three replicas on one Redis, 64 concurrent callers, one client.
-@Suite("multi-replica overshoot")
+@Suite("multi-replica overshoot", .timeLimit(.minutes(2)))
 struct OvershootTests {
     @Test("strict mode: 3 replicas and 64 concurrent clients never overshoot, and refusals start only when the budget is used up")
     func noOvershoot() async throws {

@@ -6,7 +6,7 @@ import TollgateRedis
 import TollgateServer
 
 /// End to end: client → Tollgate (real HTTP) → mock provider (real HTTP), real Redis.
-@Suite("proxy end to end")
+@Suite("proxy end to end", .timeLimit(.minutes(2)))
 struct ProxyTests {
     let chatBody = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the budget."}]}"#
 

@@ -25,7 +25,8 @@ struct Replica: Sendable {
         config.anthropic.baseURL = upstream
         configure(&config)
         var logger = TestRedis.logger
-        logger.logLevel = .critical // cancelling a test server logs "Waiting on child channel" errors
+        // Cancelling a test server logs "Waiting on child channel" errors; TEST_LOG=debug shows all.
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         let tollgate = try Tollgate(config: config, environment: environment, logger: logger)
         let (ports, report) = AsyncStream<Int>.makeStream()
         let app = tollgate.application { channel in

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+import TollgateCore
+import TollgateMockProvider
+import TollgateRedis
+
+/// Redis failing under a running replica, and bad requests: a clear error and nothing lost.
+@Suite("failures and bad input", .timeLimit(.minutes(2)))
+struct FailureTests {
+    let chatBody = #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#
+
+    @Test("a frozen Redis answers 503 within the timeout, forwards nothing, and recovers after")
+    func frozenRedis() async throws {
+        let redis = try SpawnedRedis()
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url) { $0.redis.timeoutMilliseconds = 200 }
+        let headers = [("X-Client-ID", "frozen")]
+        #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200)
+
+        let freezer = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
+        let freeze = Task { try await freezer.call(.command(["CLIENT", "PAUSE", "1500", "ALL"])) }
+        try await Task.sleep(nanoseconds: 100_000_000)
+        let before = mock.recorder.count
+        let started = ContinuousClock.now
+        let frozen = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers)
+        #expect(frozen.status == 503)
+        #expect(frozen.json?["error"]?["type"]?.string == "budget_unavailable")
+        #expect(ContinuousClock.now - started < .seconds(1), "bounded by redis.timeout_ms, not by Redis")
+        #expect(mock.recorder.count == before, "nothing is forwarded unreserved")
+
+        _ = try await freeze.value
+        #expect(try await eventually {
+            await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200
+        }, "the replica reconnects once Redis answers again")
+        freezer.shutdown()
+        await replica.stop()
+        await mock.stop()
+    }
+
+    @Test("a Redis restart (empty script cache) is survived: scripts reload on reconnect")
+    func redisRestart() async throws {
+        let redis = try SpawnedRedis()
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url)
+        let headers = [("X-Client-ID", "restart")]
+        #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200)
+        redis.stop()
+        #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 503)
+        #expect(await TestClient.shared.get(replica.baseURL + "/readyz").status == 503)
+        try redis.start()
+        #expect(try await eventually {
+            await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200
+        })
+        #expect(await TestClient.shared.get(replica.baseURL + "/readyz").status == 200)
+        await replica.stop()
+        await mock.stop()
+    }
+
+    static let badRequests: [(path: String, body: String, headers: [String: String], status: Int, code: String)] = [
+        ("/v1/chat/completions", "{not json", [:], 400, "invalid_request"),
+        ("/v1/chat/completions", "", [:], 400, "invalid_request"),
+        ("/v1/chat/completions", "[1,2]", [:], 400, "invalid_request"),
+        ("/v1/chat/completions", #"{"messages":[]}"#, [:], 400, "invalid_request"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","max_tokens":-5,"messages":[]}"#, [:], 400, "invalid_request"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","stream":"yes","messages":[]}"#, [:], 400, "invalid_request"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","n":0,"messages":[]}"#, [:], 400, "invalid_request"),
+        ("/v1/chat/completions", #"{"model":"no-such-model","messages":[]}"#, [:], 400, "unknown_model"),
+        ("/v1/messages", "{", [:], 400, "invalid_request"),
+        ("/v1/messages", #"{"model":"claude-9","max_tokens":5,"messages":[]}"#, [:], 400, "unknown_model"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","messages":[]}"#, ["X-Client-ID": "bad id with spaces"], 400, "invalid_client_id"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","messages":[]}"#, ["X-Client-ID": "{tag}"], 400, "invalid_client_id"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","messages":[]}"#, ["X-Client-ID": "caf\u{e9}"], 400, "invalid_client_id"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","messages":[]}"#, ["X-Client-ID": String(repeating: "a", count: 129)], 400, "invalid_client_id"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","messages":[]}"#, ["X-Client-ID": "-"], 0, "missing_client_id"),
+        ("/v1/nonsense", "{}", [:], 404, "not_found_error"),
+    ]
+
+    @Test("bad requests get a 4xx in their API family's shape, reach no provider and reserve nothing", arguments: 0..<badRequests.count)
+    func badRequest(index: Int) async throws {
+        let bad = Self.badRequests[index]
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL)
+        let client = TestRedis.uniqueClient("bad")
+        var headers = [("X-Client-ID", client.rawValue)]
+        if let id = bad.headers["X-Client-ID"] { headers = id == "-" ? [] : [("X-Client-ID", id)] }
+        let reply = await TestClient.shared.post(replica.baseURL + bad.path, bad.body, headers: headers)
+        #expect(reply.status == (bad.status == 0 ? 400 : bad.status))
+        let error = bad.path == "/v1/messages" ? reply.json?["error"] : reply.json?["error"]
+        if bad.path == "/v1/messages" { #expect(reply.json?["type"]?.string == "error") }
+        #expect(error?["code"]?.string == bad.code, "\(reply.text)")
+        #expect((error?["message"]?.string?.count ?? 0) > 40, "the message says how to fix it")
+        #expect(mock.recorder.count == 0)
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.int(day, "reserved") == 0)
+        await replica.stop()
+        await mock.stop()
+    }
+
+    @Test("the unknown-model error names the model and the pricing file")
+    func unknownModelMessage() async throws {
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL)
+        let reply = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", #"{"model":"gpt-17","messages":[]}"#,
+                                                 headers: [("X-Client-ID", "m")])
+        let message = try #require(reply.json?["error"]?["message"]?.string)
+        #expect(message.contains("gpt-17"))
+        #expect(message.contains("pricing.yaml"))
+        await replica.stop()
+        await mock.stop()
+    }
+
+    @Test("clients.unknown: default charges requests without the header to the default client")
+    func defaultClient() async throws {
+        let mock = try await MockProvider.start()
+        let fallback = TestRedis.uniqueClient("fallback")
+        let replica = try await Replica.start(upstream: mock.baseURL) {
+            $0.clients.unknown = .default
+            $0.clients.defaultClient = fallback
+        }
+        let reply = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody)
+        #expect(reply.status == 200)
+        let (day, _) = try await TestRedis.periodKeys(fallback)
+        #expect(try await eventually { try await TestRedis.int(day, "requests") == 1 })
+        await replica.stop()
+        await mock.stop()
+    }
+}
