@@ -25,3 +25,7 @@ mock: deps
 
 clean:
 	rm -rf .build var
+
+# Operations (local cluster, demo) and benchmarks live in their own files.
+include mk/cluster.mk
+include mk/bench.mk

@@ -1,0 +1,1 @@
+# cluster, demo: see deploy/
