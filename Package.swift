@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries behind tiny shim modules.
@@ -30,7 +31,7 @@ let package = Package(
         // No I/O: money, pricing, estimation, request scanning, usage + SSE parsing, config model.
         .target(
             name: "TollgateCore",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Resources/pricing.yaml")]),
         .target(
             name: "TollgateRedis",

@@ -86,6 +86,33 @@ public enum CivilDate {
         return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 
+    public static func days(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = month > 2 ? month - 3 : month + 9
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// Parses `YYYY-MM-DD` (a real date) into days since 1970-01-01.
+    public static func parseDay(_ text: String) -> Int64? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]), (1...12).contains(m), (1...31).contains(d) else { return nil }
+        let days = Self.days(year: y, month: m, day: d)
+        return fromDays(days) == (y, m, d) ? days : nil
+    }
+
+    /// When the day `YYYY-MM-DD` and its month end, at a fixed UTC offset (what the scripts use).
+    public static func periodEnds(day: String, utcOffset: Int64) -> (dayEnd: UnixTime, monthEnd: UnixTime)? {
+        guard let days = parseDay(day) else { return nil }
+        let (y, m, _) = fromDays(days)
+        let nextMonth = m == 12 ? Self.days(year: y + 1, month: 1, day: 1) : Self.days(year: y, month: m + 1, day: 1)
+        return (UnixTime(seconds: (days + 1) * 86_400 - utcOffset), UnixTime(seconds: nextMonth * 86_400 - utcOffset))
+    }
+
     /// `YYYY-MM-DD` of the local day containing `time` at a fixed UTC offset.
     public static func dayString(_ time: UnixTime, utcOffset: Int64) -> String {
         let local = time.seconds + utcOffset

@@ -14,7 +14,20 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 
 /// The whole configuration with its defaults (docs/config.md is the reference).
 public struct TollgateConfig: Sendable {
-    public struct Server: Sendable { public var host = "0.0.0.0"; public var port = 8080 }
+    public struct Server: Sendable {
+        public var host = "0.0.0.0"
+        public var port = 8080
+        /// On SIGTERM, in-flight requests and streams get this long to finish (then they are cut and settled).
+        public var shutdownGraceSeconds = 60
+    }
+    /// The operators' listener. Without a token it only starts on a loopback address.
+    public struct Admin: Sendable {
+        public var enabled = true
+        public var host = "127.0.0.1"
+        public var port = 8081
+        public var tokenEnv: String? = "TOLLGATE_ADMIN_TOKEN"
+        public var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+    }
     public struct Redis: Sendable {
         public var url = "redis://127.0.0.1:6379/0"
         public var timeoutMilliseconds = 250
@@ -28,7 +41,11 @@ public struct TollgateConfig: Sendable {
         }
     }
     public enum UnknownClient: String, Sendable { case reject, `default` }
+    /// `header`: trust `X-Client-ID` (Tollgate behind your own auth). `keys`: clients present a
+    /// virtual key `tg-…` as their API key, and the configured provider key is used upstream.
+    public enum ClientAuth: String, Sendable { case header, keys }
     public struct Clients: Sendable {
+        public var auth = ClientAuth.header
         public var idHeader = "X-Client-ID"
         public var unknown = UnknownClient.reject
         public var defaultClient = ClientID("default")!
@@ -53,6 +70,7 @@ public struct TollgateConfig: Sendable {
     }
 
     public var server = Server()
+    public var admin = Admin()
     public var redis = Redis()
     public var openAI = Provider(baseURL: "https://api.openai.com", apiKeyEnv: "OPENAI_API_KEY")
     public var anthropic = Provider(baseURL: "https://api.anthropic.com", apiKeyEnv: "ANTHROPIC_API_KEY")
@@ -84,6 +102,7 @@ extension TollgateConfig {
         "TOLLGATE_ANTHROPIC_BASE_URL": "providers.anthropic.base_url",
         "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",
         "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
+        "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_ADMIN_HOST": "admin.host", "TOLLGATE_ADMIN_PORT": "admin.port",
     ]
 
     /// Parses YAML (may be empty), then applies environment overrides, then validates.

@@ -10,7 +10,8 @@ struct ConfigValues {
     private var unknown: [String] = []
 
     static let known: Set<String> = [
-        "server", "server.host", "server.port", "redis", "redis.url", "redis.timeout_ms",
+        "server", "server.host", "server.port", "server.shutdown_grace_seconds",
+        "admin", "admin.enabled", "admin.host", "admin.port", "admin.token_env", "clients.auth", "redis", "redis.url", "redis.timeout_ms",
         "providers", "providers.openai", "providers.openai.base_url", "providers.openai.api_key_env",
         "providers.anthropic", "providers.anthropic.base_url", "providers.anthropic.api_key_env",
         "pricing_file", "default_price", "default_price.input", "default_price.cached_input",
@@ -92,6 +93,15 @@ struct ConfigValues {
         var c = TollgateConfig()
         c.server.host = string("server.host") ?? c.server.host
         c.server.port = try int("server.port", in: 0...65535, "") ?? c.server.port
+        c.server.shutdownGraceSeconds = try int("server.shutdown_grace_seconds", in: 0...86_400, "seconds ") ?? c.server.shutdownGraceSeconds
+        if let enabled = string("admin.enabled") {
+            guard let b = Bool(enabled) else { throw fail("admin.enabled", "must be true or false (got '\(enabled)')") }
+            c.admin.enabled = b
+        }
+        c.admin.host = string("admin.host") ?? c.admin.host
+        c.admin.port = try int("admin.port", in: 0...65535, "") ?? c.admin.port
+        if present.contains("admin.token_env") { c.admin.tokenEnv = string("admin.token_env") }
+        c.clients.auth = try choice("clients.auth", TollgateConfig.ClientAuth.self, options: ["header", "keys"]) ?? c.clients.auth
         if let url = string("redis.url") {
             guard RedisEndpoint(url: url) != nil else {
                 throw fail("redis.url", "must look like redis://HOST:PORT/DB (got '\(url)'); TLS and passwords are not supported yet")

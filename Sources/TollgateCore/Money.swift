@@ -46,7 +46,7 @@ public struct NanoUSD: Hashable, Comparable, Sendable, CustomStringConvertible {
         return negative ? -result : result
     }
 
-    static func formatDecimal(_ v: Int64, scale: Int) -> String {
+    public static func formatDecimal(_ v: Int64, scale: Int) -> String {
         var divisor: Int64 = 1
         for _ in 0..<scale { divisor *= 10 }
         let magnitude = v.magnitude

@@ -14,13 +14,14 @@ enum ForwardedHeaders {
 
     /// The client's headers minus the identity header and hop-by-hop ones; the provider key
     /// replaces the client's credentials when one is configured.
-    static func upstream(from fields: HTTPFields, idHeader: String, family: APIFamily, providerKey: String?) -> [(name: String, value: String)] {
+    static func upstream(from fields: HTTPFields, idHeader: String, family: APIFamily, providerKey: String?,
+                         dropClientCredentials: Bool = false) -> [(name: String, value: String)] {
         let id = idHeader.lowercased()
         var out: [(name: String, value: String)] = []
         for field in fields {
             let name = field.name.canonicalName
             if name == id || requestSkip.contains(name) { continue }
-            if providerKey != nil, name == "authorization" || name == "x-api-key" { continue }
+            if providerKey != nil || dropClientCredentials, name == "authorization" || name == "x-api-key" { continue }
             out.append((field.name.rawName, field.value))
         }
         if let key = providerKey {

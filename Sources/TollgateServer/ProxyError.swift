@@ -8,6 +8,8 @@ import TollgateUpstream
 /// family shape so the official SDKs raise their usual status error with a readable body.
 enum ProxyError: Error {
     case missingClientID(header: String)
+    /// `clients.auth: keys`: no virtual key, or an unknown or revoked one.
+    case unauthorized(missing: Bool)
     case invalidClientID(header: String)
     case badRequest(RequestProblem)
     case bodyTooLarge(limit: Int)
@@ -17,9 +19,20 @@ enum ProxyError: Error {
     case upstreamUnavailable(UpstreamError, provider: String)
     case notFound(method: String, path: String)
 
+    var outcome: Outcome {
+        switch self {
+        case .budgetExceeded: return .refusedBudget
+        case .unauthorized, .missingClientID, .invalidClientID: return .refusedAuth
+        case .budgetUnavailable: return .redisError
+        case .upstreamUnavailable: return .upstreamError
+        default: return .badRequest
+        }
+    }
+
     var status: HTTPResponse.Status {
         switch self {
         case .missingClientID, .invalidClientID, .badRequest, .unknownModel: return .badRequest
+        case .unauthorized: return .unauthorized
         case .bodyTooLarge: return .contentTooLarge
         case .budgetExceeded(_, _, let status): return .init(code: status)
         case .budgetUnavailable: return .serviceUnavailable
@@ -31,6 +44,7 @@ enum ProxyError: Error {
     var type: String {
         switch self {
         case .missingClientID, .invalidClientID, .badRequest, .unknownModel, .bodyTooLarge: return "invalid_request_error"
+        case .unauthorized: return "authentication_error"
         case .budgetExceeded: return "budget_exceeded"
         case .budgetUnavailable: return "budget_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
@@ -42,6 +56,10 @@ enum ProxyError: Error {
         switch self {
         case .missingClientID(let header):
             return "Missing \(header) header. Send \(header): <your client id> with every request (\(ClientID.rule)), or ask the operator to set clients.unknown: default."
+        case .unauthorized(let missing):
+            return missing
+                ? "No API key. Send your Tollgate key (tg-…) as the API key: Authorization: Bearer tg-… or x-api-key: tg-…."
+                : "The API key is not a valid Tollgate key, or it was revoked. Ask an operator for a key (tollgate keys create)."
         case .invalidClientID(let header):
             return "Invalid \(header) header. A client id is \(ClientID.rule)."
         case .badRequest(let problem):
@@ -86,6 +104,7 @@ enum ProxyError: Error {
     var code: String {
         switch self {
         case .missingClientID: return "missing_client_id"
+        case .unauthorized(let missing): return missing ? "missing_api_key" : "invalid_api_key"
         case .invalidClientID: return "invalid_client_id"
         case .badRequest: return "invalid_request"
         case .bodyTooLarge: return "request_too_large"

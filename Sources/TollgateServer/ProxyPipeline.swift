@@ -13,31 +13,41 @@ struct ProxyPipeline: Sendable {
     let config: TollgateConfig
     let prices: PriceTable
     let estimator: CostEstimator
+    let identity: ClientIdentity
     let budget: BudgetStore
     let upstream: UpstreamClient
     let providerKeys: [APIFamily: String]
+    let observability: Observability
     let logger: Logger
     static let maxBodyBytes = 64 << 20
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
+        var record = RequestRecord(route: route.path)
         do {
-            return try await run(route, request, context)
-        } catch let error as ProxyError {
-            logger.info("refused", metadata: ["route": "\(route.path)", "status": "\(error.status.code)", "reason": "\(error.code)"])
-            return error.response(family: route.family)
+            let (response, streaming) = try await run(route, request, context, &record)
+            if !streaming { observability.finish(record) } // a stream logs when it ends
+            return response
         } catch {
-            return ProxyError.badRequest(.invalidJSON("\(error)")).response(family: route.family)
+            let failure = error as? ProxyError ?? .badRequest(.invalidJSON("\(error)"))
+            record.status = Int(failure.status.code)
+            record.outcome = failure.outcome
+            observability.finish(record)
+            return failure.response(family: route.family)
         }
     }
 
-    private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async throws -> Response {
+    private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext,
+                     _ record: inout RequestRecord) async throws -> (Response, streaming: Bool) {
         // 1. Identify the client.
-        let client = try identify(request.headers)
+        let client = try await identity.identify(request.headers)
+        record.client = client.rawValue
 
         // 2. Read the body and estimate the worst case.
         let bytes = try await readBody(request)
         let scanned: ScannedRequest
         do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+        record.model = scanned.model
+        record.stream = scanned.stream
         guard let price = prices.price(for: scanned.model) else {
             throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
         }
@@ -45,35 +55,28 @@ struct ProxyPipeline: Sendable {
 
         // 3. Reserve it, or refuse without sending anything upstream.
         let reservation = ReservationID.random()
-        let grant: BudgetGrant
-        do {
-            switch try await budget.reserve(client, reservation, estimate: estimate) {
-            case .granted(let g): grant = g
-            case .refused(let r): throw ProxyError.budgetExceeded(r, client: client, status: config.budget.exceededStatus)
-            }
-        } catch let error as RedisError {
-            // Fail closed. An unknown outcome may have left a lease: the reaper releases it.
-            throw ProxyError.budgetUnavailable(error)
-        }
+        let grant = try await reserve(client, reservation, estimate, &record)
         let settlement = Settlement(
             budget: budget, client: client, reservation: reservation,
             safetyNetCost: estimate.cost(outputTokens: 1), logger: logger)
 
-        // 4. Forward.
+        // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
         var rewrite = BodyRewrite()
         if config.budget.mode == .strict, route.hasOutput, scanned.outputLimit?.tokens != grant.grantedOutputTokens {
             rewrite.setOutputLimit(grant.grantedOutputTokens, request: scanned, route: route)
         }
         let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
         if injectUsage { rewrite.requestStreamUsage(scanned) }
+        record.upstreamStarted = .now
         let transfer = upstream.start(upstreamRequest(route.family, request, body: rewrite.apply(to: scanned)))
         context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()
         guard case .head(let head)? = await parts.next() else {
-            await settlement.settle(.zero) // the provider never answered: nothing to charge
+            record.settleDuration = await settle(settlement, .zero) // the provider never answered: nothing to charge
             throw ProxyError.upstreamUnavailable(UpstreamError(kind: .connect, message: "no response"), provider: config.provider(route.family).baseURL)
         }
+        record.status = head.status
         var headers = ForwardedHeaders.client(from: head)
         for (name, value) in ForwardedHeaders.budget(grant) { headers[name] = value }
         let status = HTTPResponse.Status(code: head.status)
@@ -82,8 +85,9 @@ struct ProxyPipeline: Sendable {
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
                 route: route, price: price, estimate: estimate, settlement: settlement, transfer: transfer,
-                hideInjectedUsage: injectUsage, budget: budget, leaseSeconds: config.budget.leaseSeconds, logger: logger)
-            return Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) })
+                hideInjectedUsage: injectUsage, budget: budget, leaseSeconds: config.budget.leaseSeconds,
+                observability: observability, record: record)
+            return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }
 
         // 5b. Everything else is collected, priced from its usage, settled, then returned.
@@ -93,24 +97,52 @@ struct ProxyPipeline: Sendable {
             case .body(let chunk): body.writeBytes(chunk)
             case .head, .end: continue
             case .failed(let e):
-                await settlement.settle(.zero) // charge only what the provider reports: nothing arrived
+                record.settleDuration = await settle(settlement, .zero) // charge only what the provider reports: nothing arrived
                 throw ProxyError.upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
             }
         }
-        let usage = (200..<300).contains(head.status)
+        record.upstreamFinished = .now
+        record.usage = (200..<300).contains(head.status)
             ? (try? JSONValue.parse(body.readableBytesView)).flatMap(route.usage(inResponse:)) : nil
-        let cost = usage.map(price.cost(of:)) ?? .zero
+        let cost = record.usage.map(price.cost(of:)) ?? .zero
+        record.cost = cost
+        record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
+        record.settleDuration = await settle(settlement, cost)
+        return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
+    }
+
+    func reserve(_ client: ClientID, _ reservation: ReservationID, _ estimate: CostEstimate, _ record: inout RequestRecord) async throws -> BudgetGrant {
+        let started = ContinuousClock.now
+        defer { record.reserveDuration = ContinuousClock.now - started }
+        do {
+            switch try await budget.reserve(client, reservation, estimate: estimate) {
+            case .granted(let grant):
+                record.estimate = grant.reserved
+                record.leasesReaped = grant.leasesReaped
+                return grant
+            case .refused(let refusal):
+                throw ProxyError.budgetExceeded(refusal, client: client, status: config.budget.exceededStatus)
+            }
+        } catch let error as RedisError {
+            // Fail closed. An unknown outcome may have left a lease: the reaper releases it.
+            throw ProxyError.budgetUnavailable(error)
+        }
+    }
+
+    func settle(_ settlement: Settlement, _ cost: NanoUSD) async -> Duration {
+        let started = ContinuousClock.now
         await settlement.settle(cost)
-        logger.info("forwarded", metadata: [
-            "client": "\(client)", "route": "\(route.path)", "model": "\(scanned.model)", "status": "\(head.status)",
-            "estimate_usd": "\(grant.reserved.usdString)", "cost_usd": "\(cost.usdString)",
-        ])
-        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        return ContinuousClock.now - started
     }
 
     /// `GET /v1/models`: passed through at no cost (Anthropic's when the request speaks Anthropic).
     func passThrough(_ request: Request, _ context: TollgateRequestContext) async -> Response {
         let family: APIFamily = request.headers[HTTPField.Name("anthropic-version")!] != nil ? .anthropic : .openAI
+        if config.clients.auth == .keys {
+            do { _ = try await identity.identify(request.headers) } catch {
+                return (error as? ProxyError ?? .unauthorized(missing: true)).response(family: family)
+            }
+        }
         let transfer = upstream.start(upstreamRequest(family, request, body: []))
         context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
         var head: UpstreamResponseHead?
@@ -128,16 +160,6 @@ struct ProxyPipeline: Sendable {
         return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
     }
 
-    func identify(_ headers: HTTPFields) throws -> ClientID {
-        let header = config.clients.idHeader
-        guard let raw = headers[HTTPField.Name(header)!] else {
-            if config.clients.unknown == .default { return config.clients.defaultClient }
-            throw ProxyError.missingClientID(header: header)
-        }
-        guard let id = ClientID(raw) else { throw ProxyError.invalidClientID(header: header) }
-        return id
-    }
-
     func readBody(_ request: Request) async throws -> [UInt8] {
         do {
             let buffer = try await request.body.collect(upTo: Self.maxBodyBytes)
@@ -151,7 +173,8 @@ struct ProxyPipeline: Sendable {
         var url = config.provider(family).baseURL + request.uri.path
         if let query = request.uri.query, !query.isEmpty { url += "?" + query }
         let headers = ForwardedHeaders.upstream(
-            from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family])
+            from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family],
+            dropClientCredentials: config.clients.auth == .keys)
         return UpstreamRequest(url: url, method: request.method.rawValue, headers: headers, body: body)
     }
 }

@@ -17,9 +17,12 @@ struct StreamRelay: Sendable {
     let hideInjectedUsage: Bool
     let budget: BudgetStore
     let leaseSeconds: Int
-    let logger: Logger
+    let observability: Observability
+    let record: RequestRecord
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
+        Observability.streamsInFlight.increment()
+        defer { Observability.streamsInFlight.decrement() }
         var parser = SSEParser()
         var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
         let renewal = renewLease()
@@ -27,6 +30,7 @@ struct StreamRelay: Sendable {
 
         var completed = false
         var clientGone = false
+        var cancelled = false
         streaming: for await part in transfer.parts {
             switch part {
             case .head: continue
@@ -43,12 +47,21 @@ struct StreamRelay: Sendable {
                 }
             case .end:
                 completed = true
-            case .failed:
+            case .failed(let e):
+                cancelled = e.kind == .cancelled // the client's connection closed (see CloseOnInputClosedHandler)
                 break streaming
             }
         }
         let usage = completed && tracker.usage != nil ? tracker.usage! : tracker.fallbackUsage(inputTokenBound: estimate.inputTokenBound)
-        await settlement.settle(price.cost(of: usage))
+        var finished = record
+        finished.upstreamFinished = .now
+        finished.usage = usage
+        finished.cost = price.cost(of: usage)
+        finished.outcome = completed ? .forwarded : clientGone || cancelled || Task.isCancelled ? .clientGone : .upstreamError
+        let settleStarted = ContinuousClock.now
+        await settlement.settle(finished.cost!)
+        finished.settleDuration = ContinuousClock.now - settleStarted
+        observability.finish(finished)
         if clientGone { throw CancellationError() }
         if !parser.buffered.isEmpty { try? await writer.write(ByteBuffer(bytes: parser.buffered)) }
         try await writer.finish(nil)

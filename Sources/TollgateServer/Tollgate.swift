@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import NIOCore
+import Prometheus
 import TollgateCore
 import TollgateRedis
 import TollgateUpstream
@@ -12,13 +13,28 @@ public final class Tollgate: Sendable {
     public let redis: RedisConnection
     public let upstream: UpstreamClient
     public let budget: BudgetStore
+    public let admin: BudgetAdmin
+    public let keys: VirtualKeyStore
     let pipeline: ProxyPipeline
     let logger: Logger
+    let adminToken: String?
+    /// Where /metrics reads from; `serve` bootstraps swift-metrics with the same registry.
+    let metrics: PrometheusCollectorRegistry?
 
-    /// - Parameter clockOffsetSeconds: shifts Redis TIME in the scripts; tests only.
-    public init(config: TollgateConfig, environment: [String: String], logger: Logger, clockOffsetSeconds: Int64 = 0) throws {
+    /// - Parameters:
+    ///   - accessLog: receives one JSON line per request (nil: no access log).
+    ///   - metrics: the registry swift-metrics was bootstrapped with (nil: no /metrics).
+    ///   - clockOffsetSeconds: shifts Redis TIME in the scripts; tests only.
+    public init(config: TollgateConfig, environment: [String: String], logger: Logger,
+                accessLog: (@Sendable (String) -> Void)? = StandardOutput.writeLine, metrics: PrometheusCollectorRegistry? = nil,
+                clockOffsetSeconds: Int64 = 0) throws {
         self.config = config
         self.logger = logger
+        self.metrics = metrics
+        adminToken = config.admin.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
+        if config.admin.enabled, !config.admin.isLoopback, adminToken == nil {
+            throw ConfigError(key: "admin.host", message: "the admin API may listen on \(config.admin.host) only with a token: set \(config.admin.tokenEnv ?? "admin.token_env"), or keep admin.host 127.0.0.1")
+        }
         var prices = try config.pricingFile.map { path in
             try PriceTable.parse(yaml: String(contentsOfFile: path, encoding: .utf8), origin: path)
         } ?? PriceTable.bundled()
@@ -39,15 +55,23 @@ public final class Tollgate: Sendable {
             monthGraceSeconds: config.budget.monthGraceSeconds, utcOffsetSeconds: { [config] in config.utcOffsetSeconds() })
         policy.clockOffsetSeconds = clockOffsetSeconds
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
+        admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
+                            utcOffsetSeconds: { [config] in config.utcOffsetSeconds() })
+        keys = VirtualKeyStore(redis: redis)
         var keys: [APIFamily: String] = [:]
         for family in [APIFamily.openAI, .anthropic] {
             if let name = config.provider(family).apiKeyEnv, let key = environment[name], !key.isEmpty { keys[family] = key }
+        }
+        if config.clients.auth == .keys, keys.count < 2 {
+            logger.warning("clients.auth is keys but a provider key is missing: requests to that provider will carry no credentials")
         }
         pipeline = ProxyPipeline(
             config: config, prices: prices,
             estimator: CostEstimator(mode: config.budget.mode, minimumReplyTokens: config.budget.minimumReplyTokens,
                                      typicalReplyTokens: config.budget.typicalReplyTokens),
-            budget: budget, upstream: upstream, providerKeys: keys, logger: logger)
+            identity: ClientIdentity(clients: config.clients, keys: self.keys),
+            budget: budget, upstream: upstream, providerKeys: keys,
+            observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger)
     }
 
     public func router() -> Router<TollgateRequestContext> {
@@ -59,6 +83,12 @@ public final class Tollgate: Sendable {
         }
         router.get("/v1/models") { request, context in await pipeline.passThrough(request, context) }
         router.get("/healthz") { _, _ in "ok\n" }
+        if let registry = metrics {
+            router.get("/metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+            }
+        }
         let redis = self.redis
         // Ready when Redis answers now (a real PING, which also reconnects a dropped connection).
         router.get("/readyz") { _, _ -> Response in
@@ -77,6 +107,15 @@ public final class Tollgate: Sendable {
             router: router(),
             server: .http1(configuration: .init(additionalChannelHandlers: [CloseOnInputClosedHandler()])),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
+            onServerRunning: onServerRunning,
+            logger: logger)
+    }
+
+    /// The operators' listener (`admin.host`:`admin.port`).
+    public func adminApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(
+            router: AdminAPI(admin: admin, keys: keys, token: adminToken).router(),
+            configuration: .init(address: .hostname(config.admin.host, port: config.admin.port), serverName: "tollgate-admin"),
             onServerRunning: onServerRunning,
             logger: logger)
     }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import TollgateCore
 import TollgateServer
@@ -11,30 +13,44 @@ struct TollgateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tollgate",
         abstract: "A budget-enforcing proxy for OpenAI and Anthropic APIs.",
-        subcommands: [Serve.self, CheckConfig.self, Version.self],
+        subcommands: [Serve.self, Budgets.self, Spend.self, Keys.self, CheckConfig.self, Version.self],
         defaultSubcommand: Serve.self)
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the proxy.")
+    static let configuration = CommandConfiguration(abstract: "Run the proxy (and the admin API).")
 
     @Option(name: .long, help: "YAML config file (see deploy/tollgate.yaml). Without it, defaults plus TOLLGATE_* variables.")
     var config: String?
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let settings: TollgateConfig
-        do { settings = try TollgateConfig.load(file: config, environment: environment) } catch let error as ConfigError {
-            throw ConfigProblem(error: error)
-        }
+        let settings = try loadConfig(config)
         var logger = Logger(label: "tollgate")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-        let tollgate = try Tollgate(config: settings, environment: environment, logger: logger)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let tollgate: Tollgate
+        do { tollgate = try Tollgate(config: settings, environment: environment, logger: logger, metrics: registry) } catch let error as ConfigError {
+            throw ConfigProblem(error: error)
+        }
         defer { tollgate.shutdown() }
-        let group = ServiceGroup(
-            configuration: .init(services: [tollgate.application()], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info("tollgate listening", metadata: ["address": "\(settings.server.host):\(settings.server.port)", "mode": "\(settings.budget.mode.rawValue)"])
-        try await group.run()
+        var services: [any Service] = [tollgate.application()]
+        if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger))
+        logger.info("tollgate starting", metadata: [
+            "address": "\(settings.server.host):\(settings.server.port)", "admin": "\(settings.admin.enabled ? "\(settings.admin.host):\(settings.admin.port)" : "off")",
+            "mode": "\(settings.budget.mode.rawValue)", "auth": "\(settings.clients.auth.rawValue)",
+        ])
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await tasks.next()
+        }
     }
 }
 
@@ -43,18 +59,22 @@ struct CheckConfig: ParsableCommand {
     @Argument(help: "YAML config file") var file: String
 
     func run() throws {
-        do {
-            let c = try TollgateConfig.load(file: file, environment: ProcessInfo.processInfo.environment)
-            print("ok: \(file) (mode \(c.budget.mode.rawValue), redis \(c.redis.url), port \(c.server.port))")
-        } catch let error as ConfigError {
-            throw ConfigProblem(error: error)
-        }
+        let c = try loadConfig(file)
+        print("ok: \(file) (mode \(c.budget.mode.rawValue), redis \(c.redis.url), port \(c.server.port))")
     }
 }
 
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version.")
-    func run() { print("tollgate 0.1.0") }
+    func run() { print("tollgate \(tollgateVersion)") }
+}
+
+let tollgateVersion = "0.2.0"
+
+func loadConfig(_ path: String?) throws -> TollgateConfig {
+    do { return try TollgateConfig.load(file: path, environment: ProcessInfo.processInfo.environment) } catch let error as ConfigError {
+        throw ConfigProblem(error: error)
+    }
 }
 
 /// Printed as "Error: config error at 'key': how to fix", without the usage text: the command

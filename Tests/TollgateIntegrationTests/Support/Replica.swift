@@ -16,6 +16,7 @@ struct Replica: Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     static func start(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
+                      accessLog: (@Sendable (String) -> Void)? = nil,
                       configure: (inout TollgateConfig) -> Void = { _ in }) async throws -> Replica {
         var config = TollgateConfig()
         config.server.host = "127.0.0.1"
@@ -27,7 +28,7 @@ struct Replica: Sendable {
         var logger = TestRedis.logger
         // Cancelling a test server logs "Waiting on child channel" errors; TEST_LOG=debug shows all.
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-        let tollgate = try Tollgate(config: config, environment: environment, logger: logger)
+        let tollgate = try Tollgate(config: config, environment: environment, logger: logger, accessLog: accessLog)
         let (ports, report) = AsyncStream<Int>.makeStream()
         let app = tollgate.application { channel in
             report.yield(channel.localAddress?.port ?? 0)

@@ -1,0 +1,107 @@
+import TollgateCore
+
+/// What operators read and set: limits, spend, virtual keys. Used by the admin API and the CLI
+/// (which talks to Redis directly, so it works with no replica up).
+public struct BudgetAdmin: Sendable {
+    public let redis: RedisConnection
+    public let defaultDailyLimit: NanoUSD
+    public let defaultMonthlyLimit: NanoUSD
+    public let utcOffsetSeconds: @Sendable () -> Int64
+
+    public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, utcOffsetSeconds: @escaping @Sendable () -> Int64) {
+        self.redis = redis
+        self.defaultDailyLimit = defaultDailyLimit
+        self.defaultMonthlyLimit = defaultMonthlyLimit
+        self.utcOffsetSeconds = utcOffsetSeconds
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var daily: NanoUSD
+        public var monthly: NanoUSD
+        public var dailyIsDefault: Bool
+        public var monthlyIsDefault: Bool
+    }
+
+    public func limits(_ client: ClientID) async throws -> Limits {
+        let values = try await redis.call(.command(["HMGET", RedisKeys(client).limits, "daily", "monthly"])).array ?? []
+        let daily = values.first?.int, monthly = values.dropFirst().first?.int
+        return Limits(daily: daily.map(NanoUSD.init) ?? defaultDailyLimit, monthly: monthly.map(NanoUSD.init) ?? defaultMonthlyLimit,
+                      dailyIsDefault: daily == nil, monthlyIsDefault: monthly == nil)
+    }
+
+    /// Sets either limit; nil puts that limit back to the default. Every replica sees it on its next request.
+    public func setLimits(_ client: ClientID, daily: NanoUSD?, monthly: NanoUSD?) async throws -> Limits {
+        let key = RedisKeys(client).limits
+        for (field, value) in [("daily", daily), ("monthly", monthly)] {
+            if let value { _ = try await redis.call(.command(["HSET", key, field, String(value.value)])) }
+            else { _ = try await redis.call(.command(["HDEL", key, field])) }
+        }
+        return try await limits(client)
+    }
+
+    public func resetLimits(_ client: ClientID) async throws -> Limits {
+        _ = try await redis.call(.command(["DEL", RedisKeys(client).limits]))
+        return try await limits(client)
+    }
+
+    public struct PeriodSpend: Sendable, Equatable {
+        public var period: String
+        public var spent: NanoUSD
+        public var reserved: NanoUSD
+        public var requests: Int64
+        public var refused: Int64
+        public var limit: NanoUSD
+        public var resetsAt: UnixTime
+        public var remaining: NanoUSD { max(.zero, limit - spent - reserved) }
+    }
+
+    public struct ClientSpend: Sendable, Equatable {
+        public var client: ClientID
+        public var day: PeriodSpend
+        public var month: PeriodSpend
+    }
+
+    /// Today in the budget timezone, by Redis TIME: the same clock the scripts use.
+    public func today() async throws -> String {
+        let seconds = try await redis.call(.command(["TIME"])).array?.first?.int ?? 0
+        return CivilDate.dayString(UnixTime(seconds: seconds), utcOffset: utcOffsetSeconds())
+    }
+
+    public func spend(_ client: ClientID, date: String) async throws -> ClientSpend {
+        guard let ends = CivilDate.periodEnds(day: date, utcOffset: utcOffsetSeconds()) else {
+            throw RedisError.unexpectedReply("date must be YYYY-MM-DD, got \(date)")
+        }
+        let keys = RedisKeys(client)
+        async let limits = self.limits(client)
+        async let day = redis.call(.command(["HGETALL", keys.day(date)]))
+        async let month = redis.call(.command(["HGETALL", keys.month(String(date.prefix(7)))]))
+        let (l, d, m) = try await (limits, day.hash, month.hash)
+        func period(_ name: String, _ h: [String: String], _ limit: NanoUSD, _ end: UnixTime) -> PeriodSpend {
+            PeriodSpend(period: name, spent: NanoUSD(Int64(h["spent"] ?? "") ?? 0), reserved: NanoUSD(Int64(h["reserved"] ?? "") ?? 0),
+                        requests: Int64(h["requests"] ?? "") ?? 0, refused: Int64(h["refused"] ?? "") ?? 0, limit: limit, resetsAt: end)
+        }
+        return ClientSpend(client: client, day: period(date, d, l.daily, ends.dayEnd),
+                           month: period(String(date.prefix(7)), m, l.monthly, ends.monthEnd))
+    }
+
+    /// Every client with counters on `date`, found with SCAN (never KEYS), highest spend first.
+    public func allSpend(date: String) async throws -> [ClientSpend] {
+        guard CivilDate.parseDay(date) != nil else { throw RedisError.unexpectedReply("date must be YYYY-MM-DD, got \(date)") }
+        var clients: Set<ClientID> = []
+        var cursor = "0"
+        let suffix = "}:day:" + date
+        repeat {
+            let reply = try await redis.call(.command(["SCAN", cursor, "MATCH", "\(RedisKeys.namespace):{*\(suffix)", "COUNT", "1000"]))
+            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+            cursor = next
+            for key in parts[1].array ?? [] {
+                guard let k = key.string, k.hasSuffix(suffix), let open = k.firstIndex(of: "{") else { continue }
+                let name = k[k.index(after: open)..<k.index(k.endIndex, offsetBy: -suffix.count)]
+                if let id = ClientID(String(name)) { clients.insert(id) }
+            }
+        } while cursor != "0"
+        var result: [ClientSpend] = []
+        for client in clients { result.append(try await spend(client, date: date)) }
+        return result.sorted { ($0.day.spent, $1.client.rawValue) > ($1.day.spent, $0.client.rawValue) }
+    }
+}
