@@ -1,1 +1,17 @@
-# cluster, demo: see deploy/
+# Operations: a local multi-replica cluster and the budget demo (deploy/README.md explains both).
+.PHONY: cluster cluster-stop demo
+
+## Redis + mock provider + 3 Tollgate replicas + nginx on 127.0.0.1:8090, in the background
+## (state and logs in var/cluster/). Knobs: CLUSTER_REPLICAS, CLUSTER_PORT, CLUSTER_UPSTREAM, ...
+cluster:
+	@scripts/install-deps.sh
+	@scripts/cluster-up.sh
+
+## Stops what `make cluster` started (and nothing else).
+cluster-stop:
+	@scripts/cluster-down.sh
+
+## A narrated walk through a budget running out, on a cluster it starts and stops itself.
+demo:
+	@scripts/install-deps.sh
+	@scripts/demo.sh

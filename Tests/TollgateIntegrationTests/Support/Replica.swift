@@ -16,8 +16,8 @@ struct Replica: Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     static func start(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
-                      accessLog: (@Sendable (String) -> Void)? = nil,
-                      configure: (inout TollgateConfig) -> Void = { _ in }) async throws -> Replica {
+                      configure: (inout TollgateConfig) -> Void = { _ in },
+                      accessLog: (@Sendable (String) -> Void)? = nil) async throws -> Replica {
         var config = TollgateConfig()
         config.server.host = "127.0.0.1"
         config.server.port = 0
