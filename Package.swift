@@ -77,6 +77,9 @@ let package = Package(
             dependencies: [
                 "TollgateCore", "TollgateRedis", "TollgateUpstream", "TollgateServer", "TollgateMockProvider",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
     ]
 )

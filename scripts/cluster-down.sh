@@ -26,6 +26,8 @@ stop() {
     if pid=$(cluster_pid "$name"); then
       kill "-$signal" "$pid" 2>/dev/null || true
       pids+=("$pid"); names+=("$name")
+    elif [ -e "$cluster_pids/$name.pid" ]; then
+      say "$name was not running"
     fi
   done
   ((${#pids[@]})) || return 0
@@ -40,7 +42,7 @@ stop() {
     if ((SECONDS >= deadline)); then
       say "still running after ${timeout}s, killing: ${alive[*]}"
       for pid in "${alive[@]}"; do
-        [ "$signal" = QUIT ] && pkill -KILL -P "$pid" 2>/dev/null || true   # nginx workers
+        if [ "$signal" = QUIT ]; then pkill -KILL -P "$pid" 2>/dev/null || true; fi   # nginx workers
         kill -KILL "$pid" 2>/dev/null || true
       done
       break

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables used by the scripts that source this
 # Shared by scripts/cluster-up.sh, cluster-down.sh and demo.sh (sourced, not run): where the
 # local cluster keeps its state, and how to tell that a pid is still a process it started.
 #

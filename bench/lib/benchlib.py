@@ -382,7 +382,7 @@ def cmd_reconcile(a):
     cut = sum(v["cut"] for v in served.values())
     expected = sum(v["complete"] * costs[k]["nano_usd"] for k, v in served.items())
     result = {
-        "client": a.client, "run_id": a.run_id, "served": served, "upstream_complete": complete, "upstream_cut": cut,
+        "type": "reconcile", "label": a.label or a.run_id, "client": a.client, "run_id": a.run_id, "served": served, "upstream_complete": complete, "upstream_cut": cut,
         "settled_requests": counters["requests"], "spent_nano": counters["spent"], "expected_nano": expected,
         "drift_nano": counters["spent"] - expected, "reserved_left_nano": counters["reserved"],
         "refused": counters["refused"], "leases_reaped": counters["leases_reaped"],
@@ -449,6 +449,71 @@ def cmd_wrk_record(a):
     print(json.dumps(rec))
 
 
+def sse_result(path):
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("SSE_RESULT "):
+            return json.loads(line[len("SSE_RESULT "):])
+    raise SystemExit(f"no SSE_RESULT line in {path}:\n" + Path(path).read_text())
+
+
+def cmd_sse_record(a):
+    r = sse_result(a.output)
+    r["type"] = r["mode"]
+    if a.target:
+        r["target"] = a.target
+    if r["mode"] == "hold":
+        acct = json.loads(a.accounting)
+        r.update(note=a.note or None, accounting=acct)
+        failures = []
+        if r["errors"]:
+            failures.append(f"{r['errors']} stream errors {r['error_kinds']}")
+        if r["open"] < r["streams"]:
+            failures.append(f"only {r['open']} of {r['streams']} streams delivered a first event")
+        if acct["reserved_left_nano"]:
+            failures.append(f"{acct['reserved_left_nano']} nano-USD still reserved after the streams closed")
+        r["failures"] = failures
+    print(json.dumps(r))
+
+
+def cmd_line(a):
+    """One human line about a record (for run.sh's progress log)."""
+    r = json.loads(a.record)
+    t = r["type"]
+    if t == "wrk":
+        cpu = f"  CPU {r['cpu_us_per_req']} µs/req" if "cpu_us_per_req" in r else ""
+        print(f"{r['target']:>8} c={r['conns']:<3} {r['rps']:>8.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
+              f"p99 {r['p99_us'] / 1000:.2f} ms  p99.9 {r['p999_us'] / 1000:.2f} ms  errors {r['errors']}{cpu}")
+    elif t == "ttfb":
+        print(f"SSE {r['target']:>8} c={r['concurrency']:<3} {r['rate']:>7.0f} streams/s  TTFB p50 "
+              f"{r['ttfb_us']['p50'] / 1000:.2f} ms  p99 {r['ttfb_us']['p99'] / 1000:.2f} ms  errors {r['errors']}")
+    elif t == "reconcile":
+        print(f"budget {r['label']}: spent {r['spent_nano']} expected {r['expected_nano']} drift {r['drift_nano']:+d} "
+              f"(upstream complete {r['upstream_complete']}, cut {r['upstream_cut']}, settled {r['settled_requests']}) "
+              f"{'; '.join(r['problems']) or 'ok'}")
+    elif t == "hold":
+        w = r["watch"]["tollgate"]
+        print(f"hold {r['streams']}: {r['open']} open in {r['opened_in_s']} s, Tollgate RSS {w['before']['rss_kb']} → "
+              f"{w['open']['rss_kb']} → {w['after']['rss_kb']} kB, errors {r['errors']}, settled "
+              f"{r['accounting']['settled_requests']}, reserved left {r['accounting']['reserved_left_nano']}")
+    elif t == "soak":
+        print(f"soak: {r['requests']} requests, {r['errors']} errors, RSS {r['rss_before_kb']} → {r['rss_after_kb']} kB")
+    else:
+        print(json.dumps(r))
+
+
+def cmd_soak_record(a):
+    w = wrk_record(Path(a.output).read_text())
+    samples = [int(x) for x in a.samples.split()] if a.samples else []
+    print(json.dumps({"type": "soak", "seconds": a.seconds, "conns": a.conns, "requests": w["requests"],
+                      "rps": w["requests"] / (w["duration_us"] / 1e6), "errors": sum(w["errors"].values()),
+                      "error_kinds": w["errors"], "p99_us": w["latency_us"]["p99"], "rss_before_kb": a.rss_before,
+                      "rss_after_kb": a.rss_after, "rss_samples_kb": samples}))
+
+
+def cmd_rss(a):
+    print(proc_sample([a.pid], with_children=False)["rss_kb"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -476,6 +541,10 @@ def cmd_report(a):
       f"{meta['mem_gib']} GiB · kernel {meta['kernel']} · nginx {meta['nginx']} · wrk {meta['wrk']} · {meta['swift']}")
     p(f"{meta['seconds']} s per wrk run after a {meta['warmup']} s warm-up; everything on loopback on the same "
       f"{meta['nproc']} cores (load generator included); nginx workers: {meta['workers']}.")
+    load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    meta["load_end"] = load_end
+    p(f"Load average before the run: {meta['load_start']}; after: {load_end}"
+      + (" — **the machine was busy with other work: timings are noisy**" if float(meta["load_start"].split()[0]) > 1.0 else ""))
     p("")
     p("## Non-streaming chat completion (POST 0.9 KB → 0.8 KB JSON with usage), wrk")
     p("")
@@ -644,6 +713,7 @@ def main():
     s.add_argument("--access-log", required=True)
     s.add_argument("--costs", required=True)
     s.add_argument("--client-completed", type=int)
+    s.add_argument("--label")
     s.add_argument("--timeout", type=float, default=20)
     s.set_defaults(fn=cmd_reconcile)
     s = sub.add_parser("settled")
@@ -661,6 +731,26 @@ def main():
     s.add_argument("--redis-before")
     s.add_argument("--redis-after")
     s.set_defaults(fn=cmd_wrk_record)
+    s = sub.add_parser("sse-record")
+    s.add_argument("--output", required=True)
+    s.add_argument("--target")
+    s.add_argument("--note", default="")
+    s.add_argument("--accounting", default="{}")
+    s.set_defaults(fn=cmd_sse_record)
+    s = sub.add_parser("soak-record")
+    s.add_argument("--output", required=True)
+    s.add_argument("--seconds", type=int, required=True)
+    s.add_argument("--conns", type=int, default=32)
+    s.add_argument("--rss-before", type=int, required=True)
+    s.add_argument("--rss-after", type=int, required=True)
+    s.add_argument("--samples", default="")
+    s.set_defaults(fn=cmd_soak_record)
+    s = sub.add_parser("rss")
+    s.add_argument("pid", type=int)
+    s.set_defaults(fn=cmd_rss)
+    s = sub.add_parser("line")
+    s.add_argument("record")
+    s.set_defaults(fn=cmd_line)
     s = sub.add_parser("report")
     s.add_argument("--tmp", required=True)
     s.add_argument("--out")

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import Prometheus
 import NIOCore
 import TollgateCore
 import TollgateMockProvider
@@ -15,20 +16,27 @@ struct Replica: Sendable {
     let server: Task<Void, any Error>
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
+    /// Starts this replica's admin listener on a free port; returns its base URL and server task.
+    func startAdmin() async throws -> (url: String, server: Task<Void, any Error>) {
+        let (ports, report) = AsyncStream<Int>.makeStream()
+        let app = tollgate.adminApplication { channel in
+            report.yield(channel.localAddress?.port ?? 0)
+            report.finish()
+        }
+        let task = Task {
+            defer { report.finish() }
+            try await app.run()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return ("http://127.0.0.1:\(port)", task)
+    }
+
     static func start(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
                       configure: (inout TollgateConfig) -> Void = { _ in },
-                      accessLog: (@Sendable (String) -> Void)? = nil) async throws -> Replica {
-        var config = TollgateConfig()
-        config.server.host = "127.0.0.1"
-        config.server.port = 0
-        config.redis.url = redisURL
-        config.openAI.baseURL = upstream
-        config.anthropic.baseURL = upstream
-        configure(&config)
-        var logger = TestRedis.logger
-        // Cancelling a test server logs "Waiting on child channel" errors; TEST_LOG=debug shows all.
-        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-        let tollgate = try Tollgate(config: config, environment: environment, logger: logger, accessLog: accessLog)
+                      accessLog: (@Sendable (String) -> Void)? = nil, metrics: PrometheusCollectorRegistry? = nil) async throws -> Replica {
+        let tollgate = try makeTollgate(upstream: upstream, redisURL: redisURL, environment: environment, configure: configure,
+                                        accessLog: accessLog, metrics: metrics)
         let (ports, report) = AsyncStream<Int>.makeStream()
         let app = tollgate.application { channel in
             report.yield(channel.localAddress?.port ?? 0)
@@ -41,6 +49,23 @@ struct Replica: Sendable {
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
         return Replica(tollgate: tollgate, port: port, server: server)
+    }
+
+    static func makeTollgate(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
+                             configure: (inout TollgateConfig) -> Void = { _ in },
+                             accessLog: (@Sendable (String) -> Void)? = nil, metrics: PrometheusCollectorRegistry? = nil) throws -> Tollgate {
+        var config = TollgateConfig()
+        config.server.host = "127.0.0.1"
+        config.server.port = 0
+        config.redis.url = redisURL
+        config.admin.port = 0
+        config.openAI.baseURL = upstream
+        config.anthropic.baseURL = upstream
+        configure(&config)
+        var logger = TestRedis.logger
+        // Cancelling a test server logs "Waiting on child channel" errors; TEST_LOG=debug shows all.
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        return try Tollgate(config: config, environment: environment, logger: logger, accessLog: accessLog, metrics: metrics)
     }
 
     func stop() async {
@@ -62,6 +87,11 @@ struct TestClient: Sendable {
         var text: String { String(decoding: body, as: UTF8.self) }
         var json: JSONValue? { try? JSONValue.parse(body) }
         func header(_ name: String) -> String? { head.header(name) }
+    }
+
+    func send(_ method: String, _ url: String, _ body: String = "", headers: [(String, String)] = []) async -> Reply {
+        let request = UpstreamRequest(url: url, method: method, headers: [("Content-Type", "application/json")] + headers.map { ($0.0, $0.1) }, body: Array(body.utf8))
+        return await collect(curl.start(request))
     }
 
     func post(_ url: String, _ body: String, headers: [(String, String)] = []) async -> Reply {

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# `make demo`: a client running out of budget on a 3-replica cluster, narrated. Starts the local
+# cluster against the mock provider (nothing leaves this machine, no keys needed), spends a small
+# daily budget through nginx until Tollgate answers 402, shows what Redis recorded, and stops
+# the cluster again however the script ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/cluster-lib.sh
+
+client=demo-agent
+daily_usd=0.02               # the demo client's daily limit
+daily_nano=20000000          # the same in nano-USD (1 USD = 1e9), as Redis keeps it
+reply_tokens=250             # the mock provider answers with this many tokens
+max_requests=40              # a safety stop; the budget runs out long before
+
+step() { printf '\n==> %s\n' "$*"; }
+
+for name in $(cluster_names); do
+  cluster_pid "$name" >/dev/null && die "a cluster is already running: stop it first (make cluster-stop)"
+done
+
+# Ports: the usual ones, or the next free block (+100) when something else listens there.
+ports_free() { local p; for ((p = $1; p < $1 + $2; p++)); do ! port_in_use "$p" || return 1; done; }
+choose_ports() { # VARIABLE DEFAULT COUNT
+  local var=$1 port=$2 tries=0
+  if [ -n "${!var:-}" ]; then return; fi
+  until ports_free "$port" "$3"; do
+    port=$((port + 100)); tries=$((tries + 1))
+    ((tries < 50)) || die "no free port found near $2; set $var"
+  done
+  export "$var=$port"
+}
+choose_ports CLUSTER_PORT 8090 1
+choose_ports CLUSTER_REPLICA_PORT 8091 3
+choose_ports CLUSTER_REDIS_PORT 6380 1
+choose_ports CLUSTER_MOCK_PORT 9090 1
+export CLUSTER_REPLICAS=3
+unset CLUSTER_UPSTREAM   # always the mock provider
+
+tmp=$(mktemp -d)
+cleanup() {
+  local status=$?
+  step "Stopping the cluster (scripts/cluster-down.sh)"
+  scripts/cluster-down.sh || true
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "Starting a local cluster: Redis, the mock provider, 3 Tollgate replicas, nginx in front"
+echo "    (the mock provider plays OpenAI and Anthropic; nothing leaves this machine)"
+scripts/cluster-up.sh >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log"; exit 1; }
+grep '^cluster:' "$tmp/up.log" | sed 's/^/    /'
+lb=http://127.0.0.1:$CLUSTER_PORT
+redis() { redis-cli -p "$CLUSTER_REDIS_PORT" "$@"; }
+
+step "Giving client '$client' a daily budget of \$$daily_usd"
+echo "    redis-cli HSET 'tollgate:{$client}:limits' daily $daily_nano    # nano-USD"
+redis HSET "tollgate:{$client}:limits" daily "$daily_nano" >/dev/null
+echo "    Every replica reads this hash on each request: no restart, no config change."
+
+step "Sending requests through nginx ($lb) as '$client' until the budget runs out"
+echo "    Each asks for up to 300 tokens; the mock answers with $reply_tokens. Tollgate reserves the"
+echo "    worst case before forwarding, settles the real usage after, and reports what is left in"
+echo "    the X-Budget-Remaining-USD header."
+echo
+
+# Prints a one-line account of the response in $tmp/body (JSON, or an SSE stream).
+describe() {
+  python3 - "$tmp/body" "$1" <<'PY'
+import json, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+status = sys.argv[2]
+if status == "402":
+    print("refused: budget exceeded"); sys.exit()
+events = [l[5:].strip() for l in text.splitlines() if l.startswith("data:")]
+if events:
+    usage = {}
+    for e in events:
+        try: usage = json.loads(e).get("usage") or usage
+        except ValueError: pass
+    print(f"streamed {len(events)} events, {usage.get('completion_tokens', '?')} output tokens"); sys.exit()
+try: body = json.loads(text)
+except ValueError: print(text.strip()[:60]); sys.exit()
+usage = body.get("usage") or {}
+tokens = usage.get("completion_tokens", usage.get("output_tokens"))
+print(f"{tokens} output tokens" if tokens is not None else json.dumps(body)[:60])
+PY
+}
+
+n=0
+status=0
+# send LABEL PATH JSON [curl args...]
+send() {
+  local label=$1 path=$2 json=$3; shift 3
+  n=$((n + 1))
+  status=$(curl -sS -N -o "$tmp/body" -D "$tmp/headers" -w '%{http_code}' "$lb$path" \
+    -H "X-Client-ID: $client" -H 'Content-Type: application/json' \
+    -H "X-Mock-Completion-Tokens: $reply_tokens" "$@" -d "$json")
+  local remaining
+  remaining=$(tr -d '\r' <"$tmp/headers" | awk -F': ' 'tolower($1) == "x-budget-remaining-usd" { print $2 }')
+  printf '    #%-2d %-28s %s  %-40s %s\n' "$n" "$label" "$status" "$(describe "$status")" \
+    "${remaining:+remaining \$$remaining}"
+}
+
+chat='{"model":"gpt-4o","max_tokens":300,"messages":[{"role":"user","content":"Summarise the plan."}]}'
+stream='{"model":"gpt-4o","max_tokens":300,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Stream the plan."}]}'
+claude='{"model":"claude-haiku-4-5","max_tokens":300,"messages":[{"role":"user","content":"Review the plan."}]}'
+
+send "chat (gpt-4o)" /v1/chat/completions "$chat"
+send "chat (gpt-4o)" /v1/chat/completions "$chat"
+send "chat, streamed (gpt-4o)" /v1/chat/completions "$stream"
+send "messages (claude-haiku-4-5)" /v1/messages "$claude" -H 'anthropic-version: 2023-06-01'
+while [ "$status" != 402 ] && ((n < max_requests)); do
+  send "chat (gpt-4o)" /v1/chat/completions "$chat"
+done
+[ "$status" = 402 ] || die "no 402 after $max_requests requests: the budget was not enforced"
+
+echo
+echo "    Near the end the remaining budget could not cover 300 tokens, so Tollgate lowered"
+echo "    max_tokens to what it could (strict mode) instead of refusing; then even the minimum"
+echo "    reply no longer fit and it refused without calling the provider."
+
+step "The 402 body (what an OpenAI or Anthropic SDK raises as an APIStatusError)"
+python3 -m json.tool "$tmp/body" | sed 's/^/    /'
+
+step "Every replica agrees: the same request sent straight to each of them"
+for port in $(seq "$CLUSTER_REPLICA_PORT" $((CLUSTER_REPLICA_PORT + 2))); do
+  code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/chat/completions" \
+    -H "X-Client-ID: $client" -H 'Content-Type: application/json' -d "$chat")
+  echo "    replica :$port -> $code"
+done
+
+today=$(date -u -d "@$(redis TIME | head -n 1)" +%F)
+step "What Redis recorded today (all replicas share these counters; amounts in nano-USD)"
+echo "    redis-cli HGETALL 'tollgate:{$client}:day:$today'"
+redis HGETALL "tollgate:{$client}:day:$today" | paste - - | sed 's/^/      /'
+echo "    spent is what the provider reported, priced; it never exceeds the limit of $daily_nano."
+
+step "tollgate spend $client"
+# `tollgate spend --help` exits 0 even without a spend command (serve is the default command and
+# prints its own help), so look for the command's own usage line.
+if .build/release/tollgate spend --help 2>/dev/null | grep -q 'tollgate spend'; then
+  spend_args=(spend "$client")
+  if .build/release/tollgate spend --help 2>/dev/null | grep -q -- '--config'; then
+    spend_args+=(--config deploy/tollgate.yaml)
+  fi
+  TOLLGATE_REDIS_URL=redis://127.0.0.1:$CLUSTER_REDIS_PORT/0 .build/release/tollgate "${spend_args[@]}" |
+    sed 's/^/    /' || echo "    (tollgate spend failed)"
+else
+  echo "    This build has no 'spend' command yet; the HGETALL above shows the same numbers."
+fi
