@@ -120,9 +120,12 @@ extension TollgateConfig {
 
     public static func load(file path: String?, environment: [String: String]) throws -> TollgateConfig {
         guard let path else { return try load(yaml: "", environment: environment) }
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(key: "(file)", message: "cannot read \(path): \(error.localizedDescription). Pass an existing YAML file to --config (see deploy/tollgate.yaml).")
+        // FileHandle rather than String(contentsOfFile:), which fails on pipes and /dev/null.
+        guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data() else {
+            throw ConfigError(key: "(file)", message: "cannot read \(path). Pass an existing, readable YAML file to --config (see deploy/tollgate.yaml).")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(key: "(file)", message: "\(path) is not UTF-8 text. Save the config as UTF-8 YAML.")
         }
         return try load(yaml: text, environment: environment)
     }

@@ -38,19 +38,19 @@ struct Serve: AsyncParsableCommand {
         var services: [any Service] = [tollgate.application()]
         if settings.admin.enabled { services.append(tollgate.adminApplication()) }
         // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
-        let group = ServiceGroup(configuration: .init(
+        var lifecycle = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
-            logger: logger))
+            logger: logger)
+        // Past the grace period the remaining requests are cancelled; their streams settle on the way out.
+        lifecycle.maximumGracefulShutdownDuration = .seconds(settings.server.shutdownGraceSeconds)
+        let group = ServiceGroup(configuration: lifecycle)
         logger.info("tollgate starting", metadata: [
             "address": "\(settings.server.host):\(settings.server.port)", "admin": "\(settings.admin.enabled ? "\(settings.admin.host):\(settings.admin.port)" : "off")",
             "mode": "\(settings.budget.mode.rawValue)", "auth": "\(settings.clients.auth.rawValue)",
         ])
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            try await tasks.next()
-        }
+        try await group.run()
     }
 }
 
