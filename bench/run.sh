@@ -107,7 +107,7 @@ start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendon
 for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; sleep 0.05; done
 start upstream nginx -p "$TMP/nginx-upstream" -c "$TMP/nginx-upstream/nginx.conf" -e "$TMP/nginx-upstream/error.log" -g 'daemon off;'
 start proxy nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" -e "$TMP/nginx-proxy/error.log" -g 'daemon off;'
-tollgate_env=(env TOLLGATE_HOST=127.0.0.1 TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL=warning)
+tollgate_env=(env TOLLGATE_HOST=127.0.0.1 TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL="${BENCH_TOLLGATE_LOG_LEVEL:-warning}")
 start tollgate "${tollgate_env[@]}" TOLLGATE_PORT="$P_TG" \
   TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_UP" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_UP" \
   .build/release/tollgate serve --config "$TMP/tollgate.yaml"

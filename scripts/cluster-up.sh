@@ -4,6 +4,7 @@
 #   redis-server    :${CLUSTER_REDIS_PORT:-6380}   throw-away (nothing persisted), noeviction
 #   mock provider   :${CLUSTER_MOCK_PORT:-9090}    unless CLUSTER_UPSTREAM=URL (both providers go there)
 #   N replicas      :8091, :8092, ...              N = ${CLUSTER_REPLICAS:-3}, first port ${CLUSTER_REPLICA_PORT:-8091}
+#                   admin API :8191, :8192, ...    first port ${CLUSTER_ADMIN_PORT:-8191} (each replica has its own)
 #   nginx           :${CLUSTER_PORT:-8090}         config derived from deploy/nginx/tollgate.conf
 #
 # Replicas run the release binaries (built when missing) with ${CLUSTER_CONFIG:-deploy/tollgate.yaml}
@@ -19,6 +20,7 @@ lb_port=${CLUSTER_PORT:-8090}
 redis_port=${CLUSTER_REDIS_PORT:-6380}
 mock_port=${CLUSTER_MOCK_PORT:-9090}
 first_port=${CLUSTER_REPLICA_PORT:-8091}
+first_admin_port=${CLUSTER_ADMIN_PORT:-8191}
 upstream=${CLUSTER_UPSTREAM:-}
 config=${CLUSTER_CONFIG:-deploy/tollgate.yaml}
 ready_timeout=${CLUSTER_READY_TIMEOUT:-30}
@@ -38,13 +40,17 @@ done
 rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/cluster.env"   # what a previous run left
 
 # ---- every port free before anything starts --------------------------------------------------
-replica_ports=()
-for ((i = 0; i < replicas; i++)); do replica_ports+=($((first_port + i))); done
+replica_ports=() admin_ports=()
+for ((i = 0; i < replicas; i++)); do
+  replica_ports+=($((first_port + i)))
+  admin_ports+=($((first_admin_port + i)))
+done
 check_port() { ! port_in_use "$1" || die "port $1 is already in use: choose another with $2"; }
 check_port "$lb_port" CLUSTER_PORT=PORT
 check_port "$redis_port" CLUSTER_REDIS_PORT=PORT
 [ -n "$upstream" ] || check_port "$mock_port" "CLUSTER_MOCK_PORT=PORT (or CLUSTER_UPSTREAM=URL for a provider already running)"
 for port in "${replica_ports[@]}"; do check_port "$port" "CLUSTER_REPLICA_PORT=FIRST"; done
+for port in "${admin_ports[@]}"; do check_port "$port" "CLUSTER_ADMIN_PORT=FIRST"; done
 
 # ---- binaries --------------------------------------------------------------------------------
 products=(tollgate)
@@ -108,6 +114,8 @@ say "$replicas Tollgate replicas on 127.0.0.1:${replica_ports[0]}..${replica_por
 for ((i = 0; i < replicas; i++)); do
   (
     export TOLLGATE_HOST=127.0.0.1 TOLLGATE_PORT=${replica_ports[i]}
+    # The admin API listens on one port per process: replicas on one host need one each.
+    export TOLLGATE_ADMIN_HOST=127.0.0.1 TOLLGATE_ADMIN_PORT=${admin_ports[i]}
     export TOLLGATE_REDIS_URL=redis://127.0.0.1:$redis_port/0 TOLLGATE_LUA_DIR=$repo/lua
     export TOLLGATE_OPENAI_BASE_URL=$upstream TOLLGATE_ANTHROPIC_BASE_URL=$upstream
     # Real provider keys never go to the mock.
@@ -160,6 +168,7 @@ cat >"$cluster_dir/cluster.env" <<ENV
 CLUSTER_PORT=$lb_port
 CLUSTER_REDIS_PORT=$redis_port
 CLUSTER_REPLICA_PORTS="${replica_ports[*]}"
+CLUSTER_ADMIN_PORTS="${admin_ports[*]}"
 CLUSTER_UPSTREAM=$upstream
 ENV
 started=true
@@ -168,7 +177,7 @@ cat <<DONE
 
 Tollgate cluster is up (all on 127.0.0.1):
   load balancer  http://127.0.0.1:$lb_port          nginx, least_conn over $replicas replicas
-  replicas       ${replica_ports[*]/#/:}
+  replicas       ${replica_ports[*]/#/:}   (admin API ${admin_ports[*]/#/:})
   redis          redis://127.0.0.1:$redis_port/0   redis-cli -p $redis_port
   provider       $provider
   logs           var/cluster/logs/   (nginx access log names the replica of each request)
@@ -178,6 +187,7 @@ Try it:
        -H 'Content-Type: application/json' \\
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}'
   redis-cli -p $redis_port HSET 'tollgate:{alice}:limits' daily 1000000    # \$0.001 a day
+  curl -s http://127.0.0.1:${admin_ports[0]}/v1/spend/alice                      # admin API, any replica
 
 Stop it: make cluster-stop   (or scripts/cluster-down.sh)
 DONE

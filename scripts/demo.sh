@@ -32,6 +32,7 @@ choose_ports() { # VARIABLE DEFAULT COUNT
 }
 choose_ports CLUSTER_PORT 8090 1
 choose_ports CLUSTER_REPLICA_PORT 8091 3
+choose_ports CLUSTER_ADMIN_PORT 8191 3
 choose_ports CLUSTER_REDIS_PORT 6380 1
 choose_ports CLUSTER_MOCK_PORT 9090 1
 export CLUSTER_REPLICAS=3
@@ -101,7 +102,7 @@ send() {
   local remaining
   remaining=$(tr -d '\r' <"$tmp/headers" | awk -F': ' 'tolower($1) == "x-budget-remaining-usd" { print $2 }')
   printf '    #%-2d %-28s %s  %-40s %s\n' "$n" "$label" "$status" "$(describe "$status")" \
-    "${remaining:+remaining \$$remaining}"
+    "${remaining:+remaining \$$remaining}" | tee -a "$tmp/rows"
 }
 
 chat='{"model":"gpt-4o","max_tokens":300,"messages":[{"role":"user","content":"Summarise the plan."}]}'
@@ -118,9 +119,15 @@ done
 [ "$status" = 402 ] || die "no 402 after $max_requests requests: the budget was not enforced"
 
 echo
-echo "    Near the end the remaining budget could not cover 300 tokens, so Tollgate lowered"
-echo "    max_tokens to what it could (strict mode) instead of refusing; then even the minimum"
-echo "    reply no longer fit and it refused without calling the provider."
+if awk -v full="$reply_tokens" '$0 ~ / 200 / && match($0, /[0-9]+ output tokens/) { if (substr($0, RSTART) + 0 < full) found = 1 }
+                                 END { exit !found }' "$tmp/rows"; then
+  echo "    Near the end the remaining budget could not cover 300 tokens, so Tollgate lowered"
+  echo "    max_tokens to what it could afford (strict mode) instead of refusing; once not even"
+  echo "    the minimum reply fitted, it refused without calling the provider."
+else
+  echo "    Once the remaining budget could not cover the request, Tollgate refused it without"
+  echo "    calling the provider."
+fi
 
 step "The 402 body (what an OpenAI or Anthropic SDK raises as an APIStatusError)"
 python3 -m json.tool "$tmp/body" | sed 's/^/    /'
@@ -138,15 +145,12 @@ echo "    redis-cli HGETALL 'tollgate:{$client}:day:$today'"
 redis HGETALL "tollgate:{$client}:day:$today" | paste - - | sed 's/^/      /'
 echo "    spent is what the provider reported, priced; it never exceeds the limit of $daily_nano."
 
-step "tollgate spend $client"
-# `tollgate spend --help` exits 0 even without a spend command (serve is the default command and
-# prints its own help), so look for the command's own usage line.
-if .build/release/tollgate spend --help 2>/dev/null | grep -q 'tollgate spend'; then
-  spend_args=(spend "$client")
-  if .build/release/tollgate spend --help 2>/dev/null | grep -q -- '--config'; then
-    spend_args+=(--config deploy/tollgate.yaml)
-  fi
-  TOLLGATE_REDIS_URL=redis://127.0.0.1:$CLUSTER_REDIS_PORT/0 .build/release/tollgate "${spend_args[@]}" |
+step "The same through the CLI: tollgate spend $client"
+# `tollgate spend --help` exits 0 even in builds without a spend command (serve is the default
+# command and prints its own help), so look for the command's own usage line.
+if .build/release/tollgate spend --help 2>/dev/null | grep -q 'USAGE: tollgate spend'; then
+  echo "    .build/release/tollgate spend $client --redis redis://127.0.0.1:$CLUSTER_REDIS_PORT/0"
+  .build/release/tollgate spend "$client" --redis "redis://127.0.0.1:$CLUSTER_REDIS_PORT/0" |
     sed 's/^/    /' || echo "    (tollgate spend failed)"
 else
   echo "    This build has no 'spend' command yet; the HGETALL above shows the same numbers."

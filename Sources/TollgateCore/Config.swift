@@ -102,7 +102,8 @@ extension TollgateConfig {
         "TOLLGATE_ANTHROPIC_BASE_URL": "providers.anthropic.base_url",
         "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",
         "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
-        "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_ADMIN_HOST": "admin.host", "TOLLGATE_ADMIN_PORT": "admin.port",
+        "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "server.shutdown_grace_seconds",
+        "TOLLGATE_ADMIN_ENABLED": "admin.enabled", "TOLLGATE_ADMIN_HOST": "admin.host", "TOLLGATE_ADMIN_PORT": "admin.port",
     ]
 
     /// Parses YAML (may be empty), then applies environment overrides, then validates.

@@ -68,6 +68,18 @@ public struct StreamUsageTracker: Sendable {
         }
     }
 
+    /// The event after which a client considers the stream complete.
+    public static func isTerminal(_ event: SSEEvent, route: ProxyRoute) -> Bool {
+        switch route {
+        case .chatCompletions, .completions, .embeddings:
+            return event.data == "[DONE]"
+        case .messages:
+            return event.name == "message_stop"
+        case .responses:
+            return ["response.completed", "response.incomplete", "response.failed"].contains(event.name ?? "")
+        }
+    }
+
     mutating func countOutput(_ text: String) {
         guard !text.isEmpty else { return }
         streamedOutputBytes += Int64(text.utf8.count)

@@ -18,6 +18,8 @@ enum ProxyError: Error {
     case budgetUnavailable(RedisError)
     case upstreamUnavailable(UpstreamError, provider: String)
     case notFound(method: String, path: String)
+    /// The client hung up before the answer; nobody reads this response (nginx's 499).
+    case clientDisconnected
 
     var outcome: Outcome {
         switch self {
@@ -25,6 +27,7 @@ enum ProxyError: Error {
         case .unauthorized, .missingClientID, .invalidClientID: return .refusedAuth
         case .budgetUnavailable: return .redisError
         case .upstreamUnavailable: return .upstreamError
+        case .clientDisconnected: return .clientGone
         default: return .badRequest
         }
     }
@@ -38,6 +41,7 @@ enum ProxyError: Error {
         case .budgetUnavailable: return .serviceUnavailable
         case .upstreamUnavailable: return .badGateway
         case .notFound: return .notFound
+        case .clientDisconnected: return .init(code: 499, reasonPhrase: "Client Closed Request")
         }
     }
 
@@ -49,6 +53,7 @@ enum ProxyError: Error {
         case .budgetUnavailable: return "budget_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .notFound: return "not_found_error"
+        case .clientDisconnected: return "client_disconnected"
         }
     }
 
@@ -74,6 +79,8 @@ enum ProxyError: Error {
             return "Tollgate cannot reach its budget store (\(e)), so the request was not forwarded. Retry shortly; if it persists, check that Redis is up."
         case .upstreamUnavailable(let e, let provider):
             return "Could not reach the provider at \(provider): \(e.message). Nothing was charged; retry later."
+        case .clientDisconnected:
+            return "The client closed the connection before the answer."
         case .notFound(let method, let path):
             return "Tollgate does not proxy \(method) \(path). Supported: POST \(ProxyRoute.allCases.map(\.path).joined(separator: ", ")) and GET /v1/models."
         }

@@ -96,8 +96,15 @@ struct ProxyPipeline: Sendable {
             switch part {
             case .body(let chunk): body.writeBytes(chunk)
             case .head, .end: continue
+            case .failed(let e) where e.kind == .cancelled:
+                // The client hung up; the provider may still finish and bill the request, so it is
+                // charged what was reserved for it (a stream instead pays for what was streamed).
+                record.cost = grant.reserved
+                record.settleDuration = await settle(settlement, grant.reserved)
+                throw ProxyError.clientDisconnected
             case .failed(let e):
-                record.settleDuration = await settle(settlement, .zero) // charge only what the provider reports: nothing arrived
+                // The provider failed mid-answer: charge only what it reports, which is nothing.
+                record.settleDuration = await settle(settlement, .zero)
                 throw ProxyError.upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
             }
         }

@@ -31,12 +31,19 @@ struct StreamRelay: Sendable {
         var completed = false
         var clientGone = false
         var cancelled = false
+        // The event that tells the client the stream is complete waits until the settle is done:
+        // a client that saw the end of its stream has been charged, even if this replica dies next.
+        var terminal: [UInt8] = []
         streaming: for await part in transfer.parts {
             switch part {
             case .head: continue
             case .body(let chunk):
                 for event in parser.feed(chunk) {
                     guard let out = tracker.observe(event) else { continue }
+                    if StreamUsageTracker.isTerminal(event, route: route) {
+                        terminal += out
+                        continue
+                    }
                     do {
                         try await writer.write(ByteBuffer(bytes: out))
                     } catch {
@@ -63,7 +70,7 @@ struct StreamRelay: Sendable {
         finished.settleDuration = ContinuousClock.now - settleStarted
         observability.finish(finished)
         if clientGone { throw CancellationError() }
-        if !parser.buffered.isEmpty { try? await writer.write(ByteBuffer(bytes: parser.buffered)) }
+        if !terminal.isEmpty || !parser.buffered.isEmpty { try await writer.write(ByteBuffer(bytes: terminal + parser.buffered)) }
         try await writer.finish(nil)
     }
 

@@ -396,9 +396,15 @@ def cmd_reconcile(a):
     if counters["reserved"] != 0:
         problems.append(f"{counters['reserved']} nano-USD still reserved after {a.timeout}s")
     if result["drift_nano"] < 0:
-        problems.append(f"settled spend is {-result['drift_nano']} nano-USD below what the upstream served in full")
-    if cut == 0 and result["drift_nano"] != 0:
-        problems.append(f"drift {result['drift_nano']} nano-USD with no cut transfers")
+        text = f"settled spend is {-result['drift_nano']} nano-USD below what the upstream served in full"
+        kinds = [k for k, v in served.items() if v["complete"]]
+        if len(kinds) == 1 and -result["drift_nano"] % costs[kinds[0]]["nano_usd"] == 0:
+            n = -result["drift_nano"] // costs[kinds[0]]["nano_usd"]
+            text += (f" = {n} complete {kinds[0]} replies charged $0 (the client hung up while Tollgate still read them:"
+                     " the transfer is cancelled and a non-streamed reply settles at zero)")
+        problems.append(text)
+    elif cut == 0 and result["drift_nano"] != 0:
+        problems.append(f"drift {result['drift_nano']:+d} nano-USD with no cut transfers")
     if counters["requests"] < complete:
         problems.append(f"{complete - counters['requests']} upstream replies were never settled")
     if counters["refused"]:
