@@ -72,9 +72,10 @@ struct ProxyPipeline: Sendable {
         context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()
-        guard case .head(let head)? = await parts.next() else {
-            record.settleDuration = await settle(settlement, .zero) // the provider never answered: nothing to charge
-            throw ProxyError.upstreamUnavailable(UpstreamError(kind: .connect, message: "no response"), provider: config.provider(route.family).baseURL)
+        let first = await parts.next()
+        guard case .head(let head)? = first else {
+            if case .failed(let e)? = first { throw await fail(e, settlement, grant, route, &record) }
+            throw await fail(UpstreamError(kind: .connect, message: "no response"), settlement, grant, route, &record)
         }
         record.status = head.status
         var headers = ForwardedHeaders.client(from: head)
@@ -96,16 +97,8 @@ struct ProxyPipeline: Sendable {
             switch part {
             case .body(let chunk): body.writeBytes(chunk)
             case .head, .end: continue
-            case .failed(let e) where e.kind == .cancelled:
-                // The client hung up; the provider may still finish and bill the request, so it is
-                // charged what was reserved for it (a stream instead pays for what was streamed).
-                record.cost = grant.reserved
-                record.settleDuration = await settle(settlement, grant.reserved)
-                throw ProxyError.clientDisconnected
             case .failed(let e):
-                // The provider failed mid-answer: charge only what it reports, which is nothing.
-                record.settleDuration = await settle(settlement, .zero)
-                throw ProxyError.upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+                throw await fail(e, settlement, grant, route, &record)
             }
         }
         record.upstreamFinished = .now
@@ -134,6 +127,21 @@ struct ProxyPipeline: Sendable {
             // Fail closed. An unknown outcome may have left a lease: the reaper releases it.
             throw ProxyError.budgetUnavailable(error)
         }
+    }
+
+    /// Settles a non-streamed request that got no complete answer and says what the client gets.
+    func fail(_ e: UpstreamError, _ settlement: Settlement, _ grant: BudgetGrant, _ route: ProxyRoute,
+              _ record: inout RequestRecord) async -> ProxyError {
+        if e.kind == .cancelled {
+            // The client hung up; the provider may still finish and bill the request, so it is
+            // charged what was reserved for it (a stream instead pays for what was streamed).
+            record.cost = grant.reserved
+            record.settleDuration = await settle(settlement, grant.reserved)
+            return .clientDisconnected
+        }
+        // The provider failed or was unreachable: charge only what it reports, which is nothing.
+        record.settleDuration = await settle(settlement, .zero)
+        return .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
     }
 
     func settle(_ settlement: Settlement, _ cost: NanoUSD) async -> Duration {

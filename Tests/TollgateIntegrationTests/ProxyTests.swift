@@ -191,6 +191,22 @@ struct ProxyTests {
         }
     }
 
+    @Test("a client that hangs up on a non-streamed request is charged its reservation, since the provider may still bill it")
+    func clientDisconnectNonStream() async throws {
+        try await withProxy { replica, _ in
+            let client = TestRedis.uniqueClient()
+            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [
+                ("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "1500"),
+            ])
+            try await Task.sleep(nanoseconds: 300_000_000)
+            transfer.cancel()
+            let totals = try await settled(client)
+            #expect(totals.reserved == 0)
+            let price = try #require(bundledPrices.price(for: "gpt-4o-mini"))
+            #expect(totals.spent > price.output.cost(ofTokens: price.maxOutputTokens - 1).value, "the worst case it reserved")
+        }
+    }
+
     @Test("over budget: 402 in the OpenAI shape with the limit details, and nothing reaches the provider")
     func budgetExceededOpenAI() async throws {
         try await withProxy { replica, mock in
