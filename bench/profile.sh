@@ -16,7 +16,21 @@ KIND=${BENCH_PROFILE_KIND:-json}
 
 TMP=$PWD/bench/results/tmp/profile-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
-read -r P_REDIS P_UP P_TG P_X P_Y P_Z <<<"$($PY -c 'import socket; ss=[socket.socket() for _ in range(6)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')"
+read -r P_REDIS P_UP P_TG P_X P_Y P_Z <<<"$($PY -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+for p in random.sample(range(10000, low), low - 10000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if len(ports) == 6:
+        break
+print(*ports)')"
 $LIB prepare --tmp "$TMP" --ports "redis=$P_REDIS,upstream=$P_UP,proxy=$P_X,tollgate=$P_TG,streams=$P_Y,mock=$P_Z"
 
 PIDS=()
@@ -26,7 +40,7 @@ redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir 
 PIDS+=("$!")
 nginx -p "$TMP/nginx-upstream" -c "$TMP/nginx-upstream/nginx.conf" -e "$TMP/nginx-upstream/error.log" -g 'daemon off;' &
 PIDS+=("$!")
-TOLLGATE_HOST=127.0.0.1 TOLLGATE_PORT=$P_TG TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL=warning \
+TOLLGATE_HOST=127.0.0.1 TOLLGATE_PORT=$P_TG TOLLGATE_ADMIN_PORT=$P_X TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL=warning \
   TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_UP" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_UP" \
   .build/release/tollgate serve --config "$TMP/tollgate.yaml" >"$TMP/tollgate.log" 2>&1 &
 TG=$!

@@ -9,6 +9,9 @@
 # BENCH_HOLD_SECONDS, BENCH_SOAK_SECONDS (300; 0 = no soak), BENCH_NGINX_WORKERS (auto),
 # BENCH_NO_BUILD=1 (use the binaries in .build/release as they are).
 set -euo pipefail
+# The whole script is one block, read before it runs: editing this file during a run cannot
+# change what the run executes.
+{
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
@@ -27,7 +30,15 @@ fi
 WORKERS=${BENCH_NGINX_WORKERS:-auto}
 
 log() { printf '\033[1m[bench %s]\033[0m %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+die() {
+  log "FAILED: $*"
+  # What was measured before the failure is still worth reading.
+  if [ -s "${RECORDS:-}" ] && [ -s "$TMP/meta.json" ]; then $LIB report --tmp "$TMP" --out "$TMP/partial" || true; fi
+  exit 1
+}
+# BENCH_PHASES selects parts of the run (default: all of them).
+PHASES=${BENCH_PHASES:-wrk ttfb exact soak hold}
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
 for tool in nginx wrk redis-server redis-cli curl python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed (make deps installs it)"
@@ -46,8 +57,8 @@ fi
 
 # --- temp state, ports, limits -------------------------------------------------------------
 mkdir -p bench/results/tmp
-# Keep the last few runs' logs for inspection; older ones go.
-{ ls -1dt bench/results/tmp/run-* 2>/dev/null || true; } | tail -n +6 | xargs -r rm -rf
+# Keep the last runs' logs (Tollgate's access log alone is ~150 MB after a full run).
+{ ls -1dt bench/results/tmp/run-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
 TMP=$ROOT/bench/results/tmp/run-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
 RECORDS=$TMP/records.jsonl
@@ -58,8 +69,24 @@ log "temp state and logs: $TMP"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 
-read -r P_REDIS P_UP P_PROXY P_TG P_STREAMS P_MOCK <<<"$($PY -c 'import socket; ss=[socket.socket() for _ in range(6)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')"
-log "ports: redis $P_REDIS, upstream $P_UP, nginx proxy $P_PROXY, tollgate $P_TG, tollgate-streams $P_STREAMS, mock $P_MOCK; nofile $NOFILE"
+# Eight free ports below the ephemeral range: a port the kernel hands out for outgoing connections
+# (this bench opens tens of thousands) could otherwise be taken before a later process binds it.
+read -r P_REDIS P_UP P_PROXY P_TG P_STREAMS P_MOCK P_ADMIN P_ADMIN2 <<<"$($PY -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+for p in random.sample(range(10000, low), low - 10000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    if len(ports) == 8:
+        break
+print(*ports)')"
+log "ports: redis $P_REDIS, upstream $P_UP, nginx proxy $P_PROXY, tollgate $P_TG (admin $P_ADMIN), tollgate-streams $P_STREAMS (admin $P_ADMIN2), mock $P_MOCK; nofile $NOFILE"
 
 # --- processes: every one started here is stopped by the trap --------------------------------
 PIDS=()
@@ -98,7 +125,7 @@ wait_ready() {
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-$LIB prepare --tmp "$TMP" --workers "$WORKERS" \
+$LIB prepare --tmp "$TMP" --workers "$WORKERS" --stream-max-connections "${BENCH_STREAM_MAX_CONNECTIONS:-20000}" \
   --ports "redis=$P_REDIS,upstream=$P_UP,proxy=$P_PROXY,tollgate=$P_TG,streams=$P_STREAMS,mock=$P_MOCK"
 COSTS=$TMP/costs.json
 ACCESS_LOG=$TMP/nginx-upstream/access.log
@@ -108,7 +135,7 @@ for _ in $(seq 100); do redis-cli -p "$P_REDIS" ping >/dev/null 2>&1 && break; s
 start upstream nginx -p "$TMP/nginx-upstream" -c "$TMP/nginx-upstream/nginx.conf" -e "$TMP/nginx-upstream/error.log" -g 'daemon off;'
 start proxy nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" -e "$TMP/nginx-proxy/error.log" -g 'daemon off;'
 tollgate_env=(env TOLLGATE_HOST=127.0.0.1 TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL="${BENCH_TOLLGATE_LOG_LEVEL:-warning}")
-start tollgate "${tollgate_env[@]}" TOLLGATE_PORT="$P_TG" \
+start tollgate "${tollgate_env[@]}" TOLLGATE_PORT="$P_TG" TOLLGATE_ADMIN_PORT="$P_ADMIN" \
   TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_UP" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_UP" \
   .build/release/tollgate serve --config "$TMP/tollgate.yaml"
 wait_ready upstream "http://127.0.0.1:$P_UP/healthz"
@@ -174,6 +201,7 @@ reconcile() { # reconcile LABEL CLIENT RUN_ID COMPLETED
 }
 field() { $PY -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+phase wrk || CONNS=""
 for c in $CONNS; do
   for target in direct nginx tollgate; do
     run=$target-c$c
@@ -194,7 +222,9 @@ for c in $CONNS; do
 done
 
 # --- streaming: time to first byte over the fixed SSE body ----------------------------------
-for c in 1 32; do
+TTFB_CONNS="1 32"
+phase ttfb || TTFB_CONNS=""
+for c in $TTFB_CONNS; do
   for target in direct nginx tollgate; do
     run=ttfb-$target-c$c
     client=bench-$run
@@ -209,6 +239,7 @@ for c in 1 32; do
 done
 
 # --- exact budget check: a fixed number of each kind, every reply awaited -------------------------
+if phase exact; then
 $LIB limits --redis-port "$P_REDIS" bench-exact
 $PY bench/sse_load.py exact --client bench-exact --run exact --per-kind "$EXACT_PER_KIND" --concurrency 32 \
   --kind "chat=http://127.0.0.1:$P_TG/v1/chat/completions|$F/chat-request.json" \
@@ -218,9 +249,10 @@ $PY bench/sse_load.py exact --client bench-exact --run exact --per-kind "$EXACT_
   >"$TMP/exact.txt" 2>&1 || { cat "$TMP/exact.txt" >&2; die "exact run had errors"; }
 echo "$($LIB sse-record --output "$TMP/exact.txt")" >>"$RECORDS"
 reconcile "exact ${EXACT_PER_KIND}×4 kinds" bench-exact exact $((EXACT_PER_KIND * 4))
+fi
 
 # --- soak: mixed traffic at c=32, RSS before and after ----------------------------------------
-if [ "$SOAK_SECONDS" -gt 0 ]; then
+if phase soak && [ "$SOAK_SECONDS" -gt 0 ]; then
   $LIB limits --redis-port "$P_REDIS" bench-soak
   log "soak: ${SOAK_SECONDS}s of mixed traffic at c=32"
   rss_before=$($LIB rss "$PID_tollgate")
@@ -243,8 +275,10 @@ if [ "$SOAK_SECONDS" -gt 0 ]; then
 fi
 
 # --- open streams: a fresh Tollgate in front of the mock provider, which drips 1 event/s ---------
+phase hold || STREAMS=""
+if [ -n "$STREAMS" ]; then
 start mock .build/release/tollgate-mock-provider --host 127.0.0.1 --port "$P_MOCK"
-start tollgate-streams "${tollgate_env[@]}" TOLLGATE_PORT="$P_STREAMS" \
+start tollgate-streams "${tollgate_env[@]}" TOLLGATE_PORT="$P_STREAMS" TOLLGATE_ADMIN_PORT="$P_ADMIN2" \
   TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_MOCK" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_MOCK" \
   .build/release/tollgate serve --config "$TMP/tollgate-streams.yaml"
 wait_ready tollgate-streams "http://127.0.0.1:$P_STREAMS/readyz"
@@ -270,6 +304,7 @@ for n in $STREAMS; do
   acct=$($LIB settled --redis-port "$P_REDIS" --client "$client" --timeout 60)
   record "$($LIB sse-record --output "$TMP/hold-$n.txt" --note "$note" --accounting "$acct")"
 done
+fi
 
 # --- report ----------------------------------------------------------------------------------
 if [ "$MODE" = full ]; then
@@ -278,3 +313,5 @@ else
   OUT=$TMP/smoke
 fi
 $LIB report --tmp "$TMP" --out "$OUT"
+exit
+}

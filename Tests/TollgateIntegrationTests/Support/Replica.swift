@@ -18,8 +18,16 @@ struct Replica: Sendable {
 
     /// Starts this replica's admin listener on a free port; returns its base URL and server task.
     func startAdmin() async throws -> (url: String, server: Task<Void, any Error>) {
+        let (port, task) = try await Self.run { tollgate.adminApplication(onServerRunning: $0) }
+        return ("http://127.0.0.1:\(port)", task)
+    }
+
+    /// Runs an application built with the given on-running hook; returns its bound port once it listens.
+    static func run<App: ApplicationProtocol>(
+        _ make: (@escaping @Sendable (any Channel) async -> Void) -> App
+    ) async throws -> (port: Int, server: Task<Void, any Error>) {
         let (ports, report) = AsyncStream<Int>.makeStream()
-        let app = tollgate.adminApplication { channel in
+        let app = make { channel in
             report.yield(channel.localAddress?.port ?? 0)
             report.finish()
         }
@@ -29,7 +37,7 @@ struct Replica: Sendable {
         }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
-        return ("http://127.0.0.1:\(port)", task)
+        return (port, task)
     }
 
     static func start(upstream: String, redisURL: String = TestRedis.url, environment: [String: String] = [:],
@@ -37,17 +45,7 @@ struct Replica: Sendable {
                       accessLog: (@Sendable (String) -> Void)? = nil, metrics: PrometheusCollectorRegistry? = nil) async throws -> Replica {
         let tollgate = try makeTollgate(upstream: upstream, redisURL: redisURL, environment: environment, configure: configure,
                                         accessLog: accessLog, metrics: metrics)
-        let (ports, report) = AsyncStream<Int>.makeStream()
-        let app = tollgate.application { channel in
-            report.yield(channel.localAddress?.port ?? 0)
-            report.finish()
-        }
-        let server = Task {
-            defer { report.finish() }
-            try await app.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
+        let (port, server) = try await run { tollgate.application(onServerRunning: $0) }
         return Replica(tollgate: tollgate, port: port, server: server)
     }
 
