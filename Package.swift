@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "tollgate", targets: ["tollgate"]),
         .executable(name: "tollgate-mock-provider", targets: ["tollgate-mock-provider"]),
+        // For bench/micro (ordo-one/benchmark), a package of its own that measures the pure core.
+        .library(name: "TollgateCore", targets: ["TollgateCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),

@@ -51,14 +51,15 @@ $LIB limits --redis-port "$P_REDIS" bench-profile
 body=bench/fixtures/chat-request.json stream=0
 [ "$KIND" = stream ] && body=bench/fixtures/chat-request-stream.json stream=1
 export BENCH_BODY=$body BENCH_CLIENT=bench-profile BENCH_RUN=profile BENCH_STREAM=$stream
-wrk -t2 -c"$CONNS" -d3s -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >/dev/null # warm-up
-wrk -t2 -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt" &
+THREADS=$((CONNS < 2 ? 1 : 2))
+wrk -t$THREADS -c"$CONNS" -d3s -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >/dev/null # warm-up
+wrk -t$THREADS -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt" &
 WRK=$!
 sleep 1
 perf record -e cpu-clock -F 1999 -g -p "$TG" -o "$TMP/perf.data" -- sleep $((SECONDS_TO_RUN - 2)) >"$TMP/perf-record.log" 2>&1 || { cat "$TMP/perf-record.log"; echo "perf record failed"; }
 wait "$WRK"
 grep -E "Requests/sec|Latency " "$TMP/wrk.txt"
-perf report -i "$TMP/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -15 | tee "$TMP/by-dso.txt"
+perf report -i "$TMP/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | grep '%' | head -15 | tee "$TMP/by-dso.txt"
 echo
 perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -45 | tee "$TMP/by-symbol.txt"
 perf report -i "$TMP/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -80 >"$TMP/inclusive.txt"

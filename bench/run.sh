@@ -57,8 +57,10 @@ fi
 
 # --- temp state, ports, limits -------------------------------------------------------------
 mkdir -p bench/results/tmp
-# Keep the last runs' logs (Tollgate's access log alone is ~150 MB after a full run).
-{ ls -1dt bench/results/tmp/run-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
+# Keep the last runs' logs (Tollgate's access log alone is ~150 MB after a full run); older ones
+# go once they are an hour old, so a run someone else started meanwhile is never touched.
+{ ls -1dt bench/results/tmp/run-* 2>/dev/null || true; } | tail -n +3 |
+  while read -r old; do [ -n "$(find "$old" -maxdepth 0 -mmin +60)" ] && rm -rf "$old"; done || true
 TMP=$ROOT/bench/results/tmp/run-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
 RECORDS=$TMP/records.jsonl
@@ -277,33 +279,33 @@ fi
 # --- open streams: a fresh Tollgate in front of the mock provider, which drips 1 event/s ---------
 phase hold || STREAMS=""
 if [ -n "$STREAMS" ]; then
-start mock .build/release/tollgate-mock-provider --host 127.0.0.1 --port "$P_MOCK"
-start tollgate-streams "${tollgate_env[@]}" TOLLGATE_PORT="$P_STREAMS" TOLLGATE_ADMIN_PORT="$P_ADMIN2" \
-  TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_MOCK" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_MOCK" \
-  .build/release/tollgate serve --config "$TMP/tollgate-streams.yaml"
-wait_ready tollgate-streams "http://127.0.0.1:$P_STREAMS/readyz"
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$P_MOCK/v1/models" && break; sleep 0.05; done
-# 300 events at 1/s outlast any hold; the mock renders a stream's events up front, so a longer
-# reply would cost the mock (not Tollgate) ~250 bytes per event per stream.
-$PY -c 'import json,sys; b=json.load(open(sys.argv[1])); b["max_completion_tokens"]=300; json.dump(b, open(sys.argv[2],"w"))' \
-  $F/chat-request-stream.json "$TMP/hold-request.json"
-max_streams=$(( (NOFILE - 200) / 2 ))
-for n in $STREAMS; do
-  note=""
-  if [ "$n" -gt "$max_streams" ]; then
-    note="asked for $n; capped at $max_streams: the open-files limit here is $NOFILE (the hard limit; raising it needs CAP_SYS_RESOURCE) and Tollgate holds 2 descriptors per stream"
-    n=$max_streams
-  fi
-  client=bench-hold-$n
-  $LIB limits --redis-port "$P_REDIS" "$client"
-  log "holding $n open streams through Tollgate (mock provider upstream)"
-  $PY bench/sse_load.py hold --url "http://127.0.0.1:$P_STREAMS/v1/chat/completions" --body "$TMP/hold-request.json" \
-    --header 'X-Mock-Completion-Tokens: 100000' --header 'X-Mock-Chunk-Delay-Ms: 1000' --client "$client" \
-    --streams "$n" --hold "$HOLD_SECONDS" --watch "tollgate=$PID_tollgate_streams" --watch "mock=$PID_mock" \
-    >"$TMP/hold-$n.txt" 2>&1 || log "hold $n reported errors (see $TMP/hold-$n.txt)"
-  acct=$($LIB settled --redis-port "$P_REDIS" --client "$client" --timeout 60)
-  record "$($LIB sse-record --output "$TMP/hold-$n.txt" --note "$note" --accounting "$acct")"
-done
+  start mock .build/release/tollgate-mock-provider --host 127.0.0.1 --port "$P_MOCK"
+  start tollgate-streams "${tollgate_env[@]}" TOLLGATE_PORT="$P_STREAMS" TOLLGATE_ADMIN_PORT="$P_ADMIN2" \
+    TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_MOCK" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_MOCK" \
+    .build/release/tollgate serve --config "$TMP/tollgate-streams.yaml"
+  wait_ready tollgate-streams "http://127.0.0.1:$P_STREAMS/readyz"
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$P_MOCK/v1/models" && break; sleep 0.05; done
+  # 300 events at 1/s outlast any hold; the mock renders a stream's events up front, so a longer
+  # reply would cost the mock (not Tollgate) ~250 bytes per event per stream.
+  $PY -c 'import json,sys; b=json.load(open(sys.argv[1])); b["max_completion_tokens"]=300; json.dump(b, open(sys.argv[2],"w"))' \
+    $F/chat-request-stream.json "$TMP/hold-request.json"
+  max_streams=$(( (NOFILE - 200) / 2 ))
+  for n in $STREAMS; do
+    note=""
+    if [ "$n" -gt "$max_streams" ]; then
+      note="asked for $n; capped at $max_streams: the open-files limit here is $NOFILE (the hard limit; raising it needs CAP_SYS_RESOURCE) and Tollgate holds 2 descriptors per stream"
+      n=$max_streams
+    fi
+    client=bench-hold-$n
+    $LIB limits --redis-port "$P_REDIS" "$client"
+    log "holding $n open streams through Tollgate (mock provider upstream)"
+    $PY bench/sse_load.py hold --url "http://127.0.0.1:$P_STREAMS/v1/chat/completions" --body "$TMP/hold-request.json" \
+      --header 'X-Mock-Completion-Tokens: 100000' --header 'X-Mock-Chunk-Delay-Ms: 1000' --client "$client" \
+      --streams "$n" --hold "$HOLD_SECONDS" --watch "tollgate=$PID_tollgate_streams" --watch "mock=$PID_mock" \
+      >"$TMP/hold-$n.txt" 2>&1 || log "hold $n reported errors (see $TMP/hold-$n.txt)"
+    acct=$($LIB settled --redis-port "$P_REDIS" --client "$client" --timeout 60)
+    record "$($LIB sse-record --output "$TMP/hold-$n.txt" --note "$note" --accounting "$acct")"
+  done
 fi
 
 # --- report ----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ def pricing_table():
         p["cached_input"] = nano(entry["cached_input"]) if "cached_input" in entry else p["input"]
         p["cache_write"] = nano(entry["cache_write"]) if "cache_write" in entry else p["input"]
         p["reasoning"] = nano(entry["reasoning"]) if "reasoning" in entry else p["output"]
+        p["max_output_tokens"] = int(entry["max_output_tokens"])
         table[name] = p
     return table
 
@@ -114,6 +115,17 @@ def anthropic_usage(u):
             "cache_write": u.get("cache_creation_input_tokens", 0), "output": u.get("output_tokens", 0), "reasoning": 0}
 
 
+def reservation_bound(request, size, price):
+    """An upper bound of what strict mode reserves for this request (README: input bound at the
+    dearest input price + reply cap × output price): every byte of the body counted as a token,
+    plus the per-request and per-message framing, and the request's cap or the model's maximum."""
+    messages = len(request.get("messages", [])) + 1
+    input_tokens = size + 16 + 8 * messages
+    worst_input = max(price["input"], price["cached_input"], price["cache_write"])
+    cap = request.get("max_completion_tokens") or request.get("max_tokens") or price["max_output_tokens"]
+    return -(-(input_tokens * worst_input + cap * max(price["output"], price["reasoning"])) // 1_000_000)
+
+
 def expected_costs():
     table = pricing_table()
     costs = {}
@@ -122,8 +134,10 @@ def expected_costs():
         model, usage = usage_of(kind, body)
         price = price_for(table, model)
         nano_times_million = sum(max(0, usage[f]) * price[f] for f in usage)
+        request = (FIXTURES / spec["request"]).read_bytes()
         costs[kind] = {"nano_usd": -(-nano_times_million // 1_000_000), "model": model, "usage": usage,
-                       "response_bytes": len(body.encode()), "request_bytes": len((FIXTURES / spec["request"]).read_bytes())}
+                       "response_bytes": len(body.encode()), "request_bytes": len(request),
+                       "reservation_bound_nano": reservation_bound(json.loads(request), len(request), price_for(table, json.loads(request)["model"]))}
     return costs
 
 
@@ -389,9 +403,14 @@ def cmd_reconcile(a):
     }
     if a.client_completed is not None:
         result["client_completed"] = a.client_completed
-    # Zero drift is exact when nothing was cut; a load generator that stops mid-flight cuts up to
-    # one request per connection, which Tollgate charges by its documented fallback (never zero for
-    # streams, zero for a reply that never arrived): so `cut` replies may add, never remove, spend.
+    # Zero drift is exact when no client left early. wrk stops with up to one request per
+    # connection in flight: the upstream may have served those in full while their client was
+    # already gone, and Tollgate charges a disconnected request by its documented policy (the
+    # reservation, or the streamed fallback), never less than nothing. So those requests may add
+    # spend, up to their reservations, and must never remove any.
+    in_flight = cut + (max(0, complete - a.client_completed) if a.client_completed is not None else 0)
+    allowance = in_flight * max((costs[k]["reservation_bound_nano"] for k in served), default=0)
+    result.update(client_gone_at_stop=in_flight, drift_allowance_nano=allowance)
     problems = []
     if counters["reserved"] != 0:
         problems.append(f"{counters['reserved']} nano-USD still reserved after {a.timeout}s")
@@ -400,16 +419,19 @@ def cmd_reconcile(a):
         kinds = [k for k, v in served.items() if v["complete"]]
         if len(kinds) == 1 and -result["drift_nano"] % costs[kinds[0]]["nano_usd"] == 0:
             n = -result["drift_nano"] // costs[kinds[0]]["nano_usd"]
-            text += (f" = {n} complete {kinds[0]} replies charged $0 (the client hung up while Tollgate still read them:"
-                     " the transfer is cancelled and a non-streamed reply settles at zero)")
+            text += (f" = {n} complete {kinds[0]} replies charged $0 (their client hung up while Tollgate still read them)")
         problems.append(text)
-    elif cut == 0 and result["drift_nano"] != 0:
-        problems.append(f"drift {result['drift_nano']:+d} nano-USD with no cut transfers")
+    elif result["drift_nano"] > allowance:
+        problems.append(f"drift {result['drift_nano']:+d} nano-USD exceeds what the {in_flight} requests whose client "
+                        f"left at the stop could have reserved ({allowance})")
     if counters["requests"] < complete:
         problems.append(f"{complete - counters['requests']} upstream replies were never settled")
     if counters["refused"]:
         problems.append(f"{counters['refused']} requests refused for budget")
     result["problems"] = problems
+    if not problems and result["drift_nano"] > 0:
+        result["note"] = (f"+{result['drift_nano']} nano-USD charged by the disconnect policy for requests whose "
+                          f"client left at the stop (upstream had sent them in full)")
     print(json.dumps(result))
 
 
@@ -495,7 +517,7 @@ def cmd_line(a):
     elif t == "reconcile":
         print(f"budget {r['label']}: spent {r['spent_nano']} expected {r['expected_nano']} drift {r['drift_nano']:+d} "
               f"(upstream complete {r['upstream_complete']}, cut {r['upstream_cut']}, settled {r['settled_requests']}) "
-              f"{'; '.join(r['problems']) or 'ok'}")
+              f"{'; '.join(r['problems']) or r.get('note') or 'ok'}")
     elif t == "hold":
         w = r["watch"]["tollgate"]
         print(f"hold {r['streams']}: {r['open']} open in {r['opened_in_s']} s, Tollgate RSS {w['before']['rss_kb']} → "
@@ -654,18 +676,19 @@ def cmd_report(a):
     p("Expected cost per request (usage in the fixed response × bundled pricing.yaml, rounded up): "
       + ", ".join(f"{k} {v['nano_usd']} nano-USD ({v['model']})" for k, v in costs.items()))
     p("")
-    p("| run | client completed | upstream complete / cut | settled | spent nano-USD | expected | drift | reserved left | problems |")
-    p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    total_drift = 0
+    p("| run | client completed | upstream complete / cut | client gone at stop | settled | spent nano-USD | expected | drift | reserved left | problems |")
+    p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     problems = []
     for r in recs:
-        total_drift += r["drift_nano"] if r["upstream_cut"] == 0 else min(0, r["drift_nano"])
         problems += [f"{r['label']}: {x}" for x in r["problems"]]
-        p(f"| {r['label']} | {r.get('client_completed', '-')} | {r['upstream_complete']} / {r['upstream_cut']} | {r['settled_requests']} | "
-          f"{r['spent_nano']} | {r['expected_nano']} | {r['drift_nano']:+d} | {r['reserved_left_nano']} | {'; '.join(r['problems']) or 'none'} |")
+        p(f"| {r['label']} | {r.get('client_completed', '-')} | {r['upstream_complete']} / {r['upstream_cut']} | "
+          f"{r.get('client_gone_at_stop', '-')} | {r['settled_requests']} | "
+          f"{r['spent_nano']} | {r['expected_nano']} | {r['drift_nano']:+d} | {r['reserved_left_nano']} | "
+          f"{'; '.join(r['problems']) or r.get('note') or 'none'} |")
     p("")
-    p("drift = spent − Σ complete upstream replies × expected cost. A run cut off by wrk's stop leaves up to one request "
-      "per connection half-done; those (`cut`) are charged by the documented fallback and may add spend, never remove it. "
+    p("drift = spent − Σ replies the upstream sent in full × expected cost. wrk stops with up to one request per "
+      "connection in flight (*client gone at stop* = upstream replies the client never saw + cut replies); Tollgate "
+      "charges those by its disconnect policy, so they may add spend, up to their reservations, but never remove any. "
       "The `exact` run sends a fixed number of requests and waits for every reply: its drift must be exactly 0.")
     errors = sum(r.get("errors", 0) for r in records if r["type"] in ("wrk", "ttfb", "soak", "exact"))
     hold_errors = sum(r.get("errors", 0) for r in holds)
