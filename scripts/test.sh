@@ -10,5 +10,7 @@ trap 'kill "$(cat "$dir/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$d
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 export TOLLGATE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 echo "test redis: $TOLLGATE_TEST_REDIS_URL"
+# The executables too: the CLI and cluster tests run the real `tollgate` binary.
+swift build
 # A hung test must not hold CI: Swift Testing time limits per suite, and this as a last resort.
 timeout --kill-after=15 2400 swift test "$@"
