@@ -14,6 +14,7 @@ SECONDS_TO_RUN=${BENCH_PROFILE_SECONDS:-15}
 KIND=${BENCH_PROFILE_KIND:-json}
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || swift build -c release --product tollgate >&2
 
+{ ls -1dt bench/results/tmp/profile-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
 TMP=$PWD/bench/results/tmp/profile-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
 read -r P_REDIS P_UP P_TG P_X P_Y P_Z <<<"$($PY -c '

@@ -7,7 +7,9 @@
 # Knobs (environment): BENCH_SMOKE=1, BENCH_SECONDS (per wrk run), BENCH_WARMUP_SECONDS,
 # BENCH_CONNS ("1 32 256"), BENCH_TTFB_SECONDS, BENCH_EXACT_PER_KIND, BENCH_STREAMS ("1000 10000"),
 # BENCH_HOLD_SECONDS, BENCH_SOAK_SECONDS (300; 0 = no soak), BENCH_NGINX_WORKERS (auto),
-# BENCH_NO_BUILD=1 (use the binaries in .build/release as they are).
+# BENCH_NO_BUILD=1 (use the binaries in .build/release as they are), BENCH_PHASES (any of
+# "wrk ttfb exact soak hold"), BENCH_STREAM_MAX_CONNECTIONS (20000: upstream.max_connections of the
+# stream Tollgate), BENCH_TOLLGATE_LOG_LEVEL (warning).
 set -euo pipefail
 # The whole script is one block, read before it runs: editing this file during a run cannot
 # change what the run executes.

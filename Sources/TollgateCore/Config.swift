@@ -66,7 +66,8 @@ public struct TollgateConfig: Sendable {
         public var connectTimeoutMilliseconds = 5_000
         /// Whole-transfer limit; streams longer than this are cut (and settled).
         public var timeoutSeconds = 600
-        public var maxConnections = 256
+        /// curl queues transfers beyond this, so it bounds concurrent upstream streams too.
+        public var maxConnections = 4_096
     }
 
     public var server = Server()

@@ -69,13 +69,14 @@ struct ProxyPipeline: Sendable {
         if injectUsage { rewrite.requestStreamUsage(scanned) }
         record.upstreamStarted = .now
         let transfer = upstream.start(upstreamRequest(route.family, request, body: rewrite.apply(to: scanned)))
-        context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
+        let watch = await context.watchDisconnect { transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
         guard case .head(let head)? = first else {
-            if case .failed(let e)? = first { throw await fail(e, settlement, grant, route, &record) }
-            throw await fail(UpstreamError(kind: .connect, message: "no response"), settlement, grant, route, &record)
+            watch?.unwatch()
+            if case .failed(let e)? = first { throw await fail(e, settlement, grant, route, price, nil, &record) }
+            throw await fail(UpstreamError(kind: .connect, message: "no response"), settlement, grant, route, price, nil, &record)
         }
         record.status = head.status
         var headers = ForwardedHeaders.client(from: head)
@@ -87,18 +88,19 @@ struct ProxyPipeline: Sendable {
             let relay = StreamRelay(
                 route: route, price: price, estimate: estimate, settlement: settlement, transfer: transfer,
                 hideInjectedUsage: injectUsage, budget: budget, leaseSeconds: config.budget.leaseSeconds,
-                observability: observability, record: record)
+                observability: observability, record: record, watch: watch)
             return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }
 
         // 5b. Everything else is collected, priced from its usage, settled, then returned.
         var body = ByteBuffer()
+        defer { watch?.unwatch() }
         while let part = await parts.next() {
             switch part {
             case .body(let chunk): body.writeBytes(chunk)
             case .head, .end: continue
             case .failed(let e):
-                throw await fail(e, settlement, grant, route, &record)
+                throw await fail(e, settlement, grant, route, price, body, &record)
             }
         }
         record.upstreamFinished = .now
@@ -130,8 +132,15 @@ struct ProxyPipeline: Sendable {
     }
 
     /// Settles a non-streamed request that got no complete answer and says what the client gets.
-    func fail(_ e: UpstreamError, _ settlement: Settlement, _ grant: BudgetGrant, _ route: ProxyRoute,
-              _ record: inout RequestRecord) async -> ProxyError {
+    func fail(_ e: UpstreamError, _ settlement: Settlement, _ grant: BudgetGrant, _ route: ProxyRoute, _ price: ModelPrice,
+              _ received: ByteBuffer?, _ record: inout RequestRecord) async -> ProxyError {
+        // The whole answer may have arrived just before the failure: then its usage is the truth.
+        if let received, let usage = (try? JSONValue.parse(received.readableBytesView)).flatMap(route.usage(inResponse:)) {
+            record.usage = usage
+            record.cost = price.cost(of: usage)
+            record.settleDuration = await settle(settlement, record.cost!)
+            return e.kind == .cancelled ? .clientDisconnected : .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+        }
         if e.kind == .cancelled {
             // The client hung up; the provider may still finish and bill the request, so it is
             // charged what was reserved for it (a stream instead pays for what was streamed).
@@ -159,7 +168,8 @@ struct ProxyPipeline: Sendable {
             }
         }
         let transfer = upstream.start(upstreamRequest(family, request, body: []))
-        context.channel.closeFuture.whenComplete { _ in transfer.cancel() }
+        let watch = await context.watchDisconnect { transfer.cancel() }
+        defer { watch?.unwatch() }
         var head: UpstreamResponseHead?
         var body = ByteBuffer()
         for await part in transfer.parts {

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The request context keeps the channel so a route can react the moment the client leaves.
@@ -10,14 +11,43 @@ public struct TollgateRequestContext: RequestContext {
         coreContext = .init(source: source)
         channel = source.channel
     }
+
+    /// Runs `cancel` if the client's connection closes before `unwatch`. One slot per connection:
+    /// HTTP/1 serves one request at a time. (Hooking `closeFuture` per request instead piles a
+    /// callback per request onto a keep-alive connection: a leak the soak benchmark found.)
+    func watchDisconnect(_ cancel: @escaping @Sendable () -> Void) async -> ConnectionWatch? {
+        guard let handler = try? await channel.pipeline.handler(type: ConnectionWatch.self).get() else { return nil }
+        handler.watch(cancel)
+        return handler
+    }
 }
 
 /// Hummingbird allows half-closure, so a client's FIN only raises `inputClosed` and the
 /// channel stays open until a write fails — seconds later on a quiet stream. An LLM client that
-/// hangs up has left; closing here makes `closeFuture` fire at once, which cancels the
-/// upstream transfer and settles what was streamed.
-final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+/// hangs up has left; closing here makes the disconnect visible at once, and the watched
+/// request's upstream transfer is cancelled (then settled with what was streamed).
+final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = NIOAny
+    private let state = NIOLockedValueBox<(closed: Bool, cancel: (@Sendable () -> Void)?)>((false, nil))
+
+    func watch(_ cancel: @escaping @Sendable () -> Void) {
+        let alreadyClosed = state.withLockedValue { s in
+            if !s.closed { s.cancel = cancel }
+            return s.closed
+        }
+        if alreadyClosed { cancel() }
+    }
+
+    func unwatch() { state.withLockedValue { $0.cancel = nil } }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let cancel = state.withLockedValue { s in
+            defer { s = (true, nil) }
+            return s.cancel
+        }
+        cancel?()
+        context.fireChannelInactive()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, case .inputClosed = e {

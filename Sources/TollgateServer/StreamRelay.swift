@@ -19,10 +19,14 @@ struct StreamRelay: Sendable {
     let leaseSeconds: Int
     let observability: Observability
     let record: RequestRecord
+    let watch: ConnectionWatch?
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
         Observability.streamsInFlight.increment()
-        defer { Observability.streamsInFlight.decrement() }
+        defer {
+            Observability.streamsInFlight.decrement()
+            watch?.unwatch()
+        }
         var parser = SSEParser()
         var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
         let renewal = renewLease()
@@ -55,7 +59,7 @@ struct StreamRelay: Sendable {
             case .end:
                 completed = true
             case .failed(let e):
-                cancelled = e.kind == .cancelled // the client's connection closed (see CloseOnInputClosedHandler)
+                cancelled = e.kind == .cancelled // the client's connection closed (see ConnectionWatch)
                 break streaming
             }
         }

@@ -105,7 +105,7 @@ public final class Tollgate: Sendable {
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [CloseOnInputClosedHandler()])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()])),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
             onServerRunning: onServerRunning,
             logger: logger)

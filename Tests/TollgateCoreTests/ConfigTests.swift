@@ -33,7 +33,7 @@ struct ConfigLoadTests {
         #expect(c.budget.typicalReplyTokens == 1_000)
         #expect(c.upstream.connectTimeoutMilliseconds == 5_000)
         #expect(c.upstream.timeoutSeconds == 600)
-        #expect(c.upstream.maxConnections == 256)
+        #expect(c.upstream.maxConnections == 4_096)
         #expect(c.logLevel == "info")
         #expect(c.utcOffsetSeconds() == 0)
     }
