@@ -1,8 +1,17 @@
 # The two set-up commands: `make run` and `make test`. Both install what is missing first.
 .PHONY: deps build release run test mock clean
 
+## The Debian packages Tollgate needs, installed when missing (apt-get update first).
+APT_PACKAGES := redis-server redis-tools libhiredis-dev libcurl4-openssl-dev pkg-config wrk nginx-light
 deps:
-	@scripts/install-deps.sh
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q -o DPkg::Lock::Timeout=600 && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 $$missing; \
+	fi
+	@command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6 toolchain required)"; exit 1; }
 
 build: deps
 	swift build

@@ -17,21 +17,7 @@ KIND=${BENCH_PROFILE_KIND:-json}
 { ls -1dt bench/results/tmp/profile-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
 TMP=$PWD/bench/results/tmp/profile-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
-read -r P_REDIS P_UP P_TG P_X P_Y P_Z <<<"$($PY -c '
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports = []
-for p in random.sample(range(10000, low), low - 10000):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-    if len(ports) == 6:
-        break
-print(*ports)')"
+read -r P_REDIS P_UP P_TG P_X P_Y P_Z <<<"$($LIB ports 6)"
 $LIB prepare --tmp "$TMP" --ports "redis=$P_REDIS,upstream=$P_UP,proxy=$P_X,tollgate=$P_TG,streams=$P_Y,mock=$P_Z"
 
 PIDS=()

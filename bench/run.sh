@@ -73,23 +73,8 @@ log "temp state and logs: $TMP"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 
-# Eight free ports below the ephemeral range: a port the kernel hands out for outgoing connections
-# (this bench opens tens of thousands) could otherwise be taken before a later process binds it.
-read -r P_REDIS P_UP P_PROXY P_TG P_STREAMS P_MOCK P_ADMIN P_ADMIN2 <<<"$($PY -c '
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-ports = []
-for p in random.sample(range(10000, low), low - 10000):
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-    if len(ports) == 8:
-        break
-print(*ports)')"
+# Eight free ports below the ephemeral range (see cmd_ports in lib/benchlib.py).
+read -r P_REDIS P_UP P_PROXY P_TG P_STREAMS P_MOCK P_ADMIN P_ADMIN2 <<<"$($LIB ports 8)"
 log "ports: redis $P_REDIS, upstream $P_UP, nginx proxy $P_PROXY, tollgate $P_TG (admin $P_ADMIN), tollgate-streams $P_STREAMS (admin $P_ADMIN2), mock $P_MOCK; nofile $NOFILE"
 
 # --- processes: every one started here is stopped by the trap --------------------------------

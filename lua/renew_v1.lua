@@ -1,10 +1,15 @@
---[[ renew_v1 — extend a live lease so a long stream is not reaped while it runs.
-Called by TollgateRedis/BudgetStore.swift (`renew`); key layout in reserve_v1.lua.
-
-  KEYS[1] tollgate:{C}:leases      KEYS[2] tollgate:{C}:lease_data
-  ARGV[1] reservation id           ARGV[2] lease ms       ARGV[3] clock offset seconds
-Returns 1 when renewed, 0 when the lease is not active (settled or reaped).
-]]
+-- renew_v1 — extend a live lease so a long stream is not reaped while it runs.
+-- Caller: TollgateRedis/BudgetStore.swift (`renew`); key layout: reserve_v1.lua.
+--
+-- KEYS:
+--   KEYS[1]  tollgate:{C}:leases
+--   KEYS[2]  tollgate:{C}:lease_data
+-- ARGV:
+--   ARGV[1]  reservation id
+--   ARGV[2]  lease, ms
+--   ARGV[3]  clock offset seconds (0 in production)
+-- Returns:
+--   1 when renewed, 0 when the lease is not active (settled or reaped)
 
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v or string.sub(v, 1, 1) ~= 'A' then return 0 end

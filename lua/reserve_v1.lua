@@ -1,38 +1,44 @@
---[[ reserve_v1 — the budget decision. Called by TollgateRedis/BudgetStore.swift (`reserve`),
-which also parses the reply into TollgateCore's ReserveOutcome (BudgetDecision.swift).
-
-Why the name carries a version: during a rolling deploy old and new replicas share one Redis.
-An old replica must never call new semantics under an old name, so a changed contract gets a
-new file (reserve_v2.lua) and both live side by side until the old replicas are gone.
-
-Key layout (docs/redis.md): every key of a client carries the hash tag {CLIENT}, so one
-client's keys live in one Redis Cluster slot. The day and month keys are derived here from
-Redis TIME (one clock for all replicas), which is why they are not in KEYS.
-  KEYS[1] tollgate:{C}:limits          hash daily, monthly (nano-USD); absent -> ARGV defaults
-  KEYS[2] tollgate:{C}:leases          zset reservation id -> deadline (ms since epoch)
-  KEYS[3] tollgate:{C}:lease_data      hash reservation id -> "state|cost|dayKey|monthKey"
-                                       state A = active, R = reaped (reserved already released)
-  derived tollgate:{C}:day:YYYY-MM-DD  hash spent, reserved, requests, refused, leases_reaped
-  derived tollgate:{C}:month:YYYY-MM   hash spent, reserved, requests, refused
-
-ARGV
-  1 key prefix "tollgate:{C}"            2 clock offset seconds (0 in production; tests move time)
-  3 UTC offset of budget.timezone (s)    4 reservation id
-  5 fixed cost: input upper bound (nano-USD)
-  6 cost per output token (nano-USD, already times n choices)
-  7 requested output tokens              8 minimum output tokens (== requested: no clamping)
-  9 default daily limit (nano-USD)      10 default monthly limit (nano-USD)
- 11 lease ms                            12 day grace s   13 month grace s   14 reaped retention s
-
-Returns
-  granted: {1, grantedTokens, cost, limit, remaining, resetsAt, reaped}   (of the tighter period)
-  refused: {0, "daily"|"monthly", limit, spent, resetsAt, reaped, reserved}
-
-All amounts stay below 2^53 (Lua numbers are doubles); the caller validates limits. Numbers go
-back to Redis through string.format('%d') because tostring() would write 1e+15.
-
-Three phases: read everything, decide, then write everything or nothing.
-]]
+-- reserve_v1 — the budget decision: reserve a request's worst case against the client's day and
+-- month, or refuse. Caller: TollgateRedis/BudgetStore.swift (`reserve`), which also parses the
+-- reply into TollgateCore's ReserveOutcome (BudgetDecision.swift).
+--
+-- Why the name carries a version: during a rolling deploy old and new replicas share one Redis.
+-- An old replica must never call new semantics under an old name, so a changed contract gets a
+-- new file (reserve_v2.lua) and both live side by side until the old replicas are gone.
+--
+-- Key layout (docs/redis.md): every key of a client carries the hash tag {CLIENT}, so one
+-- client's keys share a Redis Cluster slot. The day and month keys are derived here from Redis
+-- TIME (one clock for all replicas), which is why they are not in KEYS:
+--   tollgate:{C}:day:YYYY-MM-DD  hash spent, reserved, requests, refused, leases_reaped
+--   tollgate:{C}:month:YYYY-MM   hash spent, reserved, requests, refused
+--
+-- KEYS:
+--   KEYS[1]  tollgate:{C}:limits      hash daily, monthly (nano-USD); absent -> ARGV defaults
+--   KEYS[2]  tollgate:{C}:leases      zset reservation id -> deadline (ms since epoch)
+--   KEYS[3]  tollgate:{C}:lease_data  hash reservation id -> "state|cost|dayKey|monthKey"
+--                                     (state A = active, R = reaped: reserved already released)
+-- ARGV:
+--   ARGV[1]  key prefix "tollgate:{C}"
+--   ARGV[2]  clock offset seconds (0 in production; tests move time)
+--   ARGV[3]  UTC offset of budget.timezone, seconds
+--   ARGV[4]  reservation id
+--   ARGV[5]  fixed cost: the input upper bound, nano-USD
+--   ARGV[6]  cost per output token, nano-USD (already times n choices)
+--   ARGV[7]  requested output tokens
+--   ARGV[8]  minimum output tokens (== ARGV[7]: no clamping)
+--   ARGV[9]  default daily limit, nano-USD
+--   ARGV[10] default monthly limit, nano-USD
+--   ARGV[11] lease, ms
+--   ARGV[12] day key grace, seconds
+--   ARGV[13] month key grace, seconds
+--   ARGV[14] how long a reaped lease is remembered, seconds
+-- Returns (numbers describe the tighter period):
+--   granted: {1, grantedTokens, cost, limit, remaining, resetsAt, leasesReaped}
+--   refused: {0, "daily"|"monthly", limit, spent, resetsAt, leasesReaped, reserved}
+--
+-- All amounts stay below 2^53 (Lua numbers are doubles); the caller validates limits. Numbers
+-- go back to Redis through string.format('%d') because tostring() would write 1e+15.
+-- Three phases: read everything, decide, then write everything or nothing.
 
 local function int(x) return string.format('%d', x) end
 

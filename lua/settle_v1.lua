@@ -1,17 +1,20 @@
---[[ settle_v1 — turn a reservation into real spend. Called by TollgateRedis/BudgetStore.swift
-(`settle`); see reserve_v1.lua for the key layout and why names carry a version.
-
-Idempotent per reservation id: the lease record is deleted in the same atomic step that
-charges it, so a retried settle (reply lost on a broken connection) finds nothing and charges
-nothing. A settle after the lease was reaped (reserved already released by reserve_v1) still
-charges the spend once, to the day and month the reservation was made in.
-
-  KEYS[1] tollgate:{C}:leases      KEYS[2] tollgate:{C}:lease_data
-  ARGV[1] reservation id           ARGV[2] actual cost (nano-USD, >= 0)
-
-Returns {status, reservedCost}: 1 settled, 2 settled after reap, 0 unknown id (already settled
-or never reserved: nothing charged).
-]]
+-- settle_v1 — turn a reservation into real spend. Caller: TollgateRedis/BudgetStore.swift
+-- (`settle`); key layout and why names carry a version: reserve_v1.lua.
+--
+-- Idempotent per reservation id: the lease record is deleted in the same atomic step that
+-- charges it, so a retried settle (reply lost on a broken connection) finds nothing and charges
+-- nothing. A settle after the lease was reaped (reserved already released by reserve_v1) still
+-- charges the spend once, to the day and month the reservation was made in.
+--
+-- KEYS:
+--   KEYS[1]  tollgate:{C}:leases
+--   KEYS[2]  tollgate:{C}:lease_data
+-- ARGV:
+--   ARGV[1]  reservation id
+--   ARGV[2]  actual cost, nano-USD (>= 0)
+-- Returns:
+--   {status, reservedCost}: status 1 settled, 2 settled after reap, 0 unknown id (already
+--   settled or never reserved: nothing charged)
 
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if not v then return {0, 0} end

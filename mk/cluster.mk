@@ -3,8 +3,7 @@
 
 ## Redis + mock provider + 3 Tollgate replicas + nginx on 127.0.0.1:8090, in the background
 ## (state and logs in var/cluster/). Knobs: CLUSTER_REPLICAS, CLUSTER_PORT, CLUSTER_UPSTREAM, ...
-cluster:
-	@scripts/install-deps.sh
+cluster: deps
 	@scripts/cluster-up.sh
 
 ## Stops what `make cluster` started (and nothing else).
@@ -12,6 +11,5 @@ cluster-stop:
 	@scripts/cluster-down.sh
 
 ## A narrated walk through a budget running out, on a cluster it starts and stops itself.
-demo:
-	@scripts/install-deps.sh
+demo: deps
 	@scripts/demo.sh

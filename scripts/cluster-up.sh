@@ -28,7 +28,7 @@ ready_timeout=${CLUSTER_READY_TIMEOUT:-30}
 [[ $replicas =~ ^[1-9][0-9]*$ ]] || die "CLUSTER_REPLICAS must be a positive number (got '$replicas')"
 [ -r "$config" ] || die "no config file $config (CLUSTER_CONFIG)"
 for tool in redis-server redis-cli nginx curl; do
-  command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh installs it)"
+  command -v "$tool" >/dev/null || die "$tool is not installed (make deps installs it)"
 done
 
 # ---- one cluster at a time -------------------------------------------------------------------

@@ -54,7 +54,8 @@ struct ProxyPipeline: Sendable {
         let estimate = estimator.estimate(scanned, route: route, price: price)
 
         // 3. Reserve it, or refuse without sending anything upstream.
-        let reservation = ReservationID.random()
+        // One id for the reservation in Redis and the access-log line, so operators can match them.
+        let reservation = ReservationID(rawValue: record.requestID)
         let grant = try await reserve(client, reservation, estimate, &record)
         let settlement = Settlement(
             budget: budget, client: client, reservation: reservation,

@@ -11,7 +11,16 @@ struct RedisOptions: ParsableArguments {
     @Option(name: .long, help: "Redis URL, overriding the config (also TOLLGATE_REDIS_URL).")
     var redis: String?
 
-    func admin() throws -> (BudgetAdmin, VirtualKeyStore, RedisConnection) {
+    /// Runs `body` with a connection that is closed afterwards.
+    func withAdmin<T>(_ body: (BudgetAdmin, VirtualKeyStore) async throws -> T) async throws -> T {
+        let (admin, keys, connection) = try self.admin()
+        defer { connection.shutdown() }
+        do { return try await body(admin, keys) } catch let error as RedisError {
+            throw ValidationError("\(error). Point the CLI at your Redis with --redis URL, --config FILE or TOLLGATE_REDIS_URL.")
+        }
+    }
+
+    private func admin() throws -> (BudgetAdmin, VirtualKeyStore, RedisConnection) {
         var settings = try loadConfig(config)
         if let redis { settings.redis.url = redis }
         guard let endpoint = RedisEndpoint(url: settings.redis.url) else {
@@ -52,14 +61,16 @@ struct Budgets: AsyncParsableCommand {
 
         func run() async throws {
             let id = try clientArgument(client)
-            let (admin, _, connection) = try redis.admin()
-            defer { connection.shutdown() }
             guard daily != nil || monthly != nil else { throw ValidationError("give --daily and/or --monthly") }
-            var current = try await admin.limits(id)
-            let newDaily = try usdOption(daily, "daily") ?? (resetOthers || current.dailyIsDefault ? nil : current.daily)
-            let newMonthly = try usdOption(monthly, "monthly") ?? (resetOthers || current.monthlyIsDefault ? nil : current.monthly)
-            current = try await admin.setLimits(id, daily: newDaily, monthly: newMonthly)
-            printLimits(id, current)
+            let (newDaily, newMonthly) = (try usdOption(daily, "daily"), try usdOption(monthly, "monthly"))
+            let limits = try await redis.withAdmin { admin, _ in
+                let current = try await admin.limits(id)
+                // A limit not given keeps its current value, unless --reset-others puts it back to the default.
+                return try await admin.setLimits(
+                    id, daily: newDaily ?? (resetOthers || current.dailyIsDefault ? nil : current.daily),
+                    monthly: newMonthly ?? (resetOthers || current.monthlyIsDefault ? nil : current.monthly))
+            }
+            printLimits(id, limits)
         }
     }
 
@@ -69,9 +80,7 @@ struct Budgets: AsyncParsableCommand {
         @Argument var client: String
         func run() async throws {
             let id = try clientArgument(client)
-            let (admin, _, connection) = try redis.admin()
-            defer { connection.shutdown() }
-            printLimits(id, try await admin.limits(id))
+            printLimits(id, try await redis.withAdmin { admin, _ in try await admin.limits(id) })
         }
     }
 
@@ -81,9 +90,7 @@ struct Budgets: AsyncParsableCommand {
         @Argument var client: String
         func run() async throws {
             let id = try clientArgument(client)
-            let (admin, _, connection) = try redis.admin()
-            defer { connection.shutdown() }
-            printLimits(id, try await admin.resetLimits(id))
+            printLimits(id, try await redis.withAdmin { admin, _ in try await admin.resetLimits(id) })
         }
     }
 }
@@ -100,13 +107,14 @@ struct Spend: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
-        let (admin, _, connection) = try redis.admin()
-        defer { connection.shutdown() }
         if let date, CivilDate.parseDay(date) == nil { throw ValidationError("--date must be YYYY-MM-DD (got \(date))") }
-        var day = date ?? ""
-        if date == nil { day = try await admin.today() }
-        let rows: [BudgetAdmin.ClientSpend]
-        if let client { rows = [try await admin.spend(try clientArgument(client), date: day)] } else { rows = try await admin.allSpend(date: day) }
+        let only = try client.map(clientArgument)
+        let (day, rows) = try await redis.withAdmin { admin, _ in
+            let day: String
+            if let date { day = date } else { day = try await admin.today() }
+            guard let only else { return (day, try await admin.allSpend(date: day)) }
+            return (day, [try await admin.spend(only, date: day)])
+        }
         if json {
             print(JSONValue.array(rows.map(SpendTable.json)).serialized)
         } else {
@@ -154,9 +162,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             let id = try clientArgument(client)
             guard (1...100).contains(name.count), !name.contains("|") else { throw ValidationError("--name must be 1-100 characters without '|'") }
-            let (_, keys, connection) = try redis.admin()
-            defer { connection.shutdown() }
-            let (info, secret) = try await keys.create(client: id, name: name)
+            let (info, secret) = try await redis.withAdmin { _, keys in try await keys.create(client: id, name: name) }
             print("\(secret)\n(id \(info.id), client \(info.client), name \(info.name); shown once: store it now)")
         }
     }
@@ -167,9 +173,7 @@ struct Keys: AsyncParsableCommand {
         @Option(help: "Only this client's keys.") var client: String?
         func run() async throws {
             let filter = try client.map(clientArgument)
-            let (_, keys, connection) = try redis.admin()
-            defer { connection.shutdown() }
-            let all = try await keys.list(client: filter)
+            let all = try await redis.withAdmin { _, keys in try await keys.list(client: filter) }
             if all.isEmpty { print("no keys") }
             for k in all { print("\(k.id)  \(k.client)  \(k.name)  created \(k.createdAt.rfc3339)") }
         }
@@ -180,9 +184,7 @@ struct Keys: AsyncParsableCommand {
         @OptionGroup var redis: RedisOptions
         @Argument var id: String
         func run() async throws {
-            let (_, keys, connection) = try redis.admin()
-            defer { connection.shutdown() }
-            guard try await keys.revoke(id: id) else { throw ValidationError("no key with id \(id) (see tollgate keys list)") }
+            guard try await redis.withAdmin({ _, keys in try await keys.revoke(id: id) }) else { throw ValidationError("no key with id \(id) (see tollgate keys list)") }
             print("revoked \(id)")
         }
     }

@@ -712,9 +712,32 @@ def cmd_report(a):
     sys.exit(1 if failures else 0)
 
 
+def cmd_ports(a):
+    """Free loopback ports below the ephemeral range: a port the kernel hands out for outgoing
+    connections (a bench opens tens of thousands) could be taken before a later process binds it."""
+    import random, socket
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    ports = []
+    for p in random.sample(range(10000, low), low - 10000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            ports.append(p)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        if len(ports) == a.count:
+            break
+    print(*ports)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("ports")
+    s.add_argument("count", type=int)
+    s.set_defaults(fn=cmd_ports)
     s = sub.add_parser("prepare")
     s.add_argument("--tmp", required=True)
     s.add_argument("--ports", required=True)
