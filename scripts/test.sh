@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: a throw-away redis-server on a free port, `swift test` against it, then stop it.
+# `make test`: a throw-away redis-server on a free port, `swift test` against it, then stop it;
+# then the benchmark's smoke run (which starts its own Redis and upstreams).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$(scripts/free-port.sh)
@@ -14,3 +15,9 @@ echo "test redis: $TOLLGATE_TEST_REDIS_URL"
 swift build
 # A hung test must not hold CI: Swift Testing time limits per suite, and this as a last resort.
 timeout --kill-after=15 2400 swift test "$@"
+# The benchmark's smoke mode (release build, about a minute of load, no timing assertions) so the
+# bench suite cannot rot: it fails only when something errs or the budget drifts. Skipped when
+# arguments select particular tests, or with TOLLGATE_SKIP_BENCH_SMOKE=1.
+if [ $# -eq 0 ] && [ "${TOLLGATE_SKIP_BENCH_SMOKE:-0}" != 1 ]; then
+  BENCH_SMOKE=1 timeout --kill-after=15 900 bench/run.sh
+fi

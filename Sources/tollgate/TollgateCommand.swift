@@ -3,6 +3,8 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import TollgateCore
@@ -24,6 +26,9 @@ struct Serve: AsyncParsableCommand {
     var config: String?
 
     func run() async throws {
+        // Run Swift concurrency's jobs on NIO's event loops: a request's handler then runs on the
+        // thread that owns its connection instead of hopping to the cooperative pool and back.
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let environment = ProcessInfo.processInfo.environment
         let settings = try loadConfig(config)
         var logger = Logger(label: "tollgate")
