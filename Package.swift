@@ -38,7 +38,11 @@ let package = Package(
             resources: [.copy("Resources/pricing.yaml")]),
         .target(
             name: "TollgateRedis",
-            dependencies: ["CHiredis", "TollgateCore", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "CHiredis", "TollgateCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(
             name: "TollgateUpstream",
             dependencies: ["CCurl", "TollgateCore", .product(name: "Logging", package: "swift-log")]),

@@ -1,0 +1,312 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import TollgateCore
+
+/// One Redis connection owned by one NIO event loop. Everything here runs on that loop, which
+/// is why the class can be `@unchecked Sendable`. A request served by the loop writes its
+/// command without a thread hop; every command written during one loop tick goes out in one
+/// flush (pipelining), and replies come back in order.
+final class RedisLink: @unchecked Sendable {
+    typealias Reply = CheckedContinuation<RedisReply, any Error>
+
+    struct Settings {
+        let endpoint: RedisEndpoint
+        let timeout: TimeAmount
+        /// Loaded on every (re)connect, so a restarted Redis (empty script cache) does not send
+        /// every caller into NOSCRIPT at once.
+        let scripts: [RedisScript]
+        let logger: Logger
+    }
+
+    private enum State {
+        /// Not connected. Callers fail fast until `retryAt`, then the next call reconnects.
+        case down(retryAt: NIODeadline, why: String)
+        case connecting
+        /// Connected; SELECT and SCRIPT LOAD are in flight. Callers wait in `waiting`.
+        case settingUp(any Channel)
+        case ready(any Channel)
+        case shutDown
+    }
+
+    private enum Entry {
+        case caller(RedisCommand, Reply, retried: Bool)
+        /// SELECT / SCRIPT LOAD: their replies complete the setup (or fail the connection).
+        case setup(String)
+    }
+
+    let eventLoop: any EventLoop
+    private let settings: Settings
+    private var state: State
+    /// EVALSHA names scripts by the SHA-1 of their source, which SCRIPT LOAD also returns.
+    private var shas: [String: String] = [:]
+    /// Sent, awaiting replies, oldest first, with the time each must be answered by.
+    private var inFlight = CircularBuffer<(entry: Entry, deadline: NIODeadline)>()
+    /// Accepted while connecting; sent once the setup is done.
+    private var waiting: [(command: RedisCommand, reply: Reply)] = []
+    private var reader = RedisReplyReader()
+    private var flushScheduled = false
+    private var timer: Scheduled<Void>?
+    private var backoff = TimeAmount.milliseconds(50)
+    private var setupPending = 0
+    /// How many commands at the tail of `inFlight` are written but not flushed yet.
+    private var unflushed = 0
+    /// The connected socket's descriptor (NIO owns it; see RedisSocket).
+    private var socket: CInt?
+
+    init(eventLoop: any EventLoop, settings: Settings) {
+        self.eventLoop = eventLoop
+        self.settings = settings
+        state = .down(retryAt: .now(), why: "not connected yet")
+    }
+
+    private var current: (any Channel)? {
+        switch state {
+        case .settingUp(let c), .ready(let c): return c
+        default: return nil
+        }
+    }
+
+    var isReady: Bool {
+        if case .ready = state { return true }
+        return false
+    }
+
+    // MARK: callers (on the event loop)
+
+    func send(_ command: RedisCommand, _ reply: Reply) {
+        eventLoop.preconditionInEventLoop()
+        switch state {
+        case .shutDown:
+            reply.resume(throwing: RedisError.unavailable("connection is shut down"))
+        case .down(let retryAt, let why):
+            guard retryAt <= .now() else {
+                reply.resume(throwing: RedisError.unavailable(why))
+                return
+            }
+            waiting.append((command, reply))
+            connect()
+        case .connecting, .settingUp:
+            waiting.append((command, reply))
+        case .ready(let channel):
+            write(.caller(command, reply, retried: false), on: channel)
+        }
+    }
+
+    func connect() {
+        eventLoop.preconditionInEventLoop()
+        if case .down = state {} else { return }
+        state = .connecting
+        let (ep, timeout, eventLoop) = (settings.endpoint, settings.timeout, self.eventLoop)
+        NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
+            try RedisSocket.connect(host: ep.host, port: ep.port, timeoutMilliseconds: Int(timeout.nanoseconds / 1_000_000))
+        }.flatMap { [self] fd in
+            ClientBootstrap(group: eventLoop)
+                .channelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RedisLinkHandler(link: self)) }
+                }
+                .withConnectedSocket(fd)
+                .map { ($0, fd) }
+        }.whenComplete { [self] result in
+            switch result {
+            case .success(let (channel, fd)): connected(channel, socket: fd)
+            case .failure(let error): failed("\(error)", channel: nil)
+            }
+        }
+    }
+
+    func shutdown() {
+        eventLoop.preconditionInEventLoop()
+        let channel = current
+        state = .shutDown
+        socket = nil
+        timer?.cancel()
+        failAll(inFlightWith: .unavailable("connection is shut down"), waitingWith: .unavailable("connection is shut down"))
+        channel?.close(promise: nil)
+    }
+
+    // MARK: the connection's life
+
+    private func connected(_ channel: any Channel, socket: CInt) {
+        guard case .connecting = state else {
+            channel.close(promise: nil) // shut down meanwhile
+            return
+        }
+        state = .settingUp(channel)
+        self.socket = socket
+        reader = RedisReplyReader()
+        let ep = settings.endpoint
+        var setup: [[String]] = []
+        if ep.database != 0 { setup.append(["SELECT", String(ep.database)]) }
+        for script in settings.scripts { setup.append(["SCRIPT", "LOAD", script.source]) }
+        setupPending = setup.count
+        for args in setup { write(.setup(args[0] == "SELECT" ? "SELECT" : "SCRIPT LOAD"), args: args, on: channel) }
+        if setup.isEmpty { becomeReady(channel) }
+    }
+
+    private func becomeReady(_ channel: any Channel) {
+        state = .ready(channel)
+        backoff = .milliseconds(50)
+        settings.logger.info("connected to Redis", metadata: ["redis": "\(settings.endpoint.host):\(settings.endpoint.port)/\(settings.endpoint.database)"])
+        let queued = waiting
+        waiting.removeAll()
+        for (command, reply) in queued { write(.caller(command, reply, retried: false), on: channel) }
+    }
+
+    /// The connection is unusable: what was sent has an unknown outcome, what waited was not sent.
+    func failed(_ why: String, channel: (any Channel)?) {
+        switch state {
+        case .shutDown, .down: return
+        case .connecting, .settingUp, .ready: break
+        }
+        // A late event from an older channel must not take down the current one (or a connect in progress).
+        let broken = current
+        if let channel, channel !== broken { return }
+        state = .down(retryAt: .now() + backoff, why: why)
+        socket = nil
+        backoff = min(backoff * 2, .seconds(2))
+        settings.logger.warning("Redis connection down", metadata: ["reason": "\(why)"])
+        failAll(inFlightWith: .unknownOutcome(why), waitingWith: .unavailable(why))
+        broken?.close(promise: nil)
+    }
+
+    private func failAll(inFlightWith sent: RedisError, waitingWith unsent: RedisError) {
+        let lost = inFlight
+        inFlight.removeAll()
+        unflushed = 0
+        let queued = waiting
+        waiting.removeAll()
+        for item in lost {
+            if case .caller(_, let reply, _) = item.entry { reply.resume(throwing: sent) }
+        }
+        for (_, reply) in queued { reply.resume(throwing: unsent) }
+    }
+
+    // MARK: writing
+
+    private func write(_ entry: Entry, on channel: any Channel) {
+        guard case .caller(let command, _, _) = entry else { return }
+        write(entry, args: argv(command), on: channel)
+    }
+
+    private func write(_ entry: Entry, args: [String], on channel: any Channel) {
+        var buffer = channel.allocator.buffer(capacity: 64 + args.reduce(0) { $0 + $1.utf8.count + 16 })
+        RedisWire.write(args, into: &buffer)
+        channel.write(buffer, promise: nil)
+        inFlight.append((entry, .distantFuture))
+        unflushed += 1
+        // One flush per loop tick carries every command written in that tick.
+        if !flushScheduled {
+            flushScheduled = true
+            eventLoop.execute { [self] in
+                flushScheduled = false
+                current?.flush()
+                flushed()
+            }
+        }
+    }
+
+    private func argv(_ command: RedisCommand) -> [String] {
+        switch command {
+        case .command(let args): return args
+        case .script(let s, let keys, let args): return ["EVALSHA", sha(of: s), String(keys.count)] + keys + args
+        }
+    }
+
+    private func sha(of script: RedisScript) -> String {
+        if let known = shas[script.name] { return known }
+        let sha = Insecure.SHA1.hash(data: Array(script.source.utf8)).map { String(format: "%02x", $0) }.joined()
+        shas[script.name] = sha
+        return sha
+    }
+
+    /// Each command's time limit starts when it is flushed, so a busy event loop that flushes late
+    /// cannot be mistaken for a slow Redis (replies are read before timers run in a loop tick).
+    private func flushed() {
+        guard unflushed > 0 else { return }
+        let deadline = NIODeadline.now() + settings.timeout
+        var i = inFlight.index(inFlight.endIndex, offsetBy: -min(unflushed, inFlight.count))
+        while i != inFlight.endIndex {
+            inFlight[i].deadline = deadline
+            i = inFlight.index(after: i)
+        }
+        unflushed = 0
+        armTimer()
+    }
+
+    /// A frozen Redis must not hold callers forever: the oldest unanswered command sets the alarm.
+    private func armTimer(at deadline: NIODeadline? = nil) {
+        guard timer == nil, let oldest = inFlight.first else { return }
+        timer = eventLoop.scheduleTask(deadline: deadline ?? oldest.deadline) { [self] in
+            timer = nil
+            guard let oldest = inFlight.first, oldest.deadline <= .now() else { return armTimer() }
+            // Bytes waiting in the socket: Redis did answer, but NIO runs every queued task
+            // before it polls sockets again and this loop has been busy. Look again shortly.
+            if let socket, RedisSocket.unreadBytes(socket) > 0 { return armTimer(at: .now() + .milliseconds(10)) }
+            failed("no reply within \(settings.timeout.nanoseconds / 1_000_000) ms", channel: nil)
+        }
+    }
+
+    // MARK: reading
+
+    func received(_ buffer: ByteBuffer, from channel: any Channel) {
+        guard channel === current else { return }
+        reader.feed(buffer)
+        do {
+            while let reply = try reader.next() {
+                guard let item = inFlight.popFirst() else {
+                    failed("reply without a request", channel: channel)
+                    return
+                }
+                handle(reply, for: item.entry, channel: channel)
+            }
+        } catch {
+            failed("\(error)", channel: channel)
+        }
+    }
+
+    private func handle(_ reply: RedisReply, for entry: Entry, channel: any Channel) {
+        switch entry {
+        case .setup(let what):
+            if case .error(let message) = reply {
+                failed("\(what) failed: \(message)", channel: channel)
+                return
+            }
+            guard case .settingUp = state else { return } // a NOSCRIPT reload while ready
+            setupPending -= 1
+            if setupPending == 0 { becomeReady(channel) }
+        case .caller(let command, let continuation, let retried):
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), case .script = command, !retried {
+                // The script did not run: safe to load it again and rerun.
+                for script in settings.scripts { write(.setup("SCRIPT LOAD"), args: ["SCRIPT", "LOAD", script.source], on: channel) }
+                write(.caller(command, continuation, retried: true), on: channel)
+                return
+            }
+            continuation.resume(returning: reply)
+        }
+    }
+}
+
+/// Feeds the link what its socket reads and tells it when the socket goes away.
+private final class RedisLinkHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    let link: RedisLink
+
+    init(link: RedisLink) { self.link = link }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        link.received(unwrapInboundIn(data), from: context.channel)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        link.failed("connection closed by Redis", channel: context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        link.failed("\(error)", channel: context.channel)
+        context.close(promise: nil)
+    }
+}
