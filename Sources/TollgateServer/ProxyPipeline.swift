@@ -69,7 +69,9 @@ struct ProxyPipeline: Sendable {
         let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
         if injectUsage { rewrite.requestStreamUsage(scanned) }
         record.upstreamStarted = .now
-        let transfer = upstream.start(upstreamRequest(route.family, request, body: rewrite.apply(to: scanned)))
+        var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
+        outgoing.collectBody = !scanned.stream
+        let transfer = upstream.start(outgoing)
         let watch = await context.watchDisconnect { transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()

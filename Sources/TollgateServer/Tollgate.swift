@@ -124,6 +124,7 @@ public final class Tollgate: Sendable {
     public func shutdown() {
         upstream.shutdown()
         redis.shutdown()
+        StandardOutput.flush()
     }
 }
 

@@ -12,6 +12,8 @@ final class TransferContext: @unchecked Sendable {
     var headers: [(name: String, value: String)] = []
     var headSent = false
     var finished = false
+    /// `request.collectBody`: the body gathered here and handed over once, at the end.
+    var collected: [UInt8] = []
 
     init(request: UpstreamRequest, continuation: AsyncStream<UpstreamPart>.Continuation) {
         self.request = request
@@ -90,6 +92,10 @@ final class TransferContext: @unchecked Sendable {
     static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
 
     func received(_ chunk: UnsafeRawBufferPointer) {
+        if request.collectBody {
+            collected.append(contentsOf: chunk)
+            return
+        }
         sendHeadIfNeeded()
         continuation.yield(.body(Array(chunk)))
     }
@@ -119,6 +125,11 @@ final class TransferContext: @unchecked Sendable {
         }
         curl_slist_free_all(headerList)
         headerList = nil
+        if !collected.isEmpty {
+            sendHeadIfNeeded()
+            continuation.yield(.body(collected))
+            collected = []
+        }
         if case .end = last { sendHeadIfNeeded() }
         finish(last)
     }

@@ -22,7 +22,9 @@ public final class UpstreamClient: Sendable {
     let settings: Settings
     // Used by the curl thread; other threads only call curl_multi_wakeup, which is thread-safe.
     nonisolated(unsafe) let multi: UnsafeMutableRawPointer
-    private let commands = Mutex<(queue: [Command], running: Bool)>(([], true))
+    /// `sleeping`: the curl thread is (about to be) in curl_multi_poll and needs a wakeup to see
+    /// new commands. While it is busy, commands just queue: one wakeup serves many requests.
+    private let commands = Mutex<(queue: [Command], running: Bool, sleeping: Bool)>(([], true, false))
     private let stopped = DispatchSemaphore(value: 0)
 
     public init(settings: Settings = Settings()) {
@@ -49,21 +51,22 @@ public final class UpstreamClient: Sendable {
     }
 
     func enqueue(_ command: Command) {
-        let accepted = commands.withLock { state in
-            guard state.running else { return false }
+        let (accepted, wake) = commands.withLock { state in
+            guard state.running else { return (false, false) }
             state.queue.append(command)
-            return true
+            defer { state.sleeping = false }
+            return (true, state.sleeping)
         }
-        if accepted {
+        if wake {
             curl_multi_wakeup(multi)
-        } else if case .start(let context) = command {
+        } else if !accepted, case .start(let context) = command {
             context.finish(.failed(UpstreamError(kind: .connect, message: "upstream client is shut down")))
         }
     }
 
     public func shutdown() {
         let wasRunning = commands.withLock { state in
-            defer { state.running = false }
+            defer { state.running = false; state.sleeping = false }
             return state.running
         }
         guard wasRunning else { return }
@@ -100,8 +103,14 @@ public final class UpstreamClient: Sendable {
                 active.removeValue(forKey: ObjectIdentifier(context))
                 context.complete(multi: multi, result: tg_msg_result(message))
             }
+            // Sleep only if nothing arrived meanwhile; a command queued after this point wakes us.
+            let idle = commands.withLock { state in
+                state.sleeping = state.queue.isEmpty && state.running
+                return state.sleeping
+            }
             var fds: Int32 = 0
-            curl_multi_poll(multi, nil, 0, 1000, &fds)
+            curl_multi_poll(multi, nil, 0, idle ? 1000 : 0, &fds)
+            commands.withLock { $0.sleeping = false }
         }
         for context in active.values {
             context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "shutting down")))

@@ -4,12 +4,16 @@ public struct UpstreamRequest: Sendable {
     public var method: String
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// Deliver head, body and end together when the transfer completes (a non-streamed answer):
+    /// one hand-over to the requesting task instead of one per chunk.
+    public var collectBody: Bool
 
-    public init(url: String, method: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(url: String, method: String, headers: [(name: String, value: String)], body: [UInt8], collectBody: Bool = false) {
         self.url = url
         self.method = method
         self.headers = headers
         self.body = body
+        self.collectBody = collectBody
     }
 }
 
