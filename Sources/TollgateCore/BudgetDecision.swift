@@ -1,12 +1,28 @@
-/// The outcome of `lua/reserve_v1.lua`, the one place the budget is decided.
+/// The outcome of `lua/reserve_v2.lua`, the one place the budget is decided.
 /// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
 public enum BudgetPeriod: String, Sendable {
     case daily, monthly
 }
 
+/// A granted reservation's handle in Redis: its member of the client's `leases` sorted set,
+/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v2.lua` wrote it.
+/// Settle and renew pass it back; the scripts act on it only while it is still in the set, so a
+/// forged or stale lease charges nothing.
+public struct Lease: Hashable, Sendable, CustomStringConvertible {
+    public let reservation: ReservationID
+    public let member: String
+
+    public init(reservation: ReservationID, member: String) {
+        self.reservation = reservation
+        self.member = member
+    }
+
+    public var description: String { member }
+}
+
 /// A reservation that fits; the numbers describe the tighter of the two periods after it.
 public struct BudgetGrant: Sendable, Equatable {
-    public var reservation: ReservationID
+    public var lease: Lease
     public var grantedOutputTokens: Int64
     public var reserved: NanoUSD
     public var limit: NanoUSD
@@ -14,8 +30,8 @@ public struct BudgetGrant: Sendable, Equatable {
     public var resetsAt: UnixTime
     public var leasesReaped: Int
 
-    public init(reservation: ReservationID, grantedOutputTokens: Int64, reserved: NanoUSD, limit: NanoUSD, remaining: NanoUSD, resetsAt: UnixTime, leasesReaped: Int) {
-        self.reservation = reservation
+    public init(lease: Lease, grantedOutputTokens: Int64, reserved: NanoUSD, limit: NanoUSD, remaining: NanoUSD, resetsAt: UnixTime, leasesReaped: Int) {
+        self.lease = lease
         self.grantedOutputTokens = grantedOutputTokens
         self.reserved = reserved
         self.limit = limit
@@ -47,10 +63,10 @@ public enum ReserveOutcome: Sendable, Equatable {
     case refused(BudgetRefusal)
 }
 
-/// What `lua/settle_v1.lua` did with a reservation.
+/// What `lua/settle_v2.lua` did with a lease.
 public enum SettleOutcome: Int, Sendable {
-    /// Already settled, or never reserved: nothing was charged this time.
-    case unknownReservation = 0
+    /// Already settled, never reserved, or not a lease: nothing was charged this time.
+    case unknownLease = 0
     case settled = 1
     /// The lease had been reaped; the spend was still charged, once.
     case settledAfterReap = 2
@@ -142,7 +158,6 @@ public struct RedisKeys: Sendable {
     public var base: String { "\(Self.namespace):{\(client.rawValue)}" }
     public var limits: String { base + ":limits" }
     public var leases: String { base + ":leases" }
-    public var leaseData: String { base + ":lease_data" }
     public func day(_ date: String) -> String { base + ":day:" + date }
     public func month(_ yearMonth: String) -> String { base + ":month:" + yearMonth }
 }

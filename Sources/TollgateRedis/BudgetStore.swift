@@ -2,7 +2,7 @@ import Logging
 import TollgateCore
 
 /// The budget's Redis side: reserve → (renew) → settle, each one EVALSHA of a script in `lua/`.
-/// The decision itself lives in `lua/reserve_v1.lua`; this type only frames the call.
+/// The decision itself lives in `lua/reserve_v2.lua`; this type only frames the call.
 public struct BudgetStore: Sendable {
     public struct Policy: Sendable {
         public var defaultDailyLimit: NanoUSD
@@ -50,15 +50,18 @@ public struct BudgetStore: Sendable {
             String(policy.leaseSeconds * 1000), String(policy.dayGraceSeconds), String(policy.monthGraceSeconds),
             String(policy.reapedRetentionSeconds),
         ]
-        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases, keys.leaseData], args: args))
-        guard let r = reply.array, r.count == 7, let flag = r[0].int else { throw RedisError.unexpectedReply("reserve_v1: \(reply)") }
+        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases], args: args))
+        guard let r = reply.array, let flag = r.first?.int, r.count == (flag == 1 ? 8 : 7) else {
+            throw RedisError.unexpectedReply("\(scripts.reserve.name): \(reply)")
+        }
         func int(_ i: Int) throws -> Int64 {
-            guard let v = r[i].int else { throw RedisError.unexpectedReply("reserve_v1 field \(i): \(r[i])") }
+            guard let v = r[i].int else { throw RedisError.unexpectedReply("\(scripts.reserve.name) field \(i): \(r[i])") }
             return v
         }
         if flag == 1 {
+            guard let member = r[7].string else { throw RedisError.unexpectedReply("\(scripts.reserve.name) lease: \(r[7])") }
             return .granted(BudgetGrant(
-                reservation: reservation, grantedOutputTokens: try int(1), reserved: NanoUSD(try int(2)),
+                lease: Lease(reservation: reservation, member: member), grantedOutputTokens: try int(1), reserved: NanoUSD(try int(2)),
                 limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)), resetsAt: UnixTime(seconds: try int(5)),
                 leasesReaped: Int(try int(6))))
         }
@@ -67,22 +70,21 @@ public struct BudgetStore: Sendable {
             spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4))))
     }
 
-    /// Charges the real cost and releases the reservation. Safe to retry: a second call charges nothing.
-    public func settle(_ client: ClientID, _ reservation: ReservationID, actual: NanoUSD) async throws -> SettleOutcome {
-        let keys = RedisKeys(client)
-        let reply = try await redis.call(.script(scripts.settle, keys: [keys.leases, keys.leaseData],
-                                                 args: [reservation.rawValue, String(max(0, actual.value))]))
+    /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call
+    /// charges nothing, and neither does a lease this client does not hold.
+    public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD) async throws -> SettleOutcome {
+        let reply = try await redis.call(.script(scripts.settle, keys: [RedisKeys(client).leases],
+                                                 args: [lease.member, String(max(0, actual.value))]))
         guard let status = reply.array?.first?.int, let outcome = SettleOutcome(rawValue: Int(status)) else {
-            throw RedisError.unexpectedReply("settle_v1: \(reply)")
+            throw RedisError.unexpectedReply("\(scripts.settle.name): \(reply)")
         }
         return outcome
     }
 
     /// Extends a live lease (long streams). False when it was already settled or reaped.
-    public func renew(_ client: ClientID, _ reservation: ReservationID) async throws -> Bool {
-        let keys = RedisKeys(client)
-        let reply = try await redis.call(.script(scripts.renew, keys: [keys.leases, keys.leaseData],
-                                                 args: [reservation.rawValue, String(policy.leaseSeconds * 1000), String(policy.clockOffsetSeconds)]))
+    public func renew(_ client: ClientID, _ lease: Lease) async throws -> Bool {
+        let reply = try await redis.call(.script(scripts.renew, keys: [RedisKeys(client).leases],
+                                                 args: [lease.member, String(policy.leaseSeconds * 1000), String(policy.clockOffsetSeconds)]))
         return reply.int == 1
     }
 }

@@ -42,7 +42,7 @@ public struct BudgetScripts: Sendable {
     public var all: [RedisScript] { [reserve, settle, renew] }
 
     public static func load() throws -> BudgetScripts {
-        BudgetScripts(reserve: try .bundled("reserve_v1"), settle: try .bundled("settle_v1"), renew: try .bundled("renew_v1"))
+        BudgetScripts(reserve: try .bundled("reserve_v2"), settle: try .bundled("settle_v2"), renew: try .bundled("renew_v2"))
     }
 }
 

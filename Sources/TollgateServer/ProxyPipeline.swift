@@ -58,7 +58,7 @@ struct ProxyPipeline: Sendable {
         let reservation = ReservationID(rawValue: record.requestID)
         let grant = try await reserve(client, reservation, estimate, &record)
         let settlement = Settlement(
-            budget: budget, client: client, reservation: reservation,
+            budget: budget, client: client, lease: grant.lease,
             safetyNetCost: estimate.cost(outputTokens: 1), logger: logger)
 
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.

@@ -3,22 +3,22 @@ import Synchronization
 import TollgateCore
 import TollgateRedis
 
-/// Settles one reservation exactly once, whichever way the request ends (normal end, client
-/// gone, upstream error). `settle_v1.lua` is idempotent, so a settle whose reply was lost is
-/// retried safely; if Redis stays away the lease is eventually reaped and the spend is logged.
+/// Settles one lease exactly once, whichever way the request ends (normal end, client gone,
+/// upstream error). `settle_v2.lua` is idempotent, so a settle whose reply was lost is retried
+/// safely; if Redis stays away the lease is eventually reaped and the spend is logged.
 final class Settlement: Sendable {
     let budget: BudgetStore
     let client: ClientID
-    let reservation: ReservationID
+    let lease: Lease
     let logger: Logger
     /// Charged if this object dies unsettled (the response body never ran): input bound + 1 token.
     let safetyNetCost: NanoUSD
     private let done = Atomic<Bool>(false)
 
-    init(budget: BudgetStore, client: ClientID, reservation: ReservationID, safetyNetCost: NanoUSD, logger: Logger) {
+    init(budget: BudgetStore, client: ClientID, lease: Lease, safetyNetCost: NanoUSD, logger: Logger) {
         self.budget = budget
         self.client = client
-        self.reservation = reservation
+        self.lease = lease
         self.safetyNetCost = safetyNetCost
         self.logger = logger
     }
@@ -30,31 +30,31 @@ final class Settlement: Sendable {
     func settle(_ cost: NanoUSD) async -> Bool {
         guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
         do {
-            _ = try await budget.settle(client, reservation, actual: cost)
+            _ = try await budget.settle(client, lease, actual: cost)
         } catch {
-            Self.retryInBackground(budget: budget, client: client, reservation: reservation, cost: cost, logger: logger, firstError: error)
+            Self.retryInBackground(budget: budget, client: client, lease: lease, cost: cost, logger: logger, firstError: error)
         }
         return true
     }
 
-    static func retryInBackground(budget: BudgetStore, client: ClientID, reservation: ReservationID, cost: NanoUSD, logger: Logger, firstError: any Error) {
-        logger.warning("settle failed, retrying", metadata: ["client": "\(client)", "reservation": "\(reservation)", "error": "\(firstError)"])
+    static func retryInBackground(budget: BudgetStore, client: ClientID, lease: Lease, cost: NanoUSD, logger: Logger, firstError: any Error) {
+        logger.warning("settle failed, retrying", metadata: ["client": "\(client)", "reservation": "\(lease.reservation)", "error": "\(firstError)"])
         Task {
             var delay: UInt64 = 100_000_000
             for _ in 0..<12 {
                 try? await Task.sleep(nanoseconds: delay)
-                if (try? await budget.settle(client, reservation, actual: cost)) != nil { return }
+                if (try? await budget.settle(client, lease, actual: cost)) != nil { return }
                 delay = min(delay * 2, 5_000_000_000)
             }
             logger.error("settle abandoned; the lease will be reaped and this spend is not recorded",
-                         metadata: ["client": "\(client)", "reservation": "\(reservation)", "cost_usd": "\(cost.usdString)"])
+                         metadata: ["client": "\(client)", "reservation": "\(lease.reservation)", "cost_usd": "\(cost.usdString)"])
         }
     }
 
     deinit {
         guard !done.load(ordering: .acquiring) else { return }
-        let (budget, client, reservation, cost, logger) = (self.budget, self.client, self.reservation, safetyNetCost, self.logger)
-        Task { _ = try? await budget.settle(client, reservation, actual: cost) }
-        logger.warning("request ended without a settle; charged the safety-net cost", metadata: ["reservation": "\(reservation)"])
+        let (budget, client, lease, cost, logger) = (self.budget, self.client, self.lease, safetyNetCost, self.logger)
+        Task { _ = try? await budget.settle(client, lease, actual: cost) }
+        logger.warning("request ended without a settle; charged the safety-net cost", metadata: ["reservation": "\(lease.reservation)"])
     }
 }

@@ -86,7 +86,7 @@ struct StreamRelay: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: interval)
                 if Task.isCancelled || settlement.isSettled { return }
-                _ = try? await budget.renew(settlement.client, settlement.reservation)
+                _ = try? await budget.renew(settlement.client, settlement.lease)
             }
         }
     }

@@ -61,7 +61,6 @@ struct RedisKeysTests {
         #expect(keys.base == "tollgate:{c1}")
         #expect(keys.limits == "tollgate:{c1}:limits")
         #expect(keys.leases == "tollgate:{c1}:leases")
-        #expect(keys.leaseData == "tollgate:{c1}:lease_data")
         #expect(keys.day("2026-11-23") == "tollgate:{c1}:day:2026-11-23")
         #expect(keys.month("2026-11") == "tollgate:{c1}:month:2026-11")
     }

@@ -30,9 +30,8 @@ struct BudgetScriptTests {
     func refusalDetails() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests(dailyUSD: 1)
-        let r1 = ReservationID.random()
-        guard case .granted = try await store.reserve(client, r1, estimate: .fixed(600_000_000)) else { Issue.record("not granted"); return }
-        _ = try await store.settle(client, r1, actual: NanoUSD(700_000_000))
+        let first = try await store.grant(client, estimate: .fixed(600_000_000))
+        _ = try await store.settle(client, first.lease, actual: NanoUSD(700_000_000))
         let outcome = try await store.reserve(client, .random(), estimate: .fixed(400_000_000))
         guard case .refused(let refusal) = outcome else { Issue.record("expected refusal, got \(outcome)"); return }
         #expect(refusal.period == .daily)
@@ -54,9 +53,8 @@ struct BudgetScriptTests {
         let toFirst = days * 86_400 + 3_600 - time
         let store = BudgetStore.forTests(dailyUSD: 1, monthlyUSD: 2).withClock(toFirst)
         func spend(_ s: BudgetStore, _ nano: Int64) async throws -> ReserveOutcome {
-            let id = ReservationID.random()
-            let outcome = try await s.reserve(client, id, estimate: .fixed(nano))
-            if case .granted = outcome { _ = try await s.settle(client, id, actual: NanoUSD(nano)) }
+            let outcome = try await s.reserve(client, .random(), estimate: .fixed(nano))
+            if case .granted(let g) = outcome { _ = try await s.settle(client, g.lease, actual: NanoUSD(nano)) }
             return outcome
         }
         #expect(try await spend(store, 900_000_000).isGranted)
@@ -105,26 +103,111 @@ struct BudgetScriptTests {
         #expect(!(try await store.reserve(client, .random(), estimate: estimate).isGranted), "not even the minimum fits now")
     }
 
-    @Test("settle is idempotent per reservation")
+    @Test("settle is idempotent per lease")
     func idempotentSettle() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests()
-        let id = ReservationID.random()
-        _ = try await store.reserve(client, id, estimate: .fixed(5_000))
-        #expect(try await store.settle(client, id, actual: NanoUSD(3_000)) == .settled)
-        #expect(try await store.settle(client, id, actual: NanoUSD(3_000)) == .unknownReservation)
-        let (day, _) = try await TestRedis.periodKeys(client)
-        #expect(try await TestRedis.int(day, "spent") == 3_000)
+        let g = try await store.grant(client, estimate: .fixed(5_000))
+        #expect(try await store.settle(client, g.lease, actual: NanoUSD(3_000)) == .settled)
+        #expect(try await store.settle(client, g.lease, actual: NanoUSD(3_000)) == .unknownLease)
+        let (day, month) = try await TestRedis.periodKeys(client)
+        for key in [day, month] {
+            #expect(try await TestRedis.int(key, "spent") == 3_000)
+            #expect(try await TestRedis.int(key, "reserved") == 0)
+            #expect(try await TestRedis.int(key, "requests") == 1)
+        }
+        #expect(try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0, "no lease is left behind")
+    }
+
+    @Test("a forged, foreign or garbled lease charges nothing and leaves the real lease intact")
+    func forgedLease() async throws {
+        let client = TestRedis.uniqueClient(), other = TestRedis.uniqueClient()
+        let store = BudgetStore.forTests()
+        let real = try await store.grant(client, estimate: .fixed(5_000))
+        let theirs = try await store.grant(other, estimate: .fixed(7_000))
+        let parts = real.lease.member.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        try #require(parts.count == 5 && parts[0] == "A" && parts[1] == real.lease.reservation.rawValue && parts[2] == "5000")
+        let forgeries = [
+            ["A", parts[1], "1", parts[3], parts[4]],                          // the real id with a smaller cost
+            ["A", ReservationID.random().rawValue, parts[2], parts[3], parts[4]], // an id never reserved
+            ["R", parts[1], parts[2], parts[3], parts[4]],                      // posing as reaped
+        ].map { $0.joined(separator: "|") } + [theirs.lease.member, "A|x|1", "", "garbage"]
+        for member in forgeries {
+            let forged = Lease(reservation: real.lease.reservation, member: member)
+            #expect(try await store.settle(client, forged, actual: NanoUSD(1_000_000)) == .unknownLease, "\(member)")
+            #expect(!(try await store.renew(client, forged)), "\(member)")
+        }
+        let (day, otherDay) = (try await TestRedis.periodKeys(client).day, try await TestRedis.periodKeys(other).day)
+        for key in [day, otherDay] {
+            #expect(try await TestRedis.int(key, "spent") == 0, "\(key)")
+            #expect(try await TestRedis.int(key, "requests") == 0, "\(key)")
+        }
+        #expect(try await TestRedis.int(day, "reserved") == 5_000)
+        #expect(try await store.settle(client, real.lease, actual: NanoUSD(4_000)) == .settled)
+        #expect(try await TestRedis.int(day, "spent") == 4_000)
         #expect(try await TestRedis.int(day, "reserved") == 0)
-        #expect(try await TestRedis.int(day, "requests") == 1)
+        #expect(try await TestRedis.int(otherDay, "reserved") == 7_000, "the other client's lease is untouched")
+    }
+
+    @Test("amounts of a million dollars and more are written as plain integers, never 1e+15")
+    func largeAmounts() async throws {
+        let client = TestRedis.uniqueClient()
+        _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "3000000000000000", "monthly", "3000000000000000"]))
+        let store = BudgetStore.forTests()
+        let g = try await store.grant(client, estimate: .fixed(1_000_000_000_000_000))
+        #expect(g.reserved == NanoUSD(1_000_000_000_000_000))
+        #expect(g.remaining == NanoUSD(2_000_000_000_000_000))
+        #expect(g.lease.member.contains("|1000000000000000|"))
+        let (day, month) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.hash(day)["reserved"] == "1000000000000000")
+        #expect(try await store.settle(client, g.lease, actual: NanoUSD(2_000_000_000_000_000)) == .settled)
+        #expect(try await TestRedis.hash(month)["spent"] == "2000000000000000")
+        #expect(try await TestRedis.hash(month)["reserved"] == "0")
+    }
+
+    @Test("a reservation id that would break the lease member is rejected before anything is written")
+    func reservationIDWithSeparator() async throws {
+        let client = TestRedis.uniqueClient()
+        await #expect(throws: RedisError.self) {
+            _ = try await BudgetStore.forTests().reserve(client, ReservationID(rawValue: "a|b"), estimate: .fixed(1))
+        }
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.shared.call(.command(["EXISTS", day, RedisKeys(client).leases])).int == 0)
+    }
+
+    @Test("a settle whose day key has expired charges the month and does not recreate the day")
+    func settleIntoExpiredDay() async throws {
+        let client = TestRedis.uniqueClient()
+        let store = BudgetStore.forTests()
+        let g = try await store.grant(client, estimate: .fixed(5_000))
+        let (day, month) = try await TestRedis.periodKeys(client)
+        _ = try await TestRedis.shared.call(.command(["DEL", day]))
+        #expect(try await store.settle(client, g.lease, actual: NanoUSD(3_000)) == .settled)
+        #expect(try await TestRedis.shared.call(.command(["EXISTS", day])).int == 0)
+        #expect(try await TestRedis.int(month, "spent") == 3_000)
+        #expect(try await TestRedis.int(month, "reserved") == 0)
+    }
+
+    @Test("period keys get their expiry whether the first request is granted or refused")
+    func periodKeysExpire() async throws {
+        let refusedFirst = TestRedis.uniqueClient(), grantedFirst = TestRedis.uniqueClient()
+        _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(refusedFirst).limits, "daily", "0"]))
+        let store = BudgetStore.forTests()
+        #expect(!(try await store.reserve(refusedFirst, .random(), estimate: .fixed(1)).isGranted))
+        #expect(try await store.reserve(grantedFirst, .random(), estimate: .fixed(1)).isGranted)
+        for client in [refusedFirst, grantedFirst] {
+            let (day, month) = try await TestRedis.periodKeys(client)
+            for key in [day, month] {
+                #expect(try await TestRedis.shared.call(.command(["TTL", key])).int ?? -1 > 0, "\(key)")
+            }
+        }
     }
 
     @Test("an expired lease is reaped, and a settle after the reap charges exactly once")
     func reaping() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests(leaseSeconds: 60)
-        let crashed = ReservationID.random()
-        _ = try await store.reserve(client, crashed, estimate: .fixed(50_000))
+        let crashed = try await store.grant(client, estimate: .fixed(50_000))
         // 61 seconds later another request arrives and reaps the dead lease.
         let later = store.withClock(61)
         guard case .granted(let g) = try await later.reserve(client, .random(), estimate: .fixed(1)) else { Issue.record("refused"); return }
@@ -132,8 +215,9 @@ struct BudgetScriptTests {
         let (day, _) = try await TestRedis.periodKeys(client)
         #expect(try await TestRedis.int(day, "reserved") == 1)
         #expect(try await TestRedis.int(day, "leases_reaped") == 1)
-        #expect(try await later.settle(client, crashed, actual: NanoUSD(40_000)) == .settledAfterReap)
-        #expect(try await later.settle(client, crashed, actual: NanoUSD(40_000)) == .unknownReservation)
+        #expect(!(try await later.renew(client, crashed.lease)), "a reaped lease cannot be renewed")
+        #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .settledAfterReap)
+        #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .unknownLease)
         #expect(try await TestRedis.int(day, "spent") == 40_000)
         #expect(try await TestRedis.int(day, "reserved") == 1)
     }
@@ -142,8 +226,7 @@ struct BudgetScriptTests {
     func renewal() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests(leaseSeconds: 60)
-        let streaming = ReservationID.random()
-        _ = try await store.reserve(client, streaming, estimate: .fixed(50_000))
+        let streaming = try await store.grant(client, estimate: .fixed(50_000)).lease
         #expect(try await store.withClock(50).renew(client, streaming))
         guard case .granted(let g) = try await store.withClock(70).reserve(client, .random(), estimate: .fixed(1)) else { Issue.record("refused"); return }
         #expect(g.leasesReaped == 0)

@@ -34,9 +34,8 @@ struct CLITests {
         #expect(r.output.contains("(default)"))
 
         let store = BudgetStore.forTests()
-        let id = ReservationID.random()
-        _ = try await store.reserve(client, id, estimate: .fixed(1_500_000))
-        _ = try await store.settle(client, id, actual: NanoUSD(1_234_567))
+        let grant = try await store.grant(client, estimate: .fixed(1_500_000))
+        _ = try await store.settle(client, grant.lease, actual: NanoUSD(1_234_567))
         r = try run(["spend", client.rawValue, "--json"])
         let rows = try JSONValue.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
         guard case .array(let list) = rows, let row = list.first else { Issue.record("not a JSON array: \(r.output)"); return }

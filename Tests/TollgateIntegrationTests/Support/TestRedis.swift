@@ -52,6 +52,13 @@ extension BudgetStore {
         return BudgetStore(redis: TestRedis.shared, scripts: TestRedis.scripts, policy: policy)
     }
 
+    /// Reserves and expects a grant: the lease that settle and renew take.
+    func grant(_ client: ClientID, estimate: CostEstimate) async throws -> BudgetGrant {
+        let outcome = try await reserve(client, .random(), estimate: estimate)
+        guard case .granted(let grant) = outcome else { throw ExpectedGrant(outcome: outcome) }
+        return grant
+    }
+
     func withClock(_ offset: Int64) -> BudgetStore {
         var copy = self
         copy.policy.clockOffsetSeconds = offset
@@ -64,4 +71,9 @@ extension CostEstimate {
     static func fixed(_ nano: Int64) -> CostEstimate {
         CostEstimate(inputTokenBound: 1, fixedCost: NanoUSD(nano), perOutputToken: .zero, requestedOutputTokens: 0, minimumOutputTokens: 0)
     }
+}
+
+struct ExpectedGrant: Error, CustomStringConvertible {
+    let outcome: ReserveOutcome
+    var description: String { "expected a grant, got \(outcome)" }
 }
