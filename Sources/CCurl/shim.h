@@ -19,4 +19,38 @@ static inline CURLcode tg_easy_getinfo_pointer(CURL *h, CURLINFO i, void **out) 
 static inline CURLMcode tg_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
 static inline CURLcode tg_msg_result(CURLMsg *msg) { return msg->data.result; }
+
+// The socket interface: curl says which sockets to watch and when to time out; we run epoll.
+typedef int (*tg_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
+typedef int (*tg_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
+static inline CURLMcode tg_multi_setopt_socket_callback(CURLM *m, tg_socket_callback cb) { return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, cb); }
+static inline CURLMcode tg_multi_setopt_timer_callback(CURLM *m, tg_timer_callback cb) { return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, cb); }
+static inline CURLMcode tg_multi_setopt_pointer(CURLM *m, CURLMoption o, void *v) { return curl_multi_setopt(m, o, v); }
+static inline CURLMcode tg_multi_socket_timeout(CURLM *m, int *running) { return curl_multi_socket_action(m, CURL_SOCKET_TIMEOUT, 0, running); }
+
+// epoll through plain ints: struct epoll_event is packed, which Swift handles awkwardly.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+static inline int tg_epoll_watch(int ep, int op, int fd, unsigned events) {
+    struct epoll_event ev = { .events = events, .data = { .fd = fd } };
+    return epoll_ctl(ep, op, fd, &ev);
+}
+/// Waits for up to `max` (<= 256) events; fills parallel arrays of descriptors and curl's
+/// CURL_CSELECT_* flags.
+static inline int tg_epoll_wait(int ep, int *fds, int *flags, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    int n = epoll_wait(ep, evs, max > 256 ? 256 : max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        fds[i] = evs[i].data.fd;
+        flags[i] = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0)
+                 | ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+    }
+    return n;
+}
+static inline unsigned tg_epoll_events_for_curl(int what) {
+    return ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+}
+static inline void tg_eventfd_signal(int fd) { uint64_t one = 1; ssize_t r = write(fd, &one, 8); (void)r; }
+static inline void tg_eventfd_drain(int fd) { uint64_t n; ssize_t r = read(fd, &n, 8); (void)r; }
 #endif

@@ -79,7 +79,11 @@ public final class Tollgate: Sendable {
         router.addMiddleware { OpenAINotFoundMiddleware() }
         let pipeline = self.pipeline
         for route in ProxyRoute.allCases {
-            router.post(RouterPath(route.path)) { request, context in await pipeline.proxy(route, request, context) }
+            router.post(RouterPath(route.path)) { request, context in
+                await withTaskExecutorPreference(EventLoopExecutor.of(context.channel.eventLoop)) {
+                    await pipeline.proxy(route, request, context)
+                }
+            }
         }
         router.get("/v1/models") { request, context in await pipeline.passThrough(request, context) }
         router.get("/healthz") { _, _ in "ok\n" }
