@@ -256,6 +256,10 @@ struct JSONReader {
 
 /// JSON text for a string value (quotes and escapes).
 public func jsonQuoted(_ s: String) -> String {
+    // Most strings (ids, model names, routes) need no escaping: one copy, no per-scalar work.
+    if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        return "\"" + s + "\""
+    }
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {

@@ -62,20 +62,30 @@ struct Observability: Sendable {
         accessLog?(Self.line(r))
     }
 
+    /// The access-log line, written field by field (this runs once per request; building a
+    /// JSONValue tree for it cost more than the rest of the request's bookkeeping).
     static func line(_ r: RequestRecord) -> String {
-        var fields: [(String, JSONValue)] = [
-            ("time", .string(utcTimestamp())), ("request_id", .string(r.requestID)), ("route", .string(r.route)),
-            ("client", r.client.map(JSONValue.string) ?? .null), ("model", r.model.map(JSONValue.string) ?? .null),
-            ("stream", .bool(r.stream)), ("status", .number(String(r.status))), ("outcome", .string(r.outcome.rawValue)),
-            ("estimate_usd", r.estimate.map { .number($0.usdString) } ?? .null), ("cost_usd", r.cost.map { .number($0.usdString) } ?? .null),
-        ]
+        var line = "{\"time\":\"" + utcTimestamp() + "\""
+        func field(_ name: String, _ json: String) { line += ",\"" + name + "\":" + json }
+        func text(_ value: String?) -> String { value.map(jsonQuoted) ?? "null" }
+        field("request_id", jsonQuoted(r.requestID))
+        field("route", jsonQuoted(r.route))
+        field("client", text(r.client))
+        field("model", text(r.model))
+        field("stream", r.stream ? "true" : "false")
+        field("status", String(r.status))
+        field("outcome", "\"" + r.outcome.rawValue + "\"")
+        field("estimate_usd", r.estimate?.usdString ?? "null")
+        field("cost_usd", r.cost?.usdString ?? "null")
         if let u = r.usage {
-            fields += [("input_tokens", .number(String(u.inputTotal))), ("cached_input_tokens", .number(String(u.cachedInput))),
-                       ("output_tokens", .number(String(u.outputTotal))), ("reasoning_tokens", .number(String(u.reasoning)))]
+            field("input_tokens", String(u.inputTotal))
+            field("cached_input_tokens", String(u.cachedInput))
+            field("output_tokens", String(u.outputTotal))
+            field("reasoning_tokens", String(u.reasoning))
         }
-        if let s = r.upstreamStarted, let f = r.upstreamFinished { fields.append(("upstream_ms", .number(milliseconds(f - s)))) }
-        fields.append(("total_ms", .number(milliseconds(ContinuousClock.now - r.started))))
-        return JSONValue.object(fields.map { (key: $0.0, value: $0.1) }).serialized
+        if let s = r.upstreamStarted, let f = r.upstreamFinished { field("upstream_ms", milliseconds(f - s)) }
+        field("total_ms", milliseconds(ContinuousClock.now - r.started))
+        return line + "}"
     }
 
     static func milliseconds(_ d: Duration) -> String {

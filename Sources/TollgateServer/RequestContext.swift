@@ -16,7 +16,15 @@ public struct TollgateRequestContext: RequestContext {
     /// HTTP/1 serves one request at a time. (Hooking `closeFuture` per request instead piles a
     /// callback per request onto a keep-alive connection: a leak the soak benchmark found.)
     func watchDisconnect(_ cancel: @escaping @Sendable () -> Void) async -> ConnectionWatch? {
-        guard let handler = try? await channel.pipeline.handler(type: ConnectionWatch.self).get() else { return nil }
+        // Request tasks run on their connection's loop (EventLoopExecutor): look the handler up
+        // synchronously there instead of through a future and a suspension.
+        let handler: ConnectionWatch?
+        if channel.eventLoop.inEventLoop {
+            handler = try? channel.pipeline.syncOperations.handler(type: ConnectionWatch.self)
+        } else {
+            handler = try? await channel.pipeline.handler(type: ConnectionWatch.self).get()
+        }
+        guard let handler else { return nil }
         handler.watch(cancel)
         return handler
     }
