@@ -39,7 +39,7 @@ public struct ReservationID: Hashable, Sendable, CustomStringConvertible {
     }()
     private static let counter = Atomic<UInt64>(0)
 
-    public static func random() -> ReservationID {
+    public static func unique() -> ReservationID {
         let n: UInt64 = counter.add(1, ordering: .relaxed).newValue
         return ReservationID(rawValue: processPrefix + String(n, radix: 16))
     }

@@ -14,7 +14,7 @@ enum Outcome: String, Sendable {
 /// Everything known about one request when it ends; the single source for its access-log line
 /// and its metrics. Never holds a key or a prompt.
 struct RequestRecord: Sendable {
-    var requestID = ReservationID.random().rawValue
+    var requestID = ReservationID.unique().rawValue
     var route: String
     var client: String?
     var model: String?

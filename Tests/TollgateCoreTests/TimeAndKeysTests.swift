@@ -100,13 +100,14 @@ struct ClientIDTests {
 
 @Suite("ReservationID")
 struct ReservationIDTests {
-    @Test("random ids are lowercase hex and do not repeat")
-    func random() {
-        let ids = (0..<1_000).map { _ in ReservationID.random().rawValue }
+    @Test("ids are lowercase hex, do not repeat, and share this process's 16-digit prefix")
+    func unique() {
+        let ids = (0..<1_000).map { _ in ReservationID.unique().rawValue }
         #expect(Set(ids).count == ids.count)
         for id in ids {
             #expect(!id.isEmpty && id.count <= 32)
             #expect(id.allSatisfy { $0.isHexDigit && !$0.isUppercase })
+            #expect(id.prefix(16) == ids[0].prefix(16))
         }
     }
 }

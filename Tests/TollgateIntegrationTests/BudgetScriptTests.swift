@@ -13,7 +13,7 @@ struct BudgetScriptTests {
         let granted = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<200 {
                 group.addTask {
-                    if case .granted = try await store.reserve(client, .random(), estimate: .fixed(25_000_000)) { return true }
+                    if case .granted = try await store.reserve(client, .unique(), estimate: .fixed(25_000_000)) { return true }
                     return false
                 }
             }
@@ -32,7 +32,7 @@ struct BudgetScriptTests {
         let store = BudgetStore.forTests(dailyUSD: 1)
         let first = try await store.grant(client, estimate: .fixed(600_000_000))
         _ = try await store.settle(client, first.lease, actual: NanoUSD(700_000_000))
-        let outcome = try await store.reserve(client, .random(), estimate: .fixed(400_000_000))
+        let outcome = try await store.reserve(client, .unique(), estimate: .fixed(400_000_000))
         guard case .refused(let refusal) = outcome else { Issue.record("expected refusal, got \(outcome)"); return }
         #expect(refusal.period == .daily)
         #expect(refusal.limit == NanoUSD(1_000_000_000))
@@ -53,7 +53,7 @@ struct BudgetScriptTests {
         let toFirst = days * 86_400 + 3_600 - time
         let store = BudgetStore.forTests(dailyUSD: 1, monthlyUSD: 2).withClock(toFirst)
         func spend(_ s: BudgetStore, _ nano: Int64) async throws -> ReserveOutcome {
-            let outcome = try await s.reserve(client, .random(), estimate: .fixed(nano))
+            let outcome = try await s.reserve(client, .unique(), estimate: .fixed(nano))
             if case .granted(let g) = outcome { _ = try await s.settle(client, g.lease, actual: NanoUSD(nano)) }
             return outcome
         }
@@ -85,8 +85,8 @@ struct BudgetScriptTests {
         let client = TestRedis.uniqueClient()
         _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "100"]))
         let store = BudgetStore.forTests(dailyUSD: 10)
-        #expect(try await store.reserve(client, .random(), estimate: .fixed(100)).isGranted)
-        #expect(!(try await store.reserve(client, .random(), estimate: .fixed(1)).isGranted))
+        #expect(try await store.reserve(client, .unique(), estimate: .fixed(100)).isGranted)
+        #expect(!(try await store.reserve(client, .unique(), estimate: .fixed(1)).isGranted))
     }
 
     @Test("strict clamping grants fewer output tokens when only that many fit")
@@ -96,11 +96,11 @@ struct BudgetScriptTests {
         let store = BudgetStore.forTests()
         let estimate = CostEstimate(inputTokenBound: 10, fixedCost: NanoUSD(1_000), perOutputToken: NanoUSD(10),
                                     requestedOutputTokens: 5_000, minimumOutputTokens: 16)
-        guard case .granted(let g) = try await store.reserve(client, .random(), estimate: estimate) else { Issue.record("refused"); return }
+        guard case .granted(let g) = try await store.reserve(client, .unique(), estimate: estimate) else { Issue.record("refused"); return }
         #expect(g.grantedOutputTokens == 900)
         #expect(g.reserved == NanoUSD(10_000))
         #expect(g.remaining == .zero)
-        #expect(!(try await store.reserve(client, .random(), estimate: estimate).isGranted), "not even the minimum fits now")
+        #expect(!(try await store.reserve(client, .unique(), estimate: estimate).isGranted), "not even the minimum fits now")
     }
 
     @Test("settle is idempotent per lease")
@@ -129,7 +129,7 @@ struct BudgetScriptTests {
         try #require(parts.count == 5 && parts[0] == "A" && parts[1] == real.lease.reservation.rawValue && parts[2] == "5000")
         let forgeries = [
             ["A", parts[1], "1", parts[3], parts[4]],                          // the real id with a smaller cost
-            ["A", ReservationID.random().rawValue, parts[2], parts[3], parts[4]], // an id never reserved
+            ["A", ReservationID.unique().rawValue, parts[2], parts[3], parts[4]], // an id never reserved
             ["R", parts[1], parts[2], parts[3], parts[4]],                      // posing as reaped
         ].map { $0.joined(separator: "|") } + [theirs.lease.member, "A|x|1", "", "garbage"]
         for member in forgeries {
@@ -193,8 +193,8 @@ struct BudgetScriptTests {
         let refusedFirst = TestRedis.uniqueClient(), grantedFirst = TestRedis.uniqueClient()
         _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(refusedFirst).limits, "daily", "0"]))
         let store = BudgetStore.forTests()
-        #expect(!(try await store.reserve(refusedFirst, .random(), estimate: .fixed(1)).isGranted))
-        #expect(try await store.reserve(grantedFirst, .random(), estimate: .fixed(1)).isGranted)
+        #expect(!(try await store.reserve(refusedFirst, .unique(), estimate: .fixed(1)).isGranted))
+        #expect(try await store.reserve(grantedFirst, .unique(), estimate: .fixed(1)).isGranted)
         for client in [refusedFirst, grantedFirst] {
             let (day, month) = try await TestRedis.periodKeys(client)
             for key in [day, month] {
@@ -210,7 +210,7 @@ struct BudgetScriptTests {
         let crashed = try await store.grant(client, estimate: .fixed(50_000))
         // 61 seconds later another request arrives and reaps the dead lease.
         let later = store.withClock(61)
-        guard case .granted(let g) = try await later.reserve(client, .random(), estimate: .fixed(1)) else { Issue.record("refused"); return }
+        guard case .granted(let g) = try await later.reserve(client, .unique(), estimate: .fixed(1)) else { Issue.record("refused"); return }
         #expect(g.leasesReaped == 1)
         let (day, _) = try await TestRedis.periodKeys(client)
         #expect(try await TestRedis.int(day, "reserved") == 1)
@@ -228,7 +228,7 @@ struct BudgetScriptTests {
         let store = BudgetStore.forTests(leaseSeconds: 60)
         let streaming = try await store.grant(client, estimate: .fixed(50_000)).lease
         #expect(try await store.withClock(50).renew(client, streaming))
-        guard case .granted(let g) = try await store.withClock(70).reserve(client, .random(), estimate: .fixed(1)) else { Issue.record("refused"); return }
+        guard case .granted(let g) = try await store.withClock(70).reserve(client, .unique(), estimate: .fixed(1)) else { Issue.record("refused"); return }
         #expect(g.leasesReaped == 0)
         #expect(try await store.settle(client, streaming, actual: NanoUSD(10)) == .settled)
         #expect(!(try await store.renew(client, streaming)), "a settled lease cannot be renewed")
@@ -240,9 +240,9 @@ struct BudgetScriptTests {
         defer { connection.shutdown() }
         let store = BudgetStore(redis: connection, scripts: TestRedis.scripts, policy: BudgetStore.forTests().policy)
         let client = TestRedis.uniqueClient()
-        #expect(try await store.reserve(client, .random(), estimate: .fixed(1)).isGranted)
+        #expect(try await store.reserve(client, .unique(), estimate: .fixed(1)).isGranted)
         _ = try await connection.call(.command(["SCRIPT", "FLUSH"]))
-        #expect(try await store.reserve(client, .random(), estimate: .fixed(1)).isGranted)
+        #expect(try await store.reserve(client, .unique(), estimate: .fixed(1)).isGranted)
     }
 
     @Test("an unreachable Redis fails fast as unavailable, never as a grant")
@@ -252,7 +252,7 @@ struct BudgetScriptTests {
         defer { connection.shutdown() }
         let store = BudgetStore(redis: connection, scripts: TestRedis.scripts, policy: BudgetStore.forTests().policy)
         await #expect(throws: RedisError.self) {
-            _ = try await store.reserve(TestRedis.uniqueClient(), .random(), estimate: .fixed(1))
+            _ = try await store.reserve(TestRedis.uniqueClient(), .unique(), estimate: .fixed(1))
         }
     }
 }

@@ -54,7 +54,7 @@ extension BudgetStore {
 
     /// Reserves and expects a grant: the lease that settle and renew take.
     func grant(_ client: ClientID, estimate: CostEstimate) async throws -> BudgetGrant {
-        let outcome = try await reserve(client, .random(), estimate: estimate)
+        let outcome = try await reserve(client, .unique(), estimate: estimate)
         guard case .granted(let grant) = outcome else { throw ExpectedGrant(outcome: outcome) }
         return grant
     }
