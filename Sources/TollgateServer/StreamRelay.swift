@@ -5,7 +5,7 @@ import TollgateCore
 import TollgateRedis
 import TollgateUpstream
 
-/// Passes an SSE stream to the client event by event (never buffering the whole response),
+/// Passes an SSE stream to the client as it arrives (never buffering the whole response),
 /// follows the usage it reports, keeps the lease alive, and settles once when it ends:
 /// with the provider's usage on a normal end, otherwise with what was streamed so far.
 struct StreamRelay: Sendable {
@@ -42,19 +42,24 @@ struct StreamRelay: Sendable {
             switch part {
             case .head: continue
             case .body(let chunk):
+                // Every event that arrived in this chunk goes out in one write: one flush (one
+                // syscall) per chunk from the provider, not one per event, and no added delay.
+                var batch = ByteBuffer()
                 for event in parser.feed(chunk) {
                     guard let out = tracker.observe(event) else { continue }
                     if StreamUsageTracker.isTerminal(event, route: route) {
                         terminal += out
                         continue
                     }
-                    do {
-                        try await writer.write(ByteBuffer(bytes: out))
-                    } catch {
-                        clientGone = true
-                        transfer.cancel()
-                        break streaming
-                    }
+                    batch.writeBytes(out)
+                }
+                guard batch.readableBytes > 0 else { continue }
+                do {
+                    try await writer.write(batch)
+                } catch {
+                    clientGone = true
+                    transfer.cancel()
+                    break streaming
                 }
             case .end:
                 completed = true
