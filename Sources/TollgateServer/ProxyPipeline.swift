@@ -16,6 +16,7 @@ struct ProxyPipeline: Sendable {
     let identity: ClientIdentity
     let budget: BudgetStore
     let upstream: UpstreamClient
+    let renewer: LeaseRenewer
     let providerKeys: [APIFamily: String]
     let observability: Observability
     let logger: Logger
@@ -90,7 +91,7 @@ struct ProxyPipeline: Sendable {
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
                 route: route, price: price, estimate: estimate, settlement: settlement, transfer: transfer,
-                hideInjectedUsage: injectUsage, budget: budget, leaseSeconds: config.budget.leaseSeconds,
+                hideInjectedUsage: injectUsage, renewer: renewer,
                 observability: observability, record: record, watch: watch)
             return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }

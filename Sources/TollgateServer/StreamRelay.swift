@@ -15,8 +15,7 @@ struct StreamRelay: Sendable {
     let settlement: Settlement
     let transfer: UpstreamTransfer
     let hideInjectedUsage: Bool
-    let budget: BudgetStore
-    let leaseSeconds: Int
+    let renewer: LeaseRenewer
     let observability: Observability
     let record: RequestRecord
     let watch: ConnectionWatch?
@@ -29,8 +28,8 @@ struct StreamRelay: Sendable {
         }
         var parser = SSEParser()
         var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
-        let renewal = renewLease()
-        defer { renewal.cancel() }
+        renewer.keepAlive(settlement)
+        defer { renewer.release(settlement) }
 
         var completed = false
         var clientGone = false
@@ -81,18 +80,5 @@ struct StreamRelay: Sendable {
         if clientGone { throw CancellationError() }
         if !terminal.isEmpty || !parser.buffered.isEmpty { try await writer.write(ByteBuffer(bytes: terminal + parser.buffered)) }
         try await writer.finish(nil)
-    }
-
-    /// Renews the lease every third of its length while the stream runs, so a long stream is
-    /// never reaped as if its replica had died.
-    func renewLease() -> Task<Void, Never> {
-        let (budget, settlement, interval) = (budget, settlement, UInt64(leaseSeconds) * 1_000_000_000 / 3)
-        return Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: interval)
-                if Task.isCancelled || settlement.isSettled { return }
-                _ = try? await budget.renew(settlement.client, settlement.lease)
-            }
-        }
     }
 }

@@ -70,7 +70,8 @@ public final class Tollgate: Sendable {
             estimator: CostEstimator(mode: config.budget.mode, minimumReplyTokens: config.budget.minimumReplyTokens,
                                      typicalReplyTokens: config.budget.typicalReplyTokens),
             identity: ClientIdentity(clients: config.clients, keys: self.keys),
-            budget: budget, upstream: upstream, providerKeys: keys,
+            budget: budget, upstream: upstream, renewer: LeaseRenewer(budget: budget, leaseSeconds: config.budget.leaseSeconds),
+            providerKeys: keys,
             observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger)
     }
 
@@ -126,6 +127,7 @@ public final class Tollgate: Sendable {
 
     /// Stops the Redis and curl threads (after the HTTP server has stopped).
     public func shutdown() {
+        pipeline.renewer.stop()
         upstream.shutdown()
         redis.shutdown()
         StandardOutput.flush()

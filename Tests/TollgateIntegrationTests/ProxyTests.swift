@@ -169,6 +169,29 @@ struct ProxyTests {
         #expect(try await spent(client) == (0, 0, 1))
     }
 
+    @Test("a stream that outlives its lease keeps it renewed: a reaping pass mid-stream leaves it alone")
+    func longStreamKeepsItsLease() async throws {
+        try await withProxy(configure: { $0.budget.leaseSeconds = 6 }) { replica, _ in
+            let client = TestRedis.uniqueClient()
+            let body = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"slow story"}]}"#
+            // 8 tokens at 1 event per second: ~11 s, nearly twice the 6 s lease (renewed every 2 s).
+            async let stream = TestClient.shared.post(replica.baseURL + "/v1/chat/completions", body, headers: [
+                ("X-Client-ID", client.rawValue), ("X-Mock-Completion-Tokens", "8"), ("X-Mock-Chunk-Delay-Ms", "1000"),
+            ])
+            try await Task.sleep(for: .seconds(8))
+            // Every reserve reaps the client's expired leases; the stream's must not be among them.
+            let probe = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: [("X-Client-ID", client.rawValue)])
+            #expect(probe.status == 200)
+            let streamed = await stream
+            #expect(streamed.status == 200)
+            #expect(streamed.text.contains("[DONE]"))
+            let totals = try await settled(client, requests: 2)
+            let (day, _) = try await TestRedis.periodKeys(client)
+            #expect(try await TestRedis.hash(day)["leases_reaped"] == nil, "the open stream's lease was renewed, not reaped")
+            #expect(totals.reserved == 0)
+        }
+    }
+
     @Test("a client that hangs up mid-stream cancels the upstream and is charged for what was streamed")
     func clientDisconnect() async throws {
         try await withProxy { replica, _ in
