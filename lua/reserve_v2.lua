@@ -2,23 +2,6 @@
 -- month, or refuse. Caller: TollgateRedis/BudgetStore.swift (`reserve`), which also parses the
 -- reply into TollgateCore's ReserveOutcome (BudgetDecision.swift).
 --
--- Why the name carries a version: during a rolling deploy old and new replicas share one Redis.
--- An old replica must never call new semantics under an old name, so a changed contract gets a
--- new file (reserve_v3.lua) and both live side by side until the old replicas are gone.
--- v2 changed from v1: the lease carries its own data in its zset member (no lease_data hash),
--- and the scripts make half the writes.
---
--- Key layout (docs/redis.md): every key of a client carries the hash tag {CLIENT}, so one
--- client's keys share a Redis Cluster slot. The day and month keys are derived here from Redis
--- TIME (one clock for all replicas), which is why they are not in KEYS:
---   tollgate:{C}:day:YYYY-MM-DD  hash spent, reserved, requests, refused, leases_reaped
---   tollgate:{C}:month:YYYY-MM   hash spent, reserved, requests, refused
--- A lease is one member of tollgate:{C}:leases that carries everything settle needs:
---   A|<reservation id>|<cost>|<day key>|<month key>   score: its deadline, ms since epoch
--- The reply hands it to the replica, which passes it back to settle_v2 and renew_v2. The reaper
--- below replaces an expired A|… member by R|… (same data) scored by the retention deadline,
--- after releasing its reserved amount, so a late settle still charges the spend exactly once.
---
 -- KEYS:
 --   KEYS[1]  tollgate:{C}:limits  hash daily, monthly (nano-USD); absent -> ARGV defaults
 --   KEYS[2]  tollgate:{C}:leases  zset lease member -> deadline (ms since epoch)
@@ -37,9 +20,26 @@
 --   ARGV[12] day key grace, seconds
 --   ARGV[13] month key grace, seconds
 --   ARGV[14] how long a reaped lease is remembered, seconds
--- Returns (numbers describe the tighter period):
+-- Returns: (numbers describe the tighter period)
 --   granted: {1, grantedTokens, cost, limit, remaining, resetsAt, leasesReaped, lease member}
 --   refused: {0, "daily"|"monthly", limit, spent, resetsAt, leasesReaped, reserved}
+--
+-- Why the name carries a version: during a rolling deploy old and new replicas share one Redis.
+-- An old replica must never call new semantics under an old name, so a changed contract gets a
+-- new file (reserve_v3.lua) and both live side by side until the old replicas are gone.
+-- v2 changed from v1: the lease carries its own data in its zset member (no lease_data hash),
+-- and the scripts make half the writes.
+--
+-- Key layout (docs/redis.md): every key of a client carries the hash tag {CLIENT}, so one
+-- client's keys share a Redis Cluster slot. The day and month keys are derived here from Redis
+-- TIME (one clock for all replicas), which is why they are not in KEYS:
+--   tollgate:{C}:day:YYYY-MM-DD  hash spent, reserved, requests, refused, leases_reaped
+--   tollgate:{C}:month:YYYY-MM   hash spent, reserved, requests, refused
+-- A lease is one member of tollgate:{C}:leases that carries everything settle needs:
+--   A|<reservation id>|<cost>|<day key>|<month key>   score: its deadline, ms since epoch
+-- The reply hands it to the replica, which passes it back to settle_v2 and renew_v2. The reaper
+-- below replaces an expired A|… member by R|… (same data) scored by the retention deadline,
+-- after releasing its reserved amount, so a late settle still charges the spend exactly once.
 --
 -- All amounts stay below 2^53 (Lua numbers are doubles); the caller validates limits. Numbers
 -- go back to Redis through string.format('%d') because tostring() would write 1e+15 (and so

@@ -1,6 +1,15 @@
 -- settle_v2 — turn a reservation into real spend. Caller: TollgateRedis/BudgetStore.swift
 -- (`settle`); key layout, the lease member and why names carry a version: reserve_v2.lua.
 --
+-- KEYS:
+--   KEYS[1]  tollgate:{C}:leases
+-- ARGV:
+--   ARGV[1]  lease member "A|<reservation id>|<cost>|<day key>|<month key>" as reserve_v2 returned it
+--   ARGV[2]  actual cost, nano-USD (decimal integer >= 0)
+-- Returns:
+--   {status, reservedCost}: status 1 settled, 2 settled after reap, 0 unknown lease (already
+--   settled, never reserved, or reaped longer ago than the retention: nothing charged)
+--
 -- Exactly once per lease: removing the lease's member from the leases zset is what authorises
 -- the charge, in the same atomic step. A retried settle (reply lost on a broken connection)
 -- finds no member and charges nothing; so does a forged or garbled one. Nothing else from the
@@ -12,15 +21,6 @@
 -- The counters move with HINCRBY, not HMGET + one HSET computed here: reading three numbers
 -- into Lua and formatting them back costs more Redis CPU than the two writes it saves
 -- (measured in docs/redis.md).
---
--- KEYS:
---   KEYS[1]  tollgate:{C}:leases
--- ARGV:
---   ARGV[1]  lease member "A|<reservation id>|<cost>|<day key>|<month key>" as reserve_v2 returned it
---   ARGV[2]  actual cost, nano-USD (decimal integer >= 0)
--- Returns:
---   {status, reservedCost}: status 1 settled, 2 settled after reap, 0 unknown lease (already
---   settled, never reserved, or reaped longer ago than the retention: nothing charged)
 
 -- Checked before anything changes: HINCRBY refusing it after the ZREM would lose the charge.
 if not string.find(ARGV[2], '^%d+$') or #ARGV[2] > 16 then
