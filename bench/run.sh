@@ -296,10 +296,11 @@ if [ -n "$STREAMS" ]; then
 fi
 
 # --- report ----------------------------------------------------------------------------------
-if [ "$MODE" = full ]; then
+# Only a whole run is a result; a run of selected phases (BENCH_PHASES) stays in its temp dir.
+if [ "$MODE" = full ] && [ -z "${BENCH_PHASES:-}" ]; then
   OUT=bench/results/$(date -u +%Y-%m-%d)-$COMMIT
 else
-  OUT=$TMP/smoke
+  OUT=$TMP/$MODE
 fi
 $LIB report --tmp "$TMP" --out "$OUT"
 exit
