@@ -51,6 +51,8 @@ final class RedisLink: @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var backoff = TimeAmount.milliseconds(50)
     private var setupPending = 0
+    /// SCRIPT LOADs sent after a NOSCRIPT and not answered yet.
+    private var reloadsPending = 0
     /// How many commands at the tail of `inFlight` are written but not flushed yet.
     private var unflushed = 0
     /// The connected socket's descriptor (NIO owns it; see RedisSocket).
@@ -67,11 +69,6 @@ final class RedisLink: @unchecked Sendable {
         case .settingUp(let c), .ready(let c): return c
         default: return nil
         }
-    }
-
-    var isReady: Bool {
-        if case .ready = state { return true }
-        return false
     }
 
     // MARK: callers (on the event loop)
@@ -137,13 +134,11 @@ final class RedisLink: @unchecked Sendable {
         state = .settingUp(channel)
         self.socket = socket
         reader = RedisReplyReader()
-        let ep = settings.endpoint
-        var setup: [[String]] = []
-        if ep.database != 0 { setup.append(["SELECT", String(ep.database)]) }
-        for script in settings.scripts { setup.append(["SCRIPT", "LOAD", script.source]) }
-        setupPending = setup.count
-        for args in setup { write(.setup(args[0] == "SELECT" ? "SELECT" : "SCRIPT LOAD"), args: args, on: channel) }
-        if setup.isEmpty { becomeReady(channel) }
+        let database = settings.endpoint.database
+        setupPending = settings.scripts.count + (database != 0 ? 1 : 0)
+        if database != 0 { write(.setup("SELECT"), args: ["SELECT", String(database)], on: channel) }
+        loadScripts(on: channel)
+        if setupPending == 0 { becomeReady(channel) }
     }
 
     private func becomeReady(_ channel: any Channel) {
@@ -176,6 +171,7 @@ final class RedisLink: @unchecked Sendable {
         let lost = inFlight
         inFlight.removeAll()
         unflushed = 0
+        reloadsPending = 0
         let queued = waiting
         waiting.removeAll()
         for item in lost {
@@ -208,6 +204,12 @@ final class RedisLink: @unchecked Sendable {
         }
     }
 
+    /// SCRIPT LOAD of every script; while ready, counted in `reloadsPending`.
+    private func loadScripts(on channel: any Channel) {
+        if case .ready = state { reloadsPending += settings.scripts.count }
+        for script in settings.scripts { write(.setup("SCRIPT LOAD"), args: ["SCRIPT", "LOAD", script.source], on: channel) }
+    }
+
     private func argv(_ command: RedisCommand) -> [String] {
         switch command {
         case .command(let args): return args
@@ -223,7 +225,7 @@ final class RedisLink: @unchecked Sendable {
     }
 
     /// Each command's time limit starts when it is flushed, so a busy event loop that flushes late
-    /// cannot be mistaken for a slow Redis (replies are read before timers run in a loop tick).
+    /// cannot be mistaken for a slow Redis (a busy loop that reads late: see `armTimer`).
     private func flushed() {
         guard unflushed > 0 else { return }
         let deadline = NIODeadline.now() + settings.timeout
@@ -274,13 +276,18 @@ final class RedisLink: @unchecked Sendable {
                 failed("\(what) failed: \(message)", channel: channel)
                 return
             }
-            guard case .settingUp = state else { return } // a NOSCRIPT reload while ready
+            guard case .settingUp = state else { // a NOSCRIPT reload while ready
+                reloadsPending -= 1
+                return
+            }
             setupPending -= 1
             if setupPending == 0 { becomeReady(channel) }
         case .caller(let command, let continuation, let retried):
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), case .script = command, !retried {
-                // The script did not run: safe to load it again and rerun.
-                for script in settings.scripts { write(.setup("SCRIPT LOAD"), args: ["SCRIPT", "LOAD", script.source], on: channel) }
+                // The script did not run: safe to load it again and rerun. Many callers get
+                // NOSCRIPT at once (SCRIPT FLUSH); one reload in flight serves every retry,
+                // since each retry is written after it.
+                if reloadsPending == 0 { loadScripts(on: channel) }
                 write(.caller(command, continuation, retried: true), on: channel)
                 return
             }

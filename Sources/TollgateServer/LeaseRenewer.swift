@@ -6,12 +6,10 @@ import TollgateRedis
 /// (A sleeping task per stream did the same, but a cancelled `Task.sleep` keeps its timer until
 /// it would have fired: memory grew with every stream of the last lease/3 seconds.)
 final class LeaseRenewer: Sendable {
-    private let budget: BudgetStore
     private let open = Mutex<[ObjectIdentifier: Settlement]>([:])
     private let loop = Mutex<Task<Void, Never>?>(nil)
 
     init(budget: BudgetStore, leaseSeconds: Int) {
-        self.budget = budget
         let interval = Duration.seconds(leaseSeconds) / 3
         let task = Task { [weak self] in
             while !Task.isCancelled {

@@ -150,14 +150,12 @@ public enum StandardOutput {
 
     private static let writeLock = NIOLock()
     private static func write(_ bytes: [UInt8]) {
-        do {
-            bytes.withUnsafeBufferPointer { all in
-                var offset = 0
-                while offset < all.count {
-                    let n = Glibc.write(1, all.baseAddress! + offset, all.count - offset)
-                    if n <= 0 { break }
-                    offset += n
-                }
+        bytes.withUnsafeBufferPointer { all in
+            var offset = 0
+            while offset < all.count {
+                let n = Glibc.write(1, all.baseAddress! + offset, all.count - offset)
+                if n <= 0 { break }
+                offset += n
             }
         }
     }

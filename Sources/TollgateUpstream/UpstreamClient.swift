@@ -30,7 +30,7 @@ public final class UpstreamClient: Sendable {
     let wakeFD: Int32
     /// When curl wants `CURL_SOCKET_TIMEOUT` handled (curl thread only; set by the timer callback).
     nonisolated(unsafe) var timerDeadline: ContinuousClock.Instant?
-    /// `sleeping`: the curl thread is (about to be) in curl_multi_poll and needs a wakeup to see
+    /// `sleeping`: the curl thread is (about to be) in epoll_wait and needs a wakeup to see
     /// new commands. While it is busy, commands just queue: one wakeup serves many requests.
     private let commands = Mutex<(queue: [Command], running: Bool, sleeping: Bool)>(([], true, false))
     private let stopped = DispatchSemaphore(value: 0)

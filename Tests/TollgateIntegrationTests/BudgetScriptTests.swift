@@ -245,6 +245,20 @@ struct BudgetScriptTests {
         #expect(try await store.reserve(client, .unique(), estimate: .fixed(1)).isGranted)
     }
 
+    @Test("after SCRIPT FLUSH many callers at once all get through on one reload")
+    func noscriptStampede() async throws {
+        let connection = TestRedis.connection()
+        defer { connection.shutdown() }
+        let store = BudgetStore(redis: connection, scripts: TestRedis.scripts, policy: BudgetStore.forTests().policy)
+        let client = TestRedis.uniqueClient()
+        _ = try await connection.call(.command(["SCRIPT", "FLUSH"]))
+        let granted = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 { group.addTask { try await store.reserve(client, .unique(), estimate: .fixed(1)).isGranted } }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(granted == 50)
+    }
+
     @Test("an unreachable Redis fails fast as unavailable, never as a grant")
     func unreachable() async throws {
         let connection = RedisConnection(endpoint: RedisEndpoint(url: "redis://127.0.0.1:1/0")!, timeoutMilliseconds: 200,
