@@ -14,6 +14,7 @@ typedef size_t (*tg_data_callback)(char *ptr, size_t size, size_t nmemb, void *u
 static inline CURLcode tg_easy_setopt_data_callback(CURL *h, CURLoption o, tg_data_callback cb) { return curl_easy_setopt(h, o, cb); }
 
 static inline CURLcode tg_easy_getinfo_long(CURL *h, CURLINFO i, long *out) { return curl_easy_getinfo(h, i, out); }
+static inline CURLcode tg_easy_getinfo_off_t(CURL *h, CURLINFO i, curl_off_t *out) { return curl_easy_getinfo(h, i, out); }
 static inline CURLcode tg_easy_getinfo_pointer(CURL *h, CURLINFO i, void **out) { return curl_easy_getinfo(h, i, out); }
 
 static inline CURLMcode tg_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }

@@ -6,6 +6,9 @@ public struct StreamUsageTracker: Sendable {
     /// True when Tollgate added `include_usage` that the client did not ask for.
     public let hideInjectedUsage: Bool
     public private(set) var usage: TokenUsage?
+    /// The usage once the provider reported its final count (OpenAI's usage chunk, Responses'
+    /// terminal event, Anthropic's message_delta); `usage` may be partial before that.
+    public private(set) var finalUsage: TokenUsage?
     public private(set) var streamedOutputBytes: Int64 = 0
     public private(set) var streamedOutputEvents: Int64 = 0
     private var anthropicUsage: TokenUsage?
@@ -22,6 +25,7 @@ public struct StreamUsageTracker: Sendable {
         case .chatCompletions, .completions:
             if let u = json["usage"], !u.isNull, let parsed = TokenUsage.openAI(u) {
                 usage = parsed
+                finalUsage = parsed
                 if hideInjectedUsage, case .array(let choices)? = json["choices"], choices.isEmpty { return nil }
             }
             if case .array(let choices)? = json["choices"] {
@@ -48,6 +52,7 @@ public struct StreamUsageTracker: Sendable {
                     if let w = u["cache_creation_input_tokens"]?.int { merged.cacheWrite = w }
                     anthropicUsage = merged
                     usage = merged
+                    finalUsage = merged
                 }
             case "content_block_delta":
                 countOutput(json["delta"]?["text"]?.string ?? json["delta"]?["thinking"]?.string ?? json["delta"]?["partial_json"]?.string ?? "")
@@ -59,6 +64,7 @@ public struct StreamUsageTracker: Sendable {
             if ["response.completed", "response.incomplete", "response.failed"].contains(type),
                let u = json["response"]?["usage"], !u.isNull, let parsed = TokenUsage.openAIResponses(u) {
                 usage = parsed
+                finalUsage = parsed
             } else if type.hasSuffix(".delta"), let delta = json["delta"]?.string {
                 countOutput(delta)
             }
@@ -86,16 +92,19 @@ public struct StreamUsageTracker: Sendable {
         streamedOutputEvents += 1
     }
 
-    /// Usage to settle with when the stream ended before the provider reported it (client left,
-    /// upstream dropped): what was reported so far, or else the input bound plus the output
-    /// already streamed, at least one token. Never zero.
-    public func fallbackUsage(inputTokenBound: Int64) -> TokenUsage {
-        let streamedTokens = max(1, streamedOutputEvents, (streamedOutputBytes + 3) / 4)
+    /// A provable bound on what a stream that ended before its final usage was billed, or nil
+    /// when there is none below the reservation. Every token decodes to at least one byte, so
+    /// the streamed bytes bound the visible output; reasoning the stream does not show has no
+    /// such bound. The input is what the provider reported (Anthropic's message_start) or the
+    /// request's input bound.
+    public func cutStreamBound(inputTokenBound: Int64, hiddenReasoning: Bool) -> TokenUsage? {
+        guard !hiddenReasoning else { return nil }
+        let output = max(1, streamedOutputBytes)
         if var u = usage {
-            u.output = max(u.output, streamedTokens)
+            u.output = max(u.output, output)
             return u
         }
-        return TokenUsage(input: inputTokenBound, output: streamedTokens)
+        return TokenUsage(input: inputTokenBound, output: output)
     }
 
     /// With include_usage every chunk carries `"usage":null`; a client that did not ask for it

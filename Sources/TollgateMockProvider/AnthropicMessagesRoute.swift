@@ -11,7 +11,7 @@ enum AnthropicMessagesRoute {
             }
             let prompt = PromptTokens.count(call.body["system"], call.body["messages"])
             let reply = MessagesReply(call: call, completion: MockCompletion(promptTokens: prompt, cap: cap, knobs: call.knobs))
-            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.family.json(reply.message)
+            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.json(reply.message)
         }
     }
 }
@@ -32,12 +32,18 @@ struct MessagesReply {
         """
     }
 
-    /// Anthropic's input_tokens excludes cache reads: the prompt is input + cache_read (+ cache_creation).
+    /// Anthropic's input_tokens excludes cache reads and writes: the prompt is input + cache_read +
+    /// cache_creation, and cache_creation splits into its 5-minute and 1-hour parts.
     private func usage(outputTokens: Int) -> String {
-        """
-        {"input_tokens":\(completion.promptTokens - completion.cachedTokens),"cache_creation_input_tokens":0,\
-        "cache_read_input_tokens":\(completion.cachedTokens),"output_tokens":\(outputTokens)}
-        """
+        let c = completion
+        let writes = c.cacheWriteTokens + c.cacheWrite1hTokens
+        let tools = call.knobs.webSearchCalls > 0 ? #","server_tool_use":{"web_search_requests":\#(call.knobs.webSearchCalls)}"# : ""
+        return """
+            {"input_tokens":\(c.promptTokens - c.cachedTokens - writes),"cache_creation_input_tokens":\(writes),\
+            "cache_read_input_tokens":\(c.cachedTokens),\
+            "cache_creation":{"ephemeral_5m_input_tokens":\(c.cacheWriteTokens),"ephemeral_1h_input_tokens":\(c.cacheWrite1hTokens)},\
+            "output_tokens":\(outputTokens),"service_tier":\(jsonQuoted(call.servedTier("standard")))\(tools)}
+            """
     }
 
     /// message_start reports 1 output token (as Anthropic does); message_delta has the final count.

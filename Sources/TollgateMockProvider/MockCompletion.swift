@@ -10,6 +10,9 @@ struct MockCompletion: Sendable {
     let promptTokens: Int
     /// Part of `promptTokens` reported as cache hits.
     let cachedTokens: Int
+    /// Anthropic: parts of the prompt written to the cache (5-minute and 1-hour TTL).
+    let cacheWriteTokens: Int
+    let cacheWrite1hTokens: Int
     /// Part of `completionTokens` spent on (invisible) reasoning.
     let reasoningTokens: Int
     /// Everything generated, reasoning included: what the provider bills as output.
@@ -20,6 +23,8 @@ struct MockCompletion: Sendable {
     init(promptTokens: Int, cap: Int?, knobs: MockKnobs) {
         self.promptTokens = promptTokens
         cachedTokens = min(knobs.cachedTokens, promptTokens)
+        cacheWriteTokens = min(knobs.cacheWriteTokens, promptTokens - cachedTokens)
+        cacheWrite1hTokens = min(knobs.cacheWrite1hTokens, promptTokens - cachedTokens - cacheWriteTokens)
         // Reasoning comes first and counts against the same cap, as with OpenAI's o-series.
         let wanted = knobs.replyTokens + knobs.reasoningTokens
         completionTokens = min(cap ?? wanted, wanted)

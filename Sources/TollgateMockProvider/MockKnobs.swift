@@ -19,6 +19,18 @@ public enum MockHeader {
     public static let chunkDelayMs = "X-Mock-Chunk-Delay-Ms"
     /// Streams: send this many events, then tear the connection down without finishing.
     public static let dropAfterChunks = "X-Mock-Drop-After-Chunks"
+    /// Non-streamed replies: send the head and this many body bytes, then tear the connection down.
+    public static let dropAfterBytes = "X-Mock-Drop-After-Bytes"
+    /// Answer 200 with `"usage": null` (a provider that bills later, or a broken one).
+    public static let omitUsage = "X-Mock-Omit-Usage"
+    /// The tier the reply says it was served at (OpenAI `service_tier`, Anthropic `usage.service_tier`).
+    public static let serviceTier = "X-Mock-Service-Tier"
+    /// Anthropic: prompt tokens reported as 5-minute / 1-hour cache writes.
+    public static let cacheWriteTokens = "X-Mock-Cache-Write-Tokens"
+    public static let cacheWrite1hTokens = "X-Mock-Cache-Write-1h-Tokens"
+    /// Provider-run tool calls the reply reports (Anthropic `server_tool_use.web_search_requests`,
+    /// OpenAI Responses `web_search_call` output items).
+    public static let webSearchCalls = "X-Mock-Web-Search-Calls"
 }
 
 /// The knobs of one request, read from its headers.
@@ -32,6 +44,12 @@ struct MockKnobs: Sendable {
     var latency: Duration?
     var chunkDelay: Duration?
     var dropAfterEvents: Int?
+    var dropAfterBytes: Int?
+    var omitUsage = false
+    var serviceTier: String?
+    var cacheWriteTokens = 0
+    var cacheWrite1hTokens = 0
+    var webSearchCalls = 0
 
     init(headers: HTTPFields) {
         func number(_ name: String) -> Int? {
@@ -48,5 +66,11 @@ struct MockKnobs: Sendable {
         latency = number(MockHeader.latencyMs).map { .milliseconds($0) }
         chunkDelay = number(MockHeader.chunkDelayMs).map { .milliseconds($0) }
         dropAfterEvents = number(MockHeader.dropAfterChunks)
+        dropAfterBytes = number(MockHeader.dropAfterBytes)
+        omitUsage = (number(MockHeader.omitUsage) ?? 0) > 0
+        serviceTier = HTTPField.Name(MockHeader.serviceTier).flatMap { headers[$0] }
+        cacheWriteTokens = number(MockHeader.cacheWriteTokens) ?? 0
+        cacheWrite1hTokens = number(MockHeader.cacheWrite1hTokens) ?? 0
+        webSearchCalls = number(MockHeader.webSearchCalls) ?? 0
     }
 }

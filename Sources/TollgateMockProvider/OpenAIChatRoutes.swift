@@ -8,14 +8,14 @@ enum OpenAIChatRoutes {
             let prompt = PromptTokens.count(call.body["messages"])
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_completion_tokens", "max_tokens"), knobs: call.knobs)
             let reply = ChatReply(call: call, completion: completion, id: MockIdentity.id("chatcmpl-"), created: MockIdentity.now)
-            return call.isStream ? call.family.eventStream(reply.chatEvents, knobs: call.knobs) : call.family.json(reply.chatCompletion)
+            return call.isStream ? call.family.eventStream(reply.chatEvents, knobs: call.knobs) : call.json(reply.chatCompletion)
         }
         router.mockRoute(.post, "/v1/completions", family: .openAI) { call in
             let prompt = PromptTokens.count(call.body["prompt"])
             // The legacy endpoint stops at 16 tokens when the request sets no max_tokens.
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_tokens") ?? 16, knobs: call.knobs)
             let reply = ChatReply(call: call, completion: completion, id: MockIdentity.id("cmpl-"), created: MockIdentity.now)
-            return call.isStream ? call.family.eventStream(reply.textEvents, knobs: call.knobs) : call.family.json(reply.textCompletion)
+            return call.isStream ? call.family.eventStream(reply.textEvents, knobs: call.knobs) : call.json(reply.textCompletion)
         }
     }
 }
@@ -34,7 +34,7 @@ struct ChatReply {
         return """
             {"id":"\(id)","object":"chat.completion","created":\(created),"model":\(jsonQuoted(call.model)),\
             "choices":[{"index":0,"message":\(message),"logprobs":null,"finish_reason":"\(finishReason)"}],\
-            "usage":\(completion.openAIUsage),"service_tier":"default","system_fingerprint":"fp_mock"}
+            "usage":\(call.knobs.omitUsage ? "null" : completion.openAIUsage),"service_tier":\(jsonQuoted(call.servedTier("default"))),"system_fingerprint":"fp_mock"}
             """
     }
 
@@ -52,7 +52,7 @@ struct ChatReply {
     private func chatChunk(choices: String, usage: String = "null") -> String {
         let head = """
             {"id":"\(id)","object":"chat.completion.chunk","created":\(created),"model":\(jsonQuoted(call.model)),\
-            "service_tier":"default","system_fingerprint":"fp_mock","choices":\(choices)
+            "service_tier":\(jsonQuoted(call.servedTier("default"))),"system_fingerprint":"fp_mock","choices":\(choices)
             """
         return head + usageTail(usage) + "}"
     }
@@ -61,7 +61,7 @@ struct ChatReply {
         """
         {"id":"\(id)","object":"text_completion","created":\(created),"model":\(jsonQuoted(call.model)),\
         "choices":[{"text":\(jsonQuoted(completion.text)),"index":0,"logprobs":null,"finish_reason":"\(finishReason)"}],\
-        "usage":\(completion.openAIUsage)}
+        "usage":\(call.knobs.omitUsage ? "null" : completion.openAIUsage)}
         """
     }
 
@@ -87,7 +87,7 @@ struct ChatReply {
     }
 
     private func finishingStream(_ events: [String], usageChunk: String) -> [String] {
-        (call.includeUsage ? events + [usageChunk] : events).map(SSE.data) + [SSE.done]
+        (call.includeUsage && !call.knobs.omitUsage ? events + [usageChunk] : events).map(SSE.data) + [SSE.done]
     }
 }
 

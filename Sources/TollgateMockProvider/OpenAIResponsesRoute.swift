@@ -8,7 +8,10 @@ enum OpenAIResponsesRoute {
             let prompt = PromptTokens.count(call.body["instructions"], call.body["input"])
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_output_tokens"), knobs: call.knobs)
             let reply = ResponsesReply(call: call, completion: completion)
-            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.family.json(reply.response(final: true))
+            // `background: true` is answered at once with a queued response and no usage; OpenAI
+            // generates (and bills) it later, to be fetched with GET /v1/responses/{id}.
+            if call.body["background"]?.bool == true, !call.isStream { return call.json(reply.queued) }
+            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.json(reply.response(final: true))
         }
     }
 }
@@ -24,17 +27,27 @@ struct ResponsesReply {
 
     var finalStatus: String { completion.hitCap ? "incomplete" : "completed" }
 
+    var queued: String { response(final: false, status: "queued") }
+
     /// The response object; before the end of a stream it is `in_progress` with no output yet.
-    func response(final: Bool) -> String {
-        let status = final ? finalStatus : "in_progress"
+    func response(final: Bool, status: String? = nil) -> String {
+        let status = status ?? (final ? finalStatus : "in_progress")
         let incomplete = final && completion.hitCap ? #"{"reason":"max_output_tokens"}"# : "null"
         let cap = call.body["max_output_tokens"]?.int.map(String.init) ?? "null"
         return """
             {"id":"\(id)","object":"response","created_at":\(createdAt),"status":"\(status)","error":null,\
             "incomplete_details":\(incomplete),"max_output_tokens":\(cap),"model":\(jsonQuoted(call.model)),\
-            "output":[\(final ? message(status: finalStatus, text: completion.text) : "")],\
-            "usage":\(final ? usage : "null")}
+            "service_tier":\(jsonQuoted(call.servedTier("default"))),\
+            "output":[\(final ? webSearchCalls + message(status: finalStatus, text: completion.text) : "")],\
+            "usage":\(final && !call.knobs.omitUsage ? usage : "null")}
             """
+    }
+
+    /// Built-in web searches the model ran, as output items before the message (billed per call).
+    private var webSearchCalls: String {
+        (0..<call.knobs.webSearchCalls).map { _ in
+            #"{"type":"web_search_call","id":"\#(MockIdentity.id("ws_"))","status":"completed","action":{"type":"search","query":"mock"}},"#
+        }.joined()
     }
 
     private func message(status: String, text: String?) -> String {

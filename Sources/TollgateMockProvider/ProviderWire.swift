@@ -37,11 +37,18 @@ enum ProviderFamily: Sendable {
         json(errorJSON(type: type, message: message), status: status)
     }
 
-    func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(
-            status: status,
-            headers: [.contentType: "application/json", requestIDField.name: requestIDField.value],
-            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    /// With `X-Mock-Drop-After-Bytes: N` only the first N bytes go out before the connection is
+    /// torn down: a provider that was reached, started answering, and broke.
+    func json(_ body: String, status: HTTPResponse.Status = .ok, knobs: MockKnobs? = nil) -> Response {
+        let headers: HTTPFields = [.contentType: "application/json", requestIDField.name: requestIDField.value]
+        guard let drop = knobs?.dropAfterBytes else {
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
+        let bytes = Array(body.utf8)
+        return Response(status: status, headers: headers, body: ResponseBody { writer in
+            try await writer.write(ByteBuffer(bytes: bytes.prefix(drop)))
+            throw StreamDropped()
+        })
     }
 
     /// A `text/event-stream` response that writes and flushes each event on its own, paced by
@@ -85,6 +92,11 @@ struct MockCall: Sendable {
     var isStream: Bool { body["stream"]?.bool == true }
     /// OpenAI only reports usage in a stream when asked, and then puts `"usage":null` on every chunk.
     var includeUsage: Bool { body["stream_options"]?["include_usage"]?.bool == true }
+    /// A whole JSON answer, honouring the knobs that cut it.
+    func json(_ body: String) -> Response { family.json(body, knobs: knobs) }
+    /// The tier the reply reports, `fallback` unless `X-Mock-Service-Tier` says otherwise.
+    func servedTier(_ fallback: String) -> String { knobs.serviceTier ?? fallback }
+
     /// The smallest of the given cap fields present in the body (nil: no cap).
     func cap(_ fields: String...) -> Int? {
         fields.compactMap { body[$0]?.int }.map { max(0, Int($0)) }.min()

@@ -67,7 +67,8 @@ public struct BudgetStore: Sendable {
         }
         return .refused(BudgetRefusal(
             period: BudgetPeriod(rawValue: r[1].string ?? "") ?? .daily, limit: NanoUSD(try int(2)),
-            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4))))
+            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4)),
+            leasesReaped: Int(try int(5))))
     }
 
     /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call

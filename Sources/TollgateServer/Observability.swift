@@ -23,6 +23,8 @@ struct RequestRecord: Sendable {
     var outcome = Outcome.forwarded
     var estimate: NanoUSD?
     var cost: NanoUSD?
+    /// How `cost` was decided: reported usage, a bound, the reservation, or nothing billed.
+    var charged: ChargeBasis?
     var usage: TokenUsage?
     let started = ContinuousClock.now
     var upstreamStarted: ContinuousClock.Instant?
@@ -77,6 +79,7 @@ struct Observability: Sendable {
         field("outcome", "\"" + r.outcome.rawValue + "\"")
         field("estimate_usd", r.estimate?.usdString ?? "null")
         field("cost_usd", r.cost?.usdString ?? "null")
+        if let c = r.charged { field("charged", "\"" + c.rawValue + "\"") }
         if let u = r.usage {
             field("input_tokens", String(u.inputTotal))
             field("cached_input_tokens", String(u.cachedInput))

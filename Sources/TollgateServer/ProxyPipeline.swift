@@ -58,9 +58,9 @@ struct ProxyPipeline: Sendable {
         // One id for the reservation in Redis and the access-log line, so operators can match them.
         let reservation = ReservationID(rawValue: record.requestID)
         let grant = try await reserve(client, reservation, estimate, &record)
-        let settlement = Settlement(
-            budget: budget, client: client, lease: grant.lease,
-            safetyNetCost: estimate.cost(outputTokens: 1), logger: logger)
+        // Every in-flight lease is renewed, streamed or not: a slow answer is not a dead replica.
+        let settlement = Settlement(budget: budget, client: client, lease: grant.lease, reserved: grant.reserved,
+                                    renewer: renewer, logger: logger)
 
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
         var rewrite = BodyRewrite()
@@ -74,13 +74,15 @@ struct ProxyPipeline: Sendable {
         outgoing.collectBody = !scanned.stream
         let transfer = upstream.start(outgoing)
         let watch = await context.watchDisconnect { transfer.cancel() }
+        let bill = Bill(price: price, reserved: grant.reserved, strict: config.budget.mode == .strict)
 
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
         guard case .head(let head)? = first else {
             watch?.unwatch()
-            if case .failed(let e)? = first { throw await fail(e, settlement, grant, route, price, nil, &record) }
-            throw await fail(UpstreamError(kind: .connect, message: "no response"), settlement, grant, route, price, nil, &record)
+            let failure: UpstreamError
+            if case .failed(let e)? = first { failure = e } else { failure = UpstreamError(kind: .connect, message: "no response") }
+            throw await fail(failure, settlement, bill, route, nil, &record)
         }
         record.status = head.status
         var headers = ForwardedHeaders.client(from: head)
@@ -90,9 +92,8 @@ struct ProxyPipeline: Sendable {
         // 5a. Streams pass through event by event and settle when they end, however they end.
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
-                route: route, price: price, estimate: estimate, settlement: settlement, transfer: transfer,
-                hideInjectedUsage: injectUsage, renewer: renewer,
-                observability: observability, record: record, watch: watch)
+                route: route, bill: bill, estimate: estimate, hiddenReasoning: true, settlement: settlement, transfer: transfer,
+                hideInjectedUsage: injectUsage, observability: observability, record: record, watch: watch)
             return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }
 
@@ -104,16 +105,14 @@ struct ProxyPipeline: Sendable {
             case .body(let chunk): body.writeBytes(chunk)
             case .head, .end: continue
             case .failed(let e):
-                throw await fail(e, settlement, grant, route, price, body, &record)
+                throw await fail(e, settlement, bill, route, body, &record)
             }
         }
         record.upstreamFinished = .now
-        record.usage = (200..<300).contains(head.status)
+        let usage = (200..<300).contains(head.status)
             ? (try? JSONValue.parse(body.readableBytesView)).flatMap(route.usage(inResponse:)) : nil
-        let cost = record.usage.map(price.cost(of:)) ?? .zero
-        record.cost = cost
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
-        record.settleDuration = await settle(settlement, cost)
+        await settle(settlement, bill.charge(.answered(status: head.status, usage: usage)), usage: usage, &record)
         return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
     }
 
@@ -127,34 +126,39 @@ struct ProxyPipeline: Sendable {
                 record.leasesReaped = grant.leasesReaped
                 return grant
             case .refused(let refusal):
+                record.leasesReaped = refusal.leasesReaped
                 throw ProxyError.budgetExceeded(refusal, client: client, status: config.budget.exceededStatus)
             }
         } catch let error as RedisError {
-            // Fail closed. An unknown outcome may have left a lease: the reaper releases it.
+            // Fail closed. An unknown outcome may have left a lease: the reaper charges it.
             throw ProxyError.budgetUnavailable(error)
         }
     }
 
     /// Settles a non-streamed request that got no complete answer and says what the client gets.
-    func fail(_ e: UpstreamError, _ settlement: Settlement, _ grant: BudgetGrant, _ route: ProxyRoute, _ price: ModelPrice,
+    func fail(_ e: UpstreamError, _ settlement: Settlement, _ bill: Bill, _ route: ProxyRoute,
               _ received: ByteBuffer?, _ record: inout RequestRecord) async -> ProxyError {
         // The whole answer may have arrived just before the failure: then its usage is the truth.
-        if let received, let usage = (try? JSONValue.parse(received.readableBytesView)).flatMap(route.usage(inResponse:)) {
-            record.usage = usage
-            record.cost = price.cost(of: usage)
-            record.settleDuration = await settle(settlement, record.cost!)
-            return e.kind == .cancelled ? .clientDisconnected : .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+        let usage = received.flatMap { (try? JSONValue.parse($0.readableBytesView)).flatMap(route.usage(inResponse:)) }
+        let ending: UpstreamEnding
+        if let usage {
+            ending = .answered(status: 200, usage: usage)
+        } else if e.kind == .connect {
+            ending = .notSent
+        } else {
+            // Cut after the request reached the provider (timeout, reset, or the client hung up):
+            // the provider may finish and bill it, so it is charged its reservation.
+            ending = .cut(bound: nil)
         }
-        if e.kind == .cancelled {
-            // The client hung up; the provider may still finish and bill the request, so it is
-            // charged what was reserved for it (a stream instead pays for what was streamed).
-            record.cost = grant.reserved
-            record.settleDuration = await settle(settlement, grant.reserved)
-            return .clientDisconnected
-        }
-        // The provider failed or was unreachable: charge only what it reports, which is nothing.
-        record.settleDuration = await settle(settlement, .zero)
-        return .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+        await settle(settlement, bill.charge(ending), usage: usage, &record)
+        return e.kind == .cancelled ? .clientDisconnected : .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
+    }
+
+    func settle(_ settlement: Settlement, _ charge: Charge, usage: TokenUsage?, _ record: inout RequestRecord) async {
+        record.usage = usage
+        record.cost = charge.cost
+        record.charged = charge.basis
+        record.settleDuration = await settle(settlement, charge.cost)
     }
 
     func settle(_ settlement: Settlement, _ cost: NanoUSD) async -> Duration {

@@ -4,23 +4,28 @@ import TollgateCore
 import TollgateRedis
 
 /// Settles one lease exactly once, whichever way the request ends (normal end, client gone,
-/// upstream error). `settle_v2.lua` is idempotent, so a settle whose reply was lost is retried
-/// safely; if Redis stays away the lease is eventually reaped and the spend is logged.
+/// upstream error), and keeps the lease renewed until then. `settle_v3.lua` is idempotent, so a
+/// settle whose reply was lost is retried safely; if Redis stays away the lease is reaped, which
+/// charges its reservation, and a late settle corrects that down to the real cost.
 final class Settlement: Sendable {
     let budget: BudgetStore
     let client: ClientID
     let lease: Lease
     let logger: Logger
-    /// Charged if this object dies unsettled (the response body never ran): input bound + 1 token.
-    let safetyNetCost: NanoUSD
+    /// The reservation: charged if this object dies unsettled (the response body never ran),
+    /// since the request was sent and the provider may bill it.
+    let reserved: NanoUSD
+    private let renewer: LeaseRenewer
     private let done = Atomic<Bool>(false)
 
-    init(budget: BudgetStore, client: ClientID, lease: Lease, safetyNetCost: NanoUSD, logger: Logger) {
+    init(budget: BudgetStore, client: ClientID, lease: Lease, reserved: NanoUSD, renewer: LeaseRenewer, logger: Logger) {
         self.budget = budget
         self.client = client
         self.lease = lease
-        self.safetyNetCost = safetyNetCost
+        self.reserved = reserved
+        self.renewer = renewer
         self.logger = logger
+        renewer.keepAlive(self)
     }
 
     var isSettled: Bool { done.load(ordering: .acquiring) }
@@ -29,6 +34,7 @@ final class Settlement: Sendable {
     @discardableResult
     func settle(_ cost: NanoUSD) async -> Bool {
         guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
+        renewer.release(self)
         do {
             _ = try await budget.settle(client, lease, actual: cost)
         } catch {
@@ -46,15 +52,16 @@ final class Settlement: Sendable {
                 if (try? await budget.settle(client, lease, actual: cost)) != nil { return }
                 delay = min(delay * 2, 5_000_000_000)
             }
-            logger.error("settle abandoned; the lease will be reaped and this spend is not recorded",
+            logger.error("settle abandoned; the lease will be reaped and charged its reservation instead of this cost",
                          metadata: ["client": "\(client)", "reservation": "\(lease.reservation)", "cost_usd": "\(cost.usdString)"])
         }
     }
 
     deinit {
         guard !done.load(ordering: .acquiring) else { return }
-        let (budget, client, lease, cost, logger) = (self.budget, self.client, self.lease, safetyNetCost, self.logger)
+        renewer.release(self)
+        let (budget, client, lease, cost, logger) = (self.budget, self.client, self.lease, reserved, self.logger)
         Task { _ = try? await budget.settle(client, lease, actual: cost) }
-        logger.warning("request ended without a settle; charged the safety-net cost", metadata: ["reservation": "\(lease.reservation)"])
+        logger.warning("request ended without a settle; charged its reservation", metadata: ["reservation": "\(lease.reservation)"])
     }
 }

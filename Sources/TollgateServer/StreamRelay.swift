@@ -6,16 +6,18 @@ import TollgateRedis
 import TollgateUpstream
 
 /// Passes an SSE stream to the client as it arrives (never buffering the whole response),
-/// follows the usage it reports, keeps the lease alive, and settles once when it ends:
-/// with the provider's usage on a normal end, otherwise with what was streamed so far.
+/// follows the usage it reports, and settles once when it ends: with the provider's usage when it
+/// arrived, otherwise with a provable bound (`ChargeRule`).
 struct StreamRelay: Sendable {
     let route: ProxyRoute
-    let price: ModelPrice
+    let bill: Bill
     let estimate: CostEstimate
+    /// The model may bill reasoning the stream does not show: a cut stream has no bound below
+    /// its reservation.
+    let hiddenReasoning: Bool
     let settlement: Settlement
     let transfer: UpstreamTransfer
     let hideInjectedUsage: Bool
-    let renewer: LeaseRenewer
     let observability: Observability
     let record: RequestRecord
     let watch: ConnectionWatch?
@@ -28,8 +30,6 @@ struct StreamRelay: Sendable {
         }
         var parser = SSEParser()
         var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
-        renewer.keepAlive(settlement)
-        defer { renewer.release(settlement) }
 
         var completed = false
         var clientGone = false
@@ -67,14 +67,23 @@ struct StreamRelay: Sendable {
                 break streaming
             }
         }
-        let usage = completed && tracker.usage != nil ? tracker.usage! : tracker.fallbackUsage(inputTokenBound: estimate.inputTokenBound)
+        let ending: UpstreamEnding
+        if let usage = tracker.finalUsage {
+            ending = .answered(status: 200, usage: usage)  // even if the connection broke right after
+        } else if completed {
+            ending = .answered(status: 200, usage: nil)    // a stream that never reported its usage
+        } else {
+            ending = .cut(bound: tracker.cutStreamBound(inputTokenBound: estimate.inputTokenBound, hiddenReasoning: hiddenReasoning))
+        }
+        let charge = bill.charge(ending)
         var finished = record
         finished.upstreamFinished = .now
-        finished.usage = usage
-        finished.cost = price.cost(of: usage)
+        if case .answered(_, let usage?) = ending { finished.usage = usage }
+        finished.cost = charge.cost
+        finished.charged = charge.basis
         finished.outcome = completed ? .forwarded : clientGone || cancelled || Task.isCancelled ? .clientGone : .upstreamError
         let settleStarted = ContinuousClock.now
-        await settlement.settle(finished.cost!)
+        await settlement.settle(charge.cost)
         finished.settleDuration = ContinuousClock.now - settleStarted
         observability.finish(finished)
         if clientGone { throw CancellationError() }

@@ -112,9 +112,20 @@ final class TransferContext: @unchecked Sendable {
             return
         }
         let message = String(cString: curl_easy_strerror(result))
+        // Only a request that never reached the provider is certainly unbilled. A timeout before
+        // any answer may well be after the request was sent (a slow model): that is a transfer
+        // failure, charged as such, unless the connection itself was never made.
         let connectFailure = [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY].contains(result)
-            || (result == CURLE_OPERATION_TIMEDOUT && status == 0 && !headSent)
+            || (result == CURLE_OPERATION_TIMEDOUT && status == 0 && !headSent && !connected)
         end(multi: multi, with: .failed(UpstreamError(kind: connectFailure ? .connect : .transfer, message: message)))
+    }
+
+    /// Whether a connection to the provider was made (curl's connect time is 0 until then).
+    private var connected: Bool {
+        guard let h = easy else { return true }
+        var micros: curl_off_t = 0
+        guard tg_easy_getinfo_off_t(h, CURLINFO_CONNECT_TIME_T, &micros) == CURLE_OK else { return true }
+        return micros > 0
     }
 
     func end(multi: UnsafeMutableRawPointer, with last: UpstreamPart) {

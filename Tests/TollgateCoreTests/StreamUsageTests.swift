@@ -153,52 +153,43 @@ struct StreamUsageTests {
         #expect(Self.run(.responses, stream).tracker.usage == TokenUsage(input: 32, cachedInput: 8, output: 10, reasoning: 20))
     }
 
-    @Test("fallbackUsage with nothing streamed is the input bound and one output token")
-    func fallbackEmpty() {
+    @Test("a cut stream with nothing streamed is bounded by the input bound and one output token")
+    func cutBoundEmpty() {
         let tracker = StreamUsageTracker(route: .chatCompletions, hideInjectedUsage: true)
-        #expect(tracker.fallbackUsage(inputTokenBound: 500) == TokenUsage(input: 500, output: 1))
+        #expect(tracker.cutStreamBound(inputTokenBound: 500, hiddenReasoning: false) == TokenUsage(input: 500, output: 1))
     }
 
-    @Test("fallbackUsage is never zero", arguments: ProxyRoute.allCases)
-    func fallbackNeverZero(route: ProxyRoute) throws {
+    @Test("a cut stream of a model with hidden reasoning has no bound below its reservation", arguments: ProxyRoute.allCases)
+    func cutBoundHiddenReasoning(route: ProxyRoute) {
         let tracker = StreamUsageTracker(route: route, hideInjectedUsage: false)
-        let fallback = tracker.fallbackUsage(inputTokenBound: 0)
-        let price = try Fixture.price("gpt-4o-mini")
-        #expect(fallback.outputTotal >= 1)
-        #expect(price.cost(of: fallback) > .zero)
+        #expect(tracker.cutStreamBound(inputTokenBound: 10, hiddenReasoning: true) == nil)
     }
 
-    @Test("fallbackUsage counts what was streamed when usage never arrived")
-    func fallbackCountsStreamed() {
+    @Test("a cut stream counts one token per streamed byte, not per four")
+    func cutBoundCountsBytes() {
+        // 40 deltas "tokN " : 10 × 5 bytes (N < 10) + 30 × 6 bytes = 230 bytes.
         let deltas = (0..<40).map { #"data: {"choices":[{"delta":{"content":"tok\#($0) "}}]}"# + "\n\n" }.joined()
         let (tracker, _) = Self.run(.chatCompletions, hide: true, deltas)
         #expect(tracker.usage == nil)
-        let fallback = tracker.fallbackUsage(inputTokenBound: 77)
-        #expect(fallback.input == 77)
-        #expect(fallback.output >= 40)
-        #expect(fallback.output >= (tracker.streamedOutputBytes + 3) / 4)
+        #expect(tracker.cutStreamBound(inputTokenBound: 77, hiddenReasoning: false) == TokenUsage(input: 77, output: 230))
     }
 
-    @Test("fallbackUsage keeps reported input and raises output to what was streamed")
-    func fallbackWithPartialUsage() {
+    @Test("a cut Anthropic stream keeps the input it reported and bounds the output by the bytes streamed")
+    func cutBoundWithPartialUsage() {
         let cut = Self.anthropicStream.components(separatedBy: "event: message_delta")[0]
         let (tracker, _) = Self.run(.messages, cut)
-        let fallback = tracker.fallbackUsage(inputTokenBound: 9_999)
-        #expect(fallback.input == 25)
-        #expect(fallback.cachedInput == 100)
-        #expect(fallback.cacheWrite == 50)
-        // message_start said 1; two deltas of 11 bytes streamed: max(1, 2 events, ceil(11 / 4)) = 3
-        #expect(fallback.output == 3)
+        #expect(tracker.finalUsage == nil)
+        let bound = tracker.cutStreamBound(inputTokenBound: 9_999, hiddenReasoning: false)
+        #expect(bound == TokenUsage(input: 25, cachedInput: 100, cacheWrite: 50, output: 11))
     }
 
-    // BUG: only delta.content / text / reasoning_content are counted, so a streamed tool call
-    // (delta.tool_calls[].function.arguments) counts nothing and a cut stream settles at 1 token.
-    @Test("fallbackUsage counts streamed tool-call arguments", .bug(id: "core-stream-tool-calls"))
-    func fallbackCountsToolCalls() {
+    @Test("a cut stream counts streamed tool-call arguments")
+    func cutBoundCountsToolCalls() {
+        // 30 fragments {"kN": : 10 × 6 bytes + 20 × 7 bytes = 200 bytes.
         let chunks = (0..<30).map { i in
             #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"k\#(i)\":"}}]}}]}"# + "\n\n"
         }.joined()
         let (tracker, _) = Self.run(.chatCompletions, hide: true, chunks)
-        #expect(tracker.fallbackUsage(inputTokenBound: 10).output >= 30)
+        #expect(tracker.cutStreamBound(inputTokenBound: 10, hiddenReasoning: false)?.output == 200)
     }
 }

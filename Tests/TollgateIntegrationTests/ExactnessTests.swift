@@ -1,0 +1,345 @@
+import Foundation
+import Synchronization
+import Testing
+import TollgateCore
+import TollgateMockProvider
+import TollgateRedis
+import TollgateServer
+
+/// The strict guarantee's holes, one test each: every way a request can end is charged at least
+/// what the provider bills, and shapes whose cost cannot be bounded are refused. Expected amounts
+/// are worked out by hand from list prices written here as literals, or observed in Redis while
+/// the request was in flight (its reservation), never computed by the code under test.
+@Suite("strict mode has no holes", .timeLimit(.minutes(3)))
+struct ExactnessTests {
+    /// List prices in nano-USD per token ($1 per million tokens = 1,000 nano-USD per token).
+    enum ListPrice {
+        static let gpt4oMiniInput: Int64 = 150      // $0.15 / M tokens
+        static let gpt4oMiniOutput: Int64 = 600     // $0.60 / M tokens
+    }
+
+    struct Totals: Equatable { var spent: Int64; var reserved: Int64; var requests: Int64 }
+
+    func totals(_ client: ClientID) async throws -> Totals {
+        let (day, _) = try await TestRedis.periodKeys(client)
+        let h = try await TestRedis.hash(day)
+        return Totals(spent: Int64(h["spent"] ?? "0")!, reserved: Int64(h["reserved"] ?? "0")!, requests: Int64(h["requests"] ?? "0")!)
+    }
+
+    func settled(_ client: ClientID, requests: Int64 = 1) async throws -> Totals {
+        _ = try await eventually { try await totals(client).requests >= requests }
+        return try await totals(client)
+    }
+
+    /// The reservation of the one request in flight for `client`, read from Redis while it runs.
+    func reservationInFlight(_ client: ClientID) async throws -> Int64 {
+        var reserved: Int64 = 0
+        _ = try await eventually {
+            reserved = try await totals(client).reserved
+            return reserved > 0
+        }
+        return reserved
+    }
+
+    /// A replica with an access log captured in memory (to tell usage from bounds).
+    func withProxy(configure: (inout TollgateConfig) -> Void = { _ in },
+                   _ body: (Replica, RunningMockProvider, AccessLog) async throws -> Void) async throws {
+        let mock = try await MockProvider.start()
+        let log = AccessLog()
+        let replica = try await Replica.start(upstream: mock.baseURL, configure: configure, accessLog: { log.append($0) })
+        do { try await body(replica, mock, log) } catch {
+            await replica.stop(); await mock.stop(); throw error
+        }
+        await replica.stop()
+        await mock.stop()
+    }
+
+    final class AccessLog: Sendable {
+        private let lines = Mutex<[String]>([])
+        func append(_ line: String) { lines.withLock { $0.append(line) } }
+        /// The `charged` field of the request logged for `client`.
+        func charged(_ client: ClientID) async throws -> String? {
+            var found: String?
+            _ = try await eventually {
+                found = lines.withLock { $0 }.compactMap { try? JSONValue.parse(Array($0.utf8)) }
+                    .first { $0["client"]?.string == client.rawValue }?["charged"]?.string
+                return found != nil
+            }
+            return found
+        }
+    }
+
+    func post(_ replica: Replica, _ body: String, _ client: ClientID, _ headers: [(String, String)] = [],
+              path: String = "/v1/chat/completions") async -> TestClient.Reply {
+        await TestClient.shared.post(replica.baseURL + path, body, headers: [("X-Client-ID", client.rawValue)] + headers)
+    }
+
+    static let chat = #"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
+
+    // MARK: 1. A 2xx answer without usage
+
+    @Test("hole 1: a 2xx answer without usage is charged its reservation, not $0")
+    func successWithoutUsage() async throws {
+        try await withProxy { replica, _, log throws in
+            let client = TestRedis.uniqueClient("nousage")
+            async let reply = post(replica, Self.chat, client, [("X-Mock-Omit-Usage", "1"), ("X-Mock-Latency-Ms", "600")])
+            let reserved = try await reservationInFlight(client)
+            #expect(await reply.status == 200)
+            let after = try await settled(client)
+            #expect(after == Totals(spent: reserved, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "reservation")
+        }
+    }
+
+    @Test("hole 1: strict mode refuses background: true, naming the field and the setting that allows it")
+    func backgroundRefused() async throws {
+        try await withProxy { replica, mock, _ throws in
+            let client = TestRedis.uniqueClient("bg")
+            let body = #"{"model":"gpt-4o-mini","background":true,"max_output_tokens":50,"input":"hi"}"#
+            let reply = await post(replica, body, client, path: "/v1/responses")
+            #expect(reply.status == 400)
+            let message = try #require(reply.json?["error"]?["message"]?.string)
+            #expect(message.contains("background"))
+            #expect(message.contains("budget.background"))
+            #expect(mock.recorder.count == 0)
+            #expect(try await totals(client).reserved == 0)
+        }
+    }
+
+    @Test("hole 1: background: true, when allowed, is charged its reservation (usage arrives only later)")
+    func backgroundAllowedIsCharged() async throws {
+        try await withProxy(configure: { _ = $0 /*B: $0.budget.background = .allow*/ }) { replica, _, log throws in
+            let client = TestRedis.uniqueClient("bgok")
+            let body = #"{"model":"gpt-4o-mini","background":true,"max_output_tokens":50,"input":"hi"}"#
+            async let reply = post(replica, body, client, [("X-Mock-Latency-Ms", "600")], path: "/v1/responses")
+            let reserved = try await reservationInFlight(client)
+            let answer = await reply
+            #expect(answer.status == 200)
+            #expect(answer.json?["status"]?.string == "queued")
+            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "reservation")
+        }
+    }
+
+    // MARK: 2. A non-streamed request cut after it reached the provider
+
+    @Test("hole 2: a non-streamed request cut by upstream.timeout_seconds is charged its reservation")
+    func upstreamTimeout() async throws {
+        try await withProxy(configure: { $0.upstream.timeoutSeconds = 1 }) { replica, _, log throws in
+            let client = TestRedis.uniqueClient("timeout")
+            async let reply = post(replica, Self.chat, client, [("X-Mock-Latency-Ms", "2500")])
+            let reserved = try await reservationInFlight(client)
+            #expect(await reply.status == 502)
+            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "reservation")
+        }
+    }
+
+    @Test("hole 2: a connection reset mid-body is charged its reservation")
+    func resetMidBody() async throws {
+        try await withProxy { replica, _, log throws in
+            let client = TestRedis.uniqueClient("reset")
+            async let reply = post(replica, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40"), ("X-Mock-Latency-Ms", "600")])
+            let reserved = try await reservationInFlight(client)
+            #expect(await reply.status == 502)
+            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "reservation")
+        }
+    }
+
+    @Test("hole 2: a provider that was never reached charges nothing")
+    func neverReached() async throws {
+        let replica = try await Replica.start(upstream: "http://127.0.0.1:1")
+        let client = TestRedis.uniqueClient("unreached")
+        #expect(await post(replica, Self.chat, client).status == 502)
+        #expect(try await settled(client) == Totals(spent: 0, reserved: 0, requests: 1))
+        await replica.stop()
+    }
+
+    // MARK: 3. Cut streams
+
+    @Test("hole 3: a cut stream of a model with hidden reasoning is charged its reservation")
+    func cutReasoningStream() async throws {
+        try await withProxy { replica, _, log throws in
+            let client = TestRedis.uniqueClient("reasoning")
+            let body = #"{"model":"o3-mini","stream":true,"max_completion_tokens":4000,"messages":[{"role":"user","content":"think"}]}"#
+            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", body, headers: [
+                ("X-Client-ID", client.rawValue), ("X-Mock-Reasoning-Tokens", "3000"), ("X-Mock-Completion-Tokens", "400"),
+                ("X-Mock-Chunk-Delay-Ms", "100"),
+            ])
+            let reserved = try await reservationInFlight(client)
+            // Hang up after the first visible output: the provider has billed 3,000 reasoning tokens.
+            for await part in transfer.parts { if case .body = part { break } }
+            transfer.cancel()
+            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "reservation")
+        }
+    }
+
+    @Test("hole 3: a stream cut without usage and no hidden reasoning pays input bound + one token per streamed byte")
+    func cutPlainStream() async throws {
+        try await withProxy { replica, _, log throws in
+            let client = TestRedis.uniqueClient("cut")
+            let body = #"{"model":"gpt-4o-mini","stream":true,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+            // The provider drops after 6 events: the role chunk (no text) and 5 × "tok " = 20 bytes.
+            _ = await post(replica, body, client, [("X-Mock-Drop-After-Chunks", "6"), ("X-Mock-Completion-Tokens", "50")])
+            // Input bound by hand (README): 16 per request + 8 per message + "user" (4) + "hi" (2) = 30.
+            // 30 × $0.15/M + 20 × $0.60/M = 4,500 + 12,000 nano-USD.
+            let expected = (30 * ListPrice.gpt4oMiniInput + 20 * ListPrice.gpt4oMiniOutput)
+            #expect(try await settled(client) == Totals(spent: expected, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "bound")
+        }
+    }
+
+    // MARK: 4. Leases of non-streamed requests
+
+    @Test("hole 4: a non-streamed call that outlives its lease is renewed, not reaped and granted again")
+    func slowCallKeepsItsLease() async throws {
+        try await withProxy(configure: { $0.budget.leaseSeconds = 3 }) { replica, _, _ throws in
+            let client = TestRedis.uniqueClient("slow")
+            // Room for one such request only.
+            _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "40000"]))
+            let body = #"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
+            async let slow = post(replica, body, client, [("X-Mock-Latency-Ms", "5000")])
+            _ = try await reservationInFlight(client)
+            try await Task.sleep(for: .seconds(4))
+            // Every reserve reaps the client's expired leases; the slow call's must not be one.
+            let second = await post(replica, body, client)
+            #expect(second.status == 402, "the slow call still holds the budget")
+            #expect(await slow.status == 200)
+            let (day, _) = try await TestRedis.periodKeys(client)
+            #expect(try await TestRedis.hash(day)["leases_reaped"] == nil)
+            #expect(try await settled(client).spent <= 40_000)
+        }
+    }
+
+    // MARK: 5. Input the body does not carry
+
+    static let unseen: [(path: String, body: String, field: String, setting: String)] = [
+        ("/v1/responses", #"{"model":"gpt-4o-mini","max_output_tokens":20,"previous_response_id":"resp_1","input":"go on"}"#,
+         "previous_response_id", "budget.unseen_input"),
+        ("/v1/responses", #"{"model":"gpt-4o-mini","max_output_tokens":20,"conversation":"conv_1","input":"hi"}"#,
+         "conversation", "budget.unseen_input"),
+        ("/v1/responses", #"{"model":"gpt-4o-mini","max_output_tokens":20,"prompt":{"id":"pmpt_1"},"input":"hi"}"#,
+         "prompt", "budget.unseen_input"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+         "file_id", "budget.unseen_input"),
+        ("/v1/messages", #"{"model":"claude-haiku-4-5","max_tokens":20,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}"#,
+         "source", "budget.unseen_input"),
+        ("/v1/responses", #"{"model":"gpt-4o-mini","max_output_tokens":20,"tools":[{"type":"web_search"}],"input":"news"}"#,
+         "tools[0]", "budget.server_tools"),
+        ("/v1/messages", #"{"model":"claude-haiku-4-5","max_tokens":20,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"news"}]}"#,
+         "tools[0]", "budget.server_tools"),
+        ("/v1/messages", #"{"model":"claude-haiku-4-5","max_tokens":20,"mcp_servers":[{"type":"url","url":"https://mcp.example.com","name":"x"}],"messages":[{"role":"user","content":"hi"}]}"#,
+         "mcp_servers", "budget.server_tools"),
+        ("/v1/chat/completions", #"{"model":"gpt-4o-mini","max_tokens":20,"service_tier":"scale","messages":[{"role":"user","content":"hi"}]}"#,
+         "service_tier", "pricing"),
+    ]
+
+    @Test("hole 5: input the body does not carry is refused in strict mode with a 400 naming the field and the setting",
+          arguments: 0..<unseen.count)
+    func unseenInputRefused(index: Int) async throws {
+        let shape = Self.unseen[index]
+        try await withProxy { replica, mock, _ throws in
+            let client = TestRedis.uniqueClient("unseen")
+            let reply = await post(replica, shape.body, client, path: shape.path)
+            #expect(reply.status == 400)
+            let error = shape.path == "/v1/messages" ? reply.json?["error"] : reply.json?["error"]
+            if shape.path == "/v1/messages" { #expect(reply.json?["type"]?.string == "error") }
+            let message = try #require(error?["message"]?.string)
+            #expect(message.contains(shape.field), "\(message)")
+            #expect(message.contains(shape.setting), "\(message)")
+            #expect(mock.recorder.count == 0)
+            #expect(try await totals(client) == Totals(spent: 0, reserved: 0, requests: 0))
+        }
+    }
+
+    // MARK: 6. Prices the table did not model
+
+    @Test("hole 6: a priority-tier answer is priced at the priority rate (2× standard)")
+    func priorityTier() async throws {
+        try await withProxy { replica, _, _ throws in
+            let client = TestRedis.uniqueClient("tier")
+            let body = #"{"model":"gpt-4o-mini","max_tokens":50,"service_tier":"priority","messages":[{"role":"user","content":"hi"}]}"#
+            let reply = await post(replica, body, client, [("X-Mock-Service-Tier", "priority")])
+            #expect(reply.status == 200)
+            let usage = try #require(reply.json?["usage"])
+            let prompt = try #require(usage["prompt_tokens"]?.int), completion = try #require(usage["completion_tokens"]?.int)
+            let expected = 2 * (prompt * ListPrice.gpt4oMiniInput + completion * ListPrice.gpt4oMiniOutput)
+            #expect(try await settled(client).spent == expected)
+        }
+    }
+
+    @Test("hole 6: Anthropic 1-hour cache writes are priced at 2× input")
+    func oneHourCacheWrites() async throws {
+        try await withProxy { replica, _, _ throws in
+            let client = TestRedis.uniqueClient("cache1h")
+            let prompt = String(repeating: "cache me ", count: 40)
+            let body = #"{"model":"claude-haiku-4-5","max_tokens":50,"system":[{"type":"text","text":"\#(prompt)","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":[{"role":"user","content":"hi"}]}"#
+            let reply = await post(replica, body, client, [("X-Mock-Cache-Write-1h-Tokens", "60")], path: "/v1/messages")
+            #expect(reply.status == 200)
+            let usage = try #require(reply.json?["usage"])
+            let input = try #require(usage["input_tokens"]?.int), output = try #require(usage["output_tokens"]?.int)
+            #expect(usage["cache_creation"]?["ephemeral_1h_input_tokens"]?.int == 60)
+            // claude-haiku-4-5: input $1/M, 1-hour cache write $2/M, output $5/M: 1,000 / 2,000 / 5,000 nano-USD per token.
+            let expected = input * 1_000 + 60 * 2_000 + output * 5_000
+            #expect(try await settled(client).spent == expected)
+        }
+    }
+
+    @Test("hole 6: a dated snapshot priced apart from its base is charged its own price (gpt-4o-2024-05-13: $5 / $15)")
+    func snapshotPrice() async throws {
+        try await withProxy { replica, _, _ throws in
+            let client = TestRedis.uniqueClient("snapshot")
+            let body = #"{"model":"gpt-4o-2024-05-13","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
+            let reply = await post(replica, body, client)
+            let usage = try #require(reply.json?["usage"])
+            let prompt = try #require(usage["prompt_tokens"]?.int), completion = try #require(usage["completion_tokens"]?.int)
+            #expect(try await settled(client).spent == prompt * 5_000 + completion * 15_000)
+        }
+    }
+
+    @Test("hole 6: provider-run tool calls, when allowed, are charged their per-call fee")
+    func webSearchFees() async throws {
+        try await withProxy(configure: { _ = $0 /*B: $0.budget.serverTools = .allow*/ }) { replica, _, _ throws in
+            let client = TestRedis.uniqueClient("search")
+            _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "5000000000"]))
+            let body = #"{"model":"claude-haiku-4-5","max_tokens":50,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":2}],"messages":[{"role":"user","content":"news"}]}"#
+            let reply = await post(replica, body, client, [("X-Mock-Web-Search-Calls", "2")], path: "/v1/messages")
+            #expect(reply.status == 200)
+            let usage = try #require(reply.json?["usage"])
+            let input = try #require(usage["input_tokens"]?.int), output = try #require(usage["output_tokens"]?.int)
+            // $10 per 1,000 searches = $0.01 = 10,000,000 nano-USD each.
+            #expect(try await settled(client).spent == input * 1_000 + output * 5_000 + 2 * 10_000_000)
+        }
+    }
+
+    // MARK: 7. Allowances that were too small
+
+    @Test("hole 7: a gpt-4o-mini image reserves its real worst case (tens of thousands of tokens), not 2,000")
+    func imageAllowance() async throws {
+        try await withProxy { replica, mock, _ throws in
+            let client = TestRedis.uniqueClient("image")
+            // $0.002 covers 2,000 image tokens at $0.15/M ($0.0003) but not a high-detail tile count (≈ $0.0072).
+            _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "2000000"]))
+            let body = #"{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://example.com/cat.png"}}]}]}"#
+            let reply = await post(replica, body, client)
+            #expect(reply.status == 402)
+            #expect(mock.recorder.count == 0)
+        }
+    }
+
+    @Test("Anthropic: a clamp that would leave max_tokens at or below thinking.budget_tokens refuses instead")
+    func thinkingClamp() async throws {
+        try await withProxy { replica, mock, _ throws in
+            let client = TestRedis.uniqueClient("think")
+            // $0.01 at $15/M output affords ~660 tokens: less than the 2,000-token thinking budget.
+            _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "10000000"]))
+            let body = #"{"model":"claude-sonnet-4-5","max_tokens":8000,"thinking":{"type":"enabled","budget_tokens":2000},"messages":[{"role":"user","content":"hi"}]}"#
+            let reply = await post(replica, body, client, path: "/v1/messages")
+            #expect(reply.status == 402)
+            #expect(reply.json?["error"]?["type"]?.string == "budget_exceeded")
+            #expect(mock.recorder.count == 0)
+        }
+    }
+}
