@@ -51,6 +51,9 @@ public struct TollgateConfig: Sendable {
         public var defaultClient = ClientID("default")!
         public var dailyLimit = NanoUSD(10 * NanoUSD.perUSD)
         public var monthlyLimit = NanoUSD(200 * NanoUSD.perUSD)
+        /// The policy of every client without its own (`clients.defaults`).
+        public var defaults = ClientPolicy()
+        public var budgetHeaders = BudgetHeaderNames()
     }
     public struct Budget: Sendable {
         public var mode = BudgetMode.strict

@@ -32,7 +32,9 @@ struct ConfigValues {
     private mutating func walk(_ node: Node, path: String) {
         if !path.isEmpty {
             present.insert(path)
-            if !Self.known.contains(path) { unknown.append(path); return }
+            if !Self.known.contains(path), !Self.policyKeys.contains(path), !path.hasPrefix(Self.downgradeModelsPrefix) {
+                unknown.append(path); return
+            }
         }
         switch node {
         case .mapping(let mapping):
@@ -50,7 +52,14 @@ struct ConfigValues {
         origins[key] = variable
     }
 
-    private func fail(_ key: String, _ message: String) -> ConfigError {
+    /// The scalars under `prefix`, keyed by the rest of their path (a map of model names).
+    func modelMap(under prefix: String) -> [String: String] {
+        var map: [String: String] = [:]
+        for (key, value) in scalars where key.hasPrefix(prefix) { map[String(key.dropFirst(prefix.count))] = value }
+        return map
+    }
+
+    func fail(_ key: String, _ message: String) -> ConfigError {
         ConfigError(key: origins[key].map { "\(key) (from \($0))" } ?? key, message: message)
     }
 
@@ -133,6 +142,8 @@ struct ConfigValues {
         }
         c.clients.dailyLimit = try usd("clients.default_limits.daily_usd") ?? c.clients.dailyLimit
         c.clients.monthlyLimit = try usd("clients.default_limits.monthly_usd") ?? c.clients.monthlyLimit
+        c.clients.defaults = try clientDefaults()
+        c.clients.budgetHeaders = try budgetHeaders()
 
         c.budget.mode = try choice("budget.mode", BudgetMode.self, options: ["strict", "estimate"]) ?? c.budget.mode
         if let tz = string("budget.timezone") {
