@@ -48,13 +48,15 @@ public struct BudgetRefusal: Sendable, Equatable {
     public var spent: NanoUSD
     public var reserved: NanoUSD
     public var resetsAt: UnixTime
+    public var leasesReaped: Int
 
-    public init(period: BudgetPeriod, limit: NanoUSD, spent: NanoUSD, reserved: NanoUSD, resetsAt: UnixTime) {
+    public init(period: BudgetPeriod, limit: NanoUSD, spent: NanoUSD, reserved: NanoUSD, resetsAt: UnixTime, leasesReaped: Int = 0) {
         self.period = period
         self.limit = limit
         self.spent = spent
         self.reserved = reserved
         self.resetsAt = resetsAt
+        self.leasesReaped = leasesReaped
     }
 }
 

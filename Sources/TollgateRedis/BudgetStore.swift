@@ -65,9 +65,13 @@ public struct BudgetStore: Sendable {
                 limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)), resetsAt: UnixTime(seconds: try int(5)),
                 leasesReaped: Int(try int(6))))
         }
+        guard let period = r[1].string.flatMap(BudgetPeriod.init(rawValue:)) else {
+            throw RedisError.unexpectedReply("\(scripts.reserve.name) period: \(r[1].string.map { "'\($0)'" } ?? "\(r[1])")")
+        }
         return .refused(BudgetRefusal(
-            period: BudgetPeriod(rawValue: r[1].string ?? "") ?? .daily, limit: NanoUSD(try int(2)),
-            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4))))
+            period: period, limit: NanoUSD(try int(2)),
+            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4)),
+            leasesReaped: Int(try int(5))))
     }
 
     /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call
