@@ -58,7 +58,7 @@ struct ConfigLoadTests {
           timezone: Europe/Berlin
           lease_seconds: 120
           exceeded_status: 429
-          day_grace_seconds: 60
+          day_grace_seconds: 7200
           month_grace_seconds: 0
           min_output_tokens: 32
           estimate_output_tokens: 2000
@@ -91,7 +91,7 @@ struct ConfigLoadTests {
         #expect(c.budget.timezone == "Europe/Berlin")
         #expect(c.budget.leaseSeconds == 120)
         #expect(c.budget.exceededStatus == 429)
-        #expect(c.budget.dayGraceSeconds == 60)
+        #expect(c.budget.dayGraceSeconds == 7_200)
         #expect(c.budget.monthGraceSeconds == 0)
         #expect(c.budget.minimumReplyTokens == 32)
         #expect(c.budget.typicalReplyTokens == 2_000)
@@ -152,6 +152,7 @@ struct ConfigErrorTests {
         ("budget:\n  exceeded_status: 500", "budget.exceeded_status"),
         ("budget:\n  exceeded_status: 403", "budget.exceeded_status"),
         ("budget:\n  lease_seconds: 1", "budget.lease_seconds"),
+        ("budget:\n  day_grace_seconds: 3599", "budget.day_grace_seconds"),
         ("budget:\n  min_output_tokens: 0", "budget.min_output_tokens"),
         ("clients:\n  default_limits: { daily_usd: 1.0000000001 }", "clients.default_limits.daily_usd"),
         ("clients:\n  default_limits: { monthly_usd: -5 }", "clients.default_limits.monthly_usd"),
@@ -194,6 +195,15 @@ struct ConfigErrorTests {
             try TollgateConfig.load(yaml: "default_price: { cached_input: 0.5, max_output_tokens: 4096 }")
         }
         #expect(error?.key == "default_price.input")
+    }
+
+    @Test("a day grace below the largest DST shift is refused with the reason and the fix")
+    func dayGraceCoversDST() throws {
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: "budget: { day_grace_seconds: 600 }") }
+        #expect(error?.key == "budget.day_grace_seconds")
+        #expect(error?.message.contains("DST") == true)
+        #expect(error?.message.contains("set 3600 or more") == true)
+        #expect(try TollgateConfig.load(yaml: "budget: { day_grace_seconds: 3600 }").budget.dayGraceSeconds == 3_600)
     }
 
     @Test("a limit exactly at the script's 2^53 bound is rejected, one below is accepted")
