@@ -121,6 +121,23 @@ struct ConfigLoadTests {
         #expect(c.utcOffsetSeconds(at: Date(timeIntervalSince1970: 1_783_728_000)) == 7_200) // July
     }
 
+    // US clocks spring forward on the second Sunday of March, 02:00 PST (UTC-8) → 03:00 PDT
+    // (UTC-7): 2027-03-14T10:00:00Z = 20_891 days * 86_400 + 36_000 s = 1_805_018_400. They fall
+    // back on the first Sunday of November, 02:00 PDT → 01:00 PST: 2026-11-01T09:00:00Z =
+    // 20_758 days * 86_400 + 32_400 s = 1_793_523_600.
+    @Test("the timezone schedule names the offset now, its next change and the offset after it")
+    func timezoneSchedule() throws {
+        let c = try TollgateConfig.load(yaml: "budget: { timezone: America/Los_Angeles }")
+        // 2026-11-30T00:00:00Z = 20_787 days * 86_400.
+        #expect(c.timezoneSchedule(at: UnixTime(seconds: 1_795_996_800))
+                == TimezoneSchedule(current: -28_800, nextChange: UnixTime(seconds: 1_805_018_400), after: -25_200))
+        // 2026-07-01T00:00:00Z = 20_635 days * 86_400.
+        #expect(c.timezoneSchedule(at: UnixTime(seconds: 1_782_864_000))
+                == TimezoneSchedule(current: -25_200, nextChange: UnixTime(seconds: 1_793_523_600), after: -28_800))
+        let utc = try TollgateConfig.load(yaml: "")
+        #expect(utc.timezoneSchedule(at: UnixTime(seconds: 1_795_996_800)) == .fixed(0))
+    }
+
     @Test("no file means defaults; an unreadable file is an error about the file")
     func files() throws {
         #expect(try TollgateConfig.load(file: nil, environment: [:]).server.port == 8080)
