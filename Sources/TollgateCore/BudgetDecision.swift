@@ -1,11 +1,11 @@
-/// The outcome of `lua/reserve_v2.lua`, the one place the budget is decided.
+/// The outcome of `lua/reserve_v3.lua`, the one place the budget is decided.
 /// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
 public enum BudgetPeriod: String, Sendable {
     case daily, monthly
 }
 
 /// A granted reservation's handle in Redis: its member of the client's `leases` sorted set,
-/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v2.lua` wrote it.
+/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v3.lua` wrote it.
 /// Settle and renew pass it back; the scripts act on it only while it is still in the set, so a
 /// forged or stale lease charges nothing.
 public struct Lease: Hashable, Sendable, CustomStringConvertible {
@@ -65,12 +65,12 @@ public enum ReserveOutcome: Sendable, Equatable {
     case refused(BudgetRefusal)
 }
 
-/// What `lua/settle_v2.lua` did with a lease.
+/// What `lua/settle_v3.lua` did with a lease.
 public enum SettleOutcome: Int, Sendable {
     /// Already settled, never reserved, or not a lease: nothing was charged this time.
     case unknownLease = 0
     case settled = 1
-    /// The lease had been reaped; the spend was still charged, once.
+    /// The lease had been reaped; its charge was made (or corrected) to the actual cost, once.
     case settledAfterReap = 2
 }
 

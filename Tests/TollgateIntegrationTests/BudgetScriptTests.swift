@@ -217,7 +217,7 @@ struct BudgetScriptTests {
         }
     }
 
-    @Test("an expired lease is reaped, and a settle after the reap charges exactly once")
+    @Test("an expired lease is reaped and charged, and a settle after the reap corrects the charge once")
     func reaping() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests(leaseSeconds: 60)
@@ -228,12 +228,14 @@ struct BudgetScriptTests {
         #expect(g.leasesReaped == 1)
         let (day, _) = try await TestRedis.periodKeys(client)
         #expect(try await TestRedis.int(day, "reserved") == 1)
+        #expect(try await TestRedis.int(day, "spent") == 50_000, "reaped means charged: the provider may have billed it")
         #expect(try await TestRedis.int(day, "leases_reaped") == 1)
         #expect(!(try await later.renew(client, crashed.lease)), "a reaped lease cannot be renewed")
         #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .settledAfterReap)
         #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .unknownLease)
         #expect(try await TestRedis.int(day, "spent") == 40_000)
         #expect(try await TestRedis.int(day, "reserved") == 1)
+        #expect(try await TestRedis.int(day, "requests") == 1)
     }
 
     @Test("a renewed lease is not reaped")
