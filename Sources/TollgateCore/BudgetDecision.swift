@@ -123,14 +123,6 @@ public enum CivilDate {
         return fromDays(days) == (y, m, d) ? days : nil
     }
 
-    /// When the day `YYYY-MM-DD` and its month end, at a fixed UTC offset (what the scripts use).
-    public static func periodEnds(day: String, utcOffset: Int64) -> (dayEnd: UnixTime, monthEnd: UnixTime)? {
-        guard let days = parseDay(day) else { return nil }
-        let (y, m, _) = fromDays(days)
-        let nextMonth = m == 12 ? Self.days(year: y + 1, month: 1, day: 1) : Self.days(year: y, month: m + 1, day: 1)
-        return (UnixTime(seconds: (days + 1) * 86_400 - utcOffset), UnixTime(seconds: nextMonth * 86_400 - utcOffset))
-    }
-
     /// `YYYY-MM-DD` of the local day containing `time` at a fixed UTC offset.
     public static func dayString(_ time: UnixTime, utcOffset: Int64) -> String {
         let local = time.seconds + utcOffset

@@ -86,9 +86,8 @@ public struct TollgateConfig: Sendable {
 
     public func provider(_ family: APIFamily) -> Provider { family == .openAI ? openAI : anthropic }
 
-    /// UTC offset of `budget.timezone` right now. The scripts apply it to Redis TIME, so replicas
-    /// agree on the date even with skewed clocks (they would disagree only within seconds of a
-    /// DST switch that happens exactly at midnight).
+    /// UTC offset of `budget.timezone` at `date`. The scripts take the whole schedule below, so
+    /// that the offset in force is decided by Redis TIME, not by this replica's clock.
     public func utcOffsetSeconds(at date: Date = Date()) -> Int64 {
         Int64(TimeZone(identifier: budget.timezone)?.secondsFromGMT(for: date) ?? 0)
     }
