@@ -127,6 +127,13 @@ local ny, nm = y, m + 1
 if nm == 13 then ny, nm = y + 1, 1 end
 local month_end = midnight(days_from_civil(ny, nm, 1))
 
+-- The rest of ARGV as numbers, here: `+ 0` fails on a garbled one before anything is written.
+local fixed, unit = ARGV[7] + 0, ARGV[8] + 0
+local requested, minimum = ARGV[9] + 0, ARGV[10] + 0
+local default_daily, default_monthly = ARGV[11] + 0, ARGV[12] + 0
+local lease_ms, retention_ms = ARGV[13] + 0, ARGV[16] * 1000
+local day_grace, month_grace = ARGV[14] + 0, ARGV[15] + 0
+
 -- Reap leases whose replica never settled (crash, partition): each is charged its reservation,
 -- since the provider may have billed it. Bounded per call. Runs before the reads below, so what
 -- it moves in today's keys is already in what they see.
@@ -134,7 +141,7 @@ local reaped = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(now_ms), 'LIMIT', '0', '32')
 if #expired > 0 then
   local charged, periods, remembered = {}, {}, {}
-  local keep_until = int(now_ms + ARGV[16] * 1000)
+  local keep_until = int(now_ms + retention_ms)
   for _, member in ipairs(expired) do
     local cost, dk, mk = string.match(member, '^A|[^|]+|(%d+)|([^|]+)|([^|]+)$')
     if cost then
@@ -167,8 +174,8 @@ end
 -- reserved is taken for new and given its expiry (again, for a key holding only `refused`:
 -- harmless).
 local limits = redis.call('HMGET', KEYS[1], 'daily', 'monthly')
-local day_limit = (limits[1] or ARGV[11]) + 0
-local month_limit = (limits[2] or ARGV[12]) + 0
+local day_limit = (limits[1] or default_daily) + 0
+local month_limit = (limits[2] or default_monthly) + 0
 local dv = redis.call('HMGET', day_key, 'spent', 'reserved')
 local mv = redis.call('HMGET', month_key, 'spent', 'reserved')
 local day_spent, day_reserved = (dv[1] or 0) + 0, (dv[2] or 0) + 0
@@ -177,10 +184,6 @@ local day_left = day_limit - day_spent - day_reserved
 local month_left = month_limit - month_spent - month_reserved
 
 -- Decide.
-local fixed = ARGV[7] + 0
-local unit = ARGV[8] + 0
-local requested = ARGV[9] + 0
-local minimum = ARGV[10] + 0
 local left = math.min(day_left, month_left)
 local granted = requested
 if fixed + unit * requested > left then
@@ -198,8 +201,8 @@ local function add(key, read, field, amount, period_end, grace)
 end
 
 if granted < 0 then
-  add(day_key, dv, 'refused', '1', day_end, ARGV[14])
-  add(month_key, mv, 'refused', '1', month_end, ARGV[15])
+  add(day_key, dv, 'refused', '1', day_end, day_grace)
+  add(month_key, mv, 'refused', '1', month_end, month_grace)
   if day_left <= month_left then return {0, 'daily', day_limit, day_spent, day_end, reaped, day_reserved} end
   return {0, 'monthly', month_limit, month_spent, month_end, reaped, month_reserved}
 end
@@ -207,13 +210,13 @@ end
 local cost = fixed + unit * granted
 local cost_text = int(cost)
 local lease = 'A|' .. ARGV[6] .. '|' .. cost_text .. '|' .. day_key .. '|' .. month_key
-local deadline = now_ms + ARGV[13]
-add(day_key, dv, 'reserved', cost_text, day_end, ARGV[14])
-add(month_key, mv, 'reserved', cost_text, month_end, ARGV[15])
+local deadline = now_ms + lease_ms
+add(day_key, dv, 'reserved', cost_text, day_end, day_grace)
+add(month_key, mv, 'reserved', cost_text, month_end, month_grace)
 redis.call('ZADD', KEYS[2], int(deadline), lease)
 -- The leases key outlives its newest lease by the retention, so an abandoned client's
 -- leases disappear. PEXPIREAT: PEXPIRE would be rewritten to it for propagation anyway.
-redis.call('PEXPIREAT', KEYS[2], int(deadline + ARGV[16] * 1000))
+redis.call('PEXPIREAT', KEYS[2], int(deadline + retention_ms))
 
 if day_left <= month_left then return {1, granted, cost, day_limit, day_left - cost, day_end, reaped, lease} end
 return {1, granted, cost, month_limit, month_left - cost, month_end, reaped, lease}

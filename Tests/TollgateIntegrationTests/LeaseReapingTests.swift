@@ -106,6 +106,24 @@ struct LeaseReapingTests {
         #expect(try await TestRedis.int(day, "leases_reaped") == 40)
     }
 
+    @Test("a garbled argument fails the reserve before its reaper writes anything")
+    func garbledArgumentWritesNothing() async throws {
+        let client = TestRedis.uniqueClient("reap")
+        let store = BudgetStore.forTests(leaseSeconds: 60)
+        let crashed = try await store.grant(client, estimate: .fixed(9_000))
+        let keys = RedisKeys(client)
+        // reserve_v3's ARGV with the clock 61 s ahead (the lease has expired) and "ten" as the fixed cost.
+        let args = [keys.base, "61", "0", "253402300800", "0", ReservationID.unique().rawValue, "ten", "0", "0", "0",
+                    "10000000000", "200000000000", "60000", "3600", "3600", "86400"]
+        await #expect(throws: RedisError.self) {
+            _ = try await TestRedis.shared.call(.script(TestRedis.scripts.reserve, keys: [keys.limits, keys.leases], args: args))
+        }
+        #expect(try await TestRedis.shared.call(.command(["ZSCORE", keys.leases, crashed.lease.member])).string != nil, "not reaped")
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.int(day, "spent") == 0)
+        #expect(try await TestRedis.int(day, "reserved") == 9_000)
+    }
+
     @Test("a free lease (cost 0) settles: its release is written 0, not -0")
     func freeLease() async throws {
         let client = TestRedis.uniqueClient("reap")
