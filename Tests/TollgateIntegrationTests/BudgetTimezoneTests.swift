@@ -64,6 +64,24 @@ struct BudgetTimezoneTests {
         #expect(try await TestRedis.shared.call(.command(["EXPIRETIME", month])).int == c.monthEnd + 3_600)
     }
 
+    @Test("the admin view of a DST-change day names the script's keys and its reset time")
+    func adminAgrees() async throws {
+        let client = TestRedis.uniqueClient("tz")
+        let config = try TollgateConfig.load(yaml: "budget: { timezone: America/Los_Angeles }")
+        // 2027-03-14T08:00:00Z, 00:00 PST on the day clocks spring forward (see `cases`).
+        let store = BudgetStore.forTests(timezone: config.timezoneSchedule(at: UnixTime(seconds: 1_805_011_200)))
+            .withClock(try await TestRedis.clockOffset(to: 1_805_011_200))
+        let grant = try await store.grant(client, estimate: .fixed(2_000))
+        _ = try await store.settle(client, grant.lease, actual: NanoUSD(1_500))
+        let admin = BudgetAdmin(redis: TestRedis.shared, defaultDailyLimit: NanoUSD(10 * NanoUSD.perUSD),
+                                defaultMonthlyLimit: NanoUSD(200 * NanoUSD.perUSD), timezone: { config.timezoneSchedule(at: $0) })
+        let spend = try await admin.spend(client, date: "2027-03-14")
+        #expect(spend.day.spent == NanoUSD(1_500))
+        #expect(spend.month.spent == NanoUSD(1_500))
+        #expect(spend.day.resetsAt == UnixTime(seconds: 1_805_094_000))   // 2027-03-15T07:00:00Z
+        #expect(spend.month.resetsAt == UnixTime(seconds: 1_806_562_800)) // 2027-04-01T07:00:00Z
+    }
+
     @Test("a refusal's reset time is the local midnight by the offset in force then")
     func refusalReset() async throws {
         let client = TestRedis.uniqueClient("tz")
