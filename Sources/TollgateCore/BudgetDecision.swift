@@ -1,11 +1,11 @@
-/// The outcome of `lua/reserve_v2.lua`, the one place the budget is decided.
+/// The outcome of `lua/reserve_v3.lua`, the one place the budget is decided.
 /// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
 public enum BudgetPeriod: String, Sendable {
     case daily, monthly
 }
 
 /// A granted reservation's handle in Redis: its member of the client's `leases` sorted set,
-/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v2.lua` wrote it.
+/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v3.lua` wrote it.
 /// Settle and renew pass it back; the scripts act on it only while it is still in the set, so a
 /// forged or stale lease charges nothing.
 public struct Lease: Hashable, Sendable, CustomStringConvertible {
@@ -65,12 +65,12 @@ public enum ReserveOutcome: Sendable, Equatable {
     case refused(BudgetRefusal)
 }
 
-/// What `lua/settle_v2.lua` did with a lease.
+/// What `lua/settle_v3.lua` did with a lease.
 public enum SettleOutcome: Int, Sendable {
     /// Already settled, never reserved, or not a lease: nothing was charged this time.
     case unknownLease = 0
     case settled = 1
-    /// The lease had been reaped; the spend was still charged, once.
+    /// The lease had been reaped; its charge was made (or corrected) to the actual cost, once.
     case settledAfterReap = 2
 }
 
@@ -121,14 +121,6 @@ public enum CivilDate {
               let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]), (1...12).contains(m), (1...31).contains(d) else { return nil }
         let days = Self.days(year: y, month: m, day: d)
         return fromDays(days) == (y, m, d) ? days : nil
-    }
-
-    /// When the day `YYYY-MM-DD` and its month end, at a fixed UTC offset (what the scripts use).
-    public static func periodEnds(day: String, utcOffset: Int64) -> (dayEnd: UnixTime, monthEnd: UnixTime)? {
-        guard let days = parseDay(day) else { return nil }
-        let (y, m, _) = fromDays(days)
-        let nextMonth = m == 12 ? Self.days(year: y + 1, month: 1, day: 1) : Self.days(year: y, month: m + 1, day: 1)
-        return (UnixTime(seconds: (days + 1) * 86_400 - utcOffset), UnixTime(seconds: nextMonth * 86_400 - utcOffset))
     }
 
     /// `YYYY-MM-DD` of the local day containing `time` at a fixed UTC offset.

@@ -89,11 +89,30 @@ public struct TollgateConfig: Sendable {
 
     public func provider(_ family: APIFamily) -> Provider { family == .openAI ? openAI : anthropic }
 
-    /// UTC offset of `budget.timezone` right now. The scripts apply it to Redis TIME, so replicas
-    /// agree on the date even with skewed clocks (they would disagree only within seconds of a
-    /// DST switch that happens exactly at midnight).
+    /// UTC offset of `budget.timezone` at `date`. The scripts take the whole schedule below, so
+    /// that the offset in force is decided by Redis TIME, not by this replica's clock.
     public func utcOffsetSeconds(at date: Date = Date()) -> Int64 {
         Int64(TimeZone(identifier: budget.timezone)?.secondsFromGMT(for: date) ?? 0)
+    }
+
+    /// `budget.timezone` as of `date`: its offset then, its next change and the offset after.
+    public func timezoneSchedule(at date: Date) -> TimezoneSchedule {
+        guard let zone = TimeZone(identifier: budget.timezone) else { return .utc }
+        let current = Int64(zone.secondsFromGMT(for: date))
+        guard let change = zone.nextDaylightSavingTimeTransition(after: date) else { return .fixed(current) }
+        return TimezoneSchedule(current: current, nextChange: UnixTime(seconds: Int64(change.timeIntervalSince1970.rounded())),
+                                after: Int64(zone.secondsFromGMT(for: change)))
+    }
+
+    public func timezoneSchedule(at time: UnixTime) -> TimezoneSchedule {
+        timezoneSchedule(at: Date(timeIntervalSince1970: TimeInterval(time.seconds)))
+    }
+
+    /// The schedule a replica passes to the reserve script: as of five minutes ago, so that
+    /// around a change the script decides by Redis TIME which offset is in force, not by this
+    /// machine's clock (which may run ahead of Redis).
+    public func timezoneScheduleForScripts() -> TimezoneSchedule {
+        timezoneSchedule(at: Date().addingTimeInterval(-300))
     }
 }
 

@@ -156,6 +156,12 @@ struct ConfigValues {
             throw fail("budget.exceeded_status", "must be 402 or 429 (got \(c.budget.exceededStatus))")
         }
         c.budget.dayGraceSeconds = try int("budget.day_grace_seconds", in: 0...604_800, "seconds ") ?? c.budget.dayGraceSeconds
+        // A day key must outlive a DST shift: a replica whose clock is on the wrong side of the
+        // change, or a settle an hour late, must still find the day it charges.
+        guard c.budget.dayGraceSeconds >= 3_600 else {
+            throw fail("budget.day_grace_seconds", "must be at least 3600: a day key has to outlive the largest DST shift (1 h) "
+                       + "so settlements near midnight still find it; set 3600 or more (got \(c.budget.dayGraceSeconds))")
+        }
         c.budget.monthGraceSeconds = try int("budget.month_grace_seconds", in: 0...2_678_400, "seconds ") ?? c.budget.monthGraceSeconds
         c.budget.minimumReplyTokens = Int64(try int("budget.min_output_tokens", in: 1...100_000, "") ?? Int(c.budget.minimumReplyTokens))
         c.budget.typicalReplyTokens = Int64(try int("budget.estimate_output_tokens", in: 1...1_000_000, "") ?? Int(c.budget.typicalReplyTokens))

@@ -6,13 +6,16 @@ public struct BudgetAdmin: Sendable {
     public let redis: RedisConnection
     public let defaultDailyLimit: NanoUSD
     public let defaultMonthlyLimit: NanoUSD
-    public let utcOffsetSeconds: @Sendable () -> Int64
+    /// The budget timezone as of a moment (`TollgateConfig.timezoneSchedule(at:)`): days and
+    /// their resets are named with the same arithmetic as `lua/reserve_v3.lua`.
+    public let timezone: @Sendable (UnixTime) -> TimezoneSchedule
 
-    public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, utcOffsetSeconds: @escaping @Sendable () -> Int64) {
+    public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD,
+                timezone: @escaping @Sendable (UnixTime) -> TimezoneSchedule) {
         self.redis = redis
         self.defaultDailyLimit = defaultDailyLimit
         self.defaultMonthlyLimit = defaultMonthlyLimit
-        self.utcOffsetSeconds = utcOffsetSeconds
+        self.timezone = timezone
     }
 
     public struct Limits: Sendable, Equatable {
@@ -63,12 +66,15 @@ public struct BudgetAdmin: Sendable {
 
     /// Today in the budget timezone, by Redis TIME: the same clock the scripts use.
     public func today() async throws -> String {
-        let seconds = try await redis.call(.command(["TIME"])).array?.first?.int ?? 0
-        return CivilDate.dayString(UnixTime(seconds: seconds), utcOffset: utcOffsetSeconds())
+        let now = UnixTime(seconds: try await redis.call(.command(["TIME"])).array?.first?.int ?? 0)
+        return timezone(now).day(at: now)
     }
 
     public func spend(_ client: ClientID, date: String) async throws -> ClientSpend {
-        guard let ends = CivilDate.periodEnds(day: date, utcOffset: utcOffsetSeconds()) else {
+        // The schedule as of a day before the date's UTC midnight knows any change from before
+        // the local day begins (offsets span -12 h to +14 h) to the end of its month.
+        guard let days = CivilDate.parseDay(date),
+              let ends = timezone(UnixTime(seconds: (days - 1) * 86_400)).periodEnds(day: date) else {
             throw RedisError.unexpectedReply("date must be YYYY-MM-DD, got \(date)")
         }
         let keys = RedisKeys(client)

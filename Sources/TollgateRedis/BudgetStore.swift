@@ -2,7 +2,7 @@ import Logging
 import TollgateCore
 
 /// The budget's Redis side: reserve → (renew) → settle, each one EVALSHA of a script in `lua/`.
-/// The decision itself lives in `lua/reserve_v2.lua`; this type only frames the call.
+/// The decision itself lives in `lua/reserve_v3.lua`; this type only frames the call.
 public struct BudgetStore: Sendable {
     public struct Policy: Sendable {
         public var defaultDailyLimit: NanoUSD
@@ -12,19 +12,20 @@ public struct BudgetStore: Sendable {
         public var monthGraceSeconds: Int
         /// How long a reaped lease is remembered so a late settle still charges once.
         public var reapedRetentionSeconds = 86_400
-        /// UTC offset of the budget timezone, asked per call so DST changes apply.
-        public var utcOffsetSeconds: @Sendable () -> Int64
+        /// The budget timezone's offsets around now, asked per call; the script picks the one
+        /// in force by Redis TIME (`TollgateConfig.timezoneScheduleForScripts`).
+        public var timezone: @Sendable () -> TimezoneSchedule
         /// Shifts Redis TIME inside the scripts. Production: 0. Tests use it to cross midnight.
         public var clockOffsetSeconds: Int64 = 0
 
         public init(defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, leaseSeconds: Int,
-                    dayGraceSeconds: Int, monthGraceSeconds: Int, utcOffsetSeconds: @escaping @Sendable () -> Int64) {
+                    dayGraceSeconds: Int, monthGraceSeconds: Int, timezone: @escaping @Sendable () -> TimezoneSchedule) {
             self.defaultDailyLimit = defaultDailyLimit
             self.defaultMonthlyLimit = defaultMonthlyLimit
             self.leaseSeconds = leaseSeconds
             self.dayGraceSeconds = dayGraceSeconds
             self.monthGraceSeconds = monthGraceSeconds
-            self.utcOffsetSeconds = utcOffsetSeconds
+            self.timezone = timezone
         }
     }
 
@@ -42,8 +43,10 @@ public struct BudgetStore: Sendable {
     /// or says which limit refuses it.
     public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate) async throws -> ReserveOutcome {
         let keys = RedisKeys(client)
+        let zone = policy.timezone()
         let args = [
-            keys.base, String(policy.clockOffsetSeconds), String(policy.utcOffsetSeconds()), reservation.rawValue,
+            keys.base, String(policy.clockOffsetSeconds),
+            String(zone.current), String(zone.nextChange.seconds), String(zone.after), reservation.rawValue,
             String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
             String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens),
             String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value),
@@ -65,8 +68,11 @@ public struct BudgetStore: Sendable {
                 limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)), resetsAt: UnixTime(seconds: try int(5)),
                 leasesReaped: Int(try int(6))))
         }
+        guard let period = r[1].string.flatMap(BudgetPeriod.init(rawValue:)) else {
+            throw RedisError.unexpectedReply("\(scripts.reserve.name) period: \(r[1].string.map { "'\($0)'" } ?? "\(r[1])")")
+        }
         return .refused(BudgetRefusal(
-            period: BudgetPeriod(rawValue: r[1].string ?? "") ?? .daily, limit: NanoUSD(try int(2)),
+            period: period, limit: NanoUSD(try int(2)),
             spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4)),
             leasesReaped: Int(try int(5))))
     }

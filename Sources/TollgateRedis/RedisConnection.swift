@@ -14,10 +14,18 @@ public final class RedisConnection: Sendable {
     private let links: [RedisLink]
     private let next = Atomic<Int>(0)
 
-    public init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
-                group: MultiThreadedEventLoopGroup = .singleton) {
+    public convenience init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
+                            group: MultiThreadedEventLoopGroup = .singleton) {
+        self.init(endpoint: endpoint, timeoutMilliseconds: timeoutMilliseconds, scripts: scripts, logger: logger, group: group,
+                  encode: RedisWire.write)
+    }
+
+    /// `encode` replaces hiredis's encoder (tests make it fail).
+    init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
+         group: MultiThreadedEventLoopGroup, encode: @escaping @Sendable (_ args: [String], _ buffer: inout ByteBuffer) -> Bool) {
         self.endpoint = endpoint
-        let settings = RedisLink.Settings(endpoint: endpoint, timeout: .milliseconds(Int64(timeoutMilliseconds)), scripts: scripts, logger: logger)
+        let settings = RedisLink.Settings(endpoint: endpoint, timeout: .milliseconds(Int64(timeoutMilliseconds)), scripts: scripts,
+                                          logger: logger, encode: encode)
         links = group.makeIterator().map { RedisLink(eventLoop: $0, settings: settings) }
         // Connect eagerly so readiness and script loading do not wait for the first request.
         for link in links { link.eventLoop.execute { link.connect() } }

@@ -19,6 +19,8 @@ final class RedisLink: @unchecked Sendable {
         /// every caller into NOSCRIPT at once.
         let scripts: [RedisScript]
         let logger: Logger
+        /// Appends a command in RESP; false when it cannot be encoded. A seam for tests.
+        var encode: @Sendable (_ args: [String], _ buffer: inout ByteBuffer) -> Bool = RedisWire.write
     }
 
     private enum State {
@@ -136,8 +138,8 @@ final class RedisLink: @unchecked Sendable {
         reader = RedisReplyReader()
         let database = settings.endpoint.database
         setupPending = settings.scripts.count + (database != 0 ? 1 : 0)
-        if database != 0 { write(.setup("SELECT"), args: ["SELECT", String(database)], on: channel) }
-        loadScripts(on: channel)
+        if database != 0, !write(.setup("SELECT"), args: ["SELECT", String(database)], on: channel) { return }
+        guard loadScripts(on: channel) else { return }
         if setupPending == 0 { becomeReady(channel) }
     }
 
@@ -187,9 +189,20 @@ final class RedisLink: @unchecked Sendable {
         write(entry, args: argv(command), on: channel)
     }
 
-    private func write(_ entry: Entry, args: [String], on channel: any Channel) {
+    /// False when the command could not be encoded: nothing was written and no reply is awaited
+    /// (a slot in `inFlight` without a command would hand every later reply to the wrong
+    /// caller). A caller's command fails alone; a setup command takes the connection down.
+    @discardableResult
+    private func write(_ entry: Entry, args: [String], on channel: any Channel) -> Bool {
         var buffer = channel.allocator.buffer(capacity: 64 + args.reduce(0) { $0 + $1.utf8.count + 16 })
-        RedisWire.write(args, into: &buffer)
+        guard settings.encode(args, &buffer) else {
+            let why = "\(args.first ?? "command") could not be encoded (over 2 GiB, or out of memory)"
+            switch entry {
+            case .caller(_, let reply, _): reply.resume(throwing: RedisError.unavailable("\(why); not sent"))
+            case .setup: failed(why, channel: channel)
+            }
+            return false
+        }
         channel.write(buffer, promise: nil)
         inFlight.append((entry, .distantFuture))
         unflushed += 1
@@ -202,12 +215,17 @@ final class RedisLink: @unchecked Sendable {
                 flushed()
             }
         }
+        return true
     }
 
-    /// SCRIPT LOAD of every script; while ready, counted in `reloadsPending`.
-    private func loadScripts(on channel: any Channel) {
+    /// SCRIPT LOAD of every script; while ready, counted in `reloadsPending`. False when one
+    /// could not be encoded (the connection is then down).
+    private func loadScripts(on channel: any Channel) -> Bool {
         if case .ready = state { reloadsPending += settings.scripts.count }
-        for script in settings.scripts { write(.setup("SCRIPT LOAD"), args: ["SCRIPT", "LOAD", script.source], on: channel) }
+        for script in settings.scripts {
+            guard write(.setup("SCRIPT LOAD"), args: ["SCRIPT", "LOAD", script.source], on: channel) else { return false }
+        }
+        return true
     }
 
     private func argv(_ command: RedisCommand) -> [String] {
@@ -287,7 +305,10 @@ final class RedisLink: @unchecked Sendable {
                 // The script did not run: safe to load it again and rerun. Many callers get
                 // NOSCRIPT at once (SCRIPT FLUSH); one reload in flight serves every retry,
                 // since each retry is written after it.
-                if reloadsPending == 0 { loadScripts(on: channel) }
+                if reloadsPending == 0, !loadScripts(on: channel) {
+                    continuation.resume(throwing: RedisError.unavailable("scripts could not be reloaded; not run"))
+                    return
+                }
                 write(.caller(command, continuation, retried: true), on: channel)
                 return
             }

@@ -5,8 +5,10 @@ import NIOCore
 /// hand it, so the socket itself can belong to a NIO event loop.
 enum RedisWire {
     /// Appends one command in RESP, encoded by `redisFormatCommandArgv` (binary-safe: lengths
-    /// are passed, the arguments need no NUL terminator).
-    static func write(_ args: [String], into buffer: inout ByteBuffer) {
+    /// are passed, the arguments need no NUL terminator). False when hiredis cannot encode it
+    /// (out of memory, or a command over 2 GiB, whose length overflows its `int`); then nothing
+    /// was appended.
+    static func write(_ args: [String], into buffer: inout ByteBuffer) -> Bool {
         var bytes: [UInt8] = []
         var lengths: [Int] = []
         lengths.reserveCapacity(args.count)
@@ -14,8 +16,10 @@ enum RedisWire {
             bytes.append(contentsOf: arg.utf8)
             lengths.append(arg.utf8.count)
         }
+        // hiredis sums the encoded length in an `int`: past 2 GiB it would overflow, not fail.
+        guard bytes.count + 32 * (args.count + 1) < Int(Int32.max) else { return false }
         bytes.append(0) // a valid base address even when every argument is empty
-        bytes.withUnsafeBufferPointer { all in
+        return bytes.withUnsafeBufferPointer { all in
             let base = UnsafeRawPointer(all.baseAddress!).assumingMemoryBound(to: CChar.self)
             var pointers: [UnsafePointer<CChar>?] = []
             pointers.reserveCapacity(args.count)
@@ -26,9 +30,10 @@ enum RedisWire {
             }
             var encoded: UnsafeMutablePointer<CChar>?
             let count = redisFormatCommandArgv(&encoded, Int32(args.count), &pointers, lengths)
-            guard count > 0, let encoded else { return }
+            guard count > 0, let encoded else { return false }
             buffer.writeBytes(UnsafeRawBufferPointer(start: encoded, count: Int(count)))
             redisFreeCommand(encoded)
+            return true
         }
     }
 }

@@ -52,11 +52,11 @@ public final class Tollgate: Sendable {
         var policy = BudgetStore.Policy(
             defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
             leaseSeconds: config.budget.leaseSeconds, dayGraceSeconds: config.budget.dayGraceSeconds,
-            monthGraceSeconds: config.budget.monthGraceSeconds, utcOffsetSeconds: { [config] in config.utcOffsetSeconds() })
+            monthGraceSeconds: config.budget.monthGraceSeconds, timezone: { [config] in config.timezoneScheduleForScripts() })
         policy.clockOffsetSeconds = clockOffsetSeconds
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
-                            utcOffsetSeconds: { [config] in config.utcOffsetSeconds() })
+                            timezone: { [config] in config.timezoneSchedule(at: $0) })
         keys = VirtualKeyStore(redis: redis)
         var keys: [APIFamily: String] = [:]
         for family in [APIFamily.openAI, .anthropic] {

@@ -30,7 +30,8 @@ struct RedisOptions: ParsableArguments {
         logger.logLevel = .error
         let connection = RedisConnection(endpoint: endpoint, timeoutMilliseconds: max(settings.redis.timeoutMilliseconds, 2_000), scripts: [], logger: logger)
         let admin = BudgetAdmin(redis: connection, defaultDailyLimit: settings.clients.dailyLimit,
-                                defaultMonthlyLimit: settings.clients.monthlyLimit, utcOffsetSeconds: { [settings] in settings.utcOffsetSeconds() })
+                                defaultMonthlyLimit: settings.clients.monthlyLimit,
+                                timezone: { [settings] in settings.timezoneSchedule(at: $0) })
         return (admin, VirtualKeyStore(redis: connection), connection)
     }
 }

@@ -58,7 +58,7 @@ struct ConfigLoadTests {
           timezone: Europe/Berlin
           lease_seconds: 120
           exceeded_status: 429
-          day_grace_seconds: 60
+          day_grace_seconds: 7200
           month_grace_seconds: 0
           min_output_tokens: 32
           estimate_output_tokens: 2000
@@ -91,7 +91,7 @@ struct ConfigLoadTests {
         #expect(c.budget.timezone == "Europe/Berlin")
         #expect(c.budget.leaseSeconds == 120)
         #expect(c.budget.exceededStatus == 429)
-        #expect(c.budget.dayGraceSeconds == 60)
+        #expect(c.budget.dayGraceSeconds == 7_200)
         #expect(c.budget.monthGraceSeconds == 0)
         #expect(c.budget.minimumReplyTokens == 32)
         #expect(c.budget.typicalReplyTokens == 2_000)
@@ -119,6 +119,23 @@ struct ConfigLoadTests {
         let c = try TollgateConfig.load(yaml: "budget: { timezone: Europe/Berlin }")
         #expect(c.utcOffsetSeconds(at: Date(timeIntervalSince1970: 1_795_478_400)) == 3_600) // November
         #expect(c.utcOffsetSeconds(at: Date(timeIntervalSince1970: 1_783_728_000)) == 7_200) // July
+    }
+
+    // US clocks spring forward on the second Sunday of March, 02:00 PST (UTC-8) → 03:00 PDT
+    // (UTC-7): 2027-03-14T10:00:00Z = 20_891 days * 86_400 + 36_000 s = 1_805_018_400. They fall
+    // back on the first Sunday of November, 02:00 PDT → 01:00 PST: 2026-11-01T09:00:00Z =
+    // 20_758 days * 86_400 + 32_400 s = 1_793_523_600.
+    @Test("the timezone schedule names the offset now, its next change and the offset after it")
+    func timezoneSchedule() throws {
+        let c = try TollgateConfig.load(yaml: "budget: { timezone: America/Los_Angeles }")
+        // 2026-11-30T00:00:00Z = 20_787 days * 86_400.
+        #expect(c.timezoneSchedule(at: UnixTime(seconds: 1_795_996_800))
+                == TimezoneSchedule(current: -28_800, nextChange: UnixTime(seconds: 1_805_018_400), after: -25_200))
+        // 2026-07-01T00:00:00Z = 20_635 days * 86_400.
+        #expect(c.timezoneSchedule(at: UnixTime(seconds: 1_782_864_000))
+                == TimezoneSchedule(current: -25_200, nextChange: UnixTime(seconds: 1_793_523_600), after: -28_800))
+        let utc = try TollgateConfig.load(yaml: "")
+        #expect(utc.timezoneSchedule(at: UnixTime(seconds: 1_795_996_800)) == .fixed(0))
     }
 
     @Test("no file means defaults; an unreadable file is an error about the file")
@@ -152,6 +169,7 @@ struct ConfigErrorTests {
         ("budget:\n  exceeded_status: 500", "budget.exceeded_status"),
         ("budget:\n  exceeded_status: 403", "budget.exceeded_status"),
         ("budget:\n  lease_seconds: 1", "budget.lease_seconds"),
+        ("budget:\n  day_grace_seconds: 3599", "budget.day_grace_seconds"),
         ("budget:\n  min_output_tokens: 0", "budget.min_output_tokens"),
         ("clients:\n  default_limits: { daily_usd: 1.0000000001 }", "clients.default_limits.daily_usd"),
         ("clients:\n  default_limits: { monthly_usd: -5 }", "clients.default_limits.monthly_usd"),
@@ -194,6 +212,15 @@ struct ConfigErrorTests {
             try TollgateConfig.load(yaml: "default_price: { cached_input: 0.5, max_output_tokens: 4096 }")
         }
         #expect(error?.key == "default_price.input")
+    }
+
+    @Test("a day grace below the largest DST shift is refused with the reason and the fix")
+    func dayGraceCoversDST() throws {
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: "budget: { day_grace_seconds: 600 }") }
+        #expect(error?.key == "budget.day_grace_seconds")
+        #expect(error?.message.contains("DST") == true)
+        #expect(error?.message.contains("set 3600 or more") == true)
+        #expect(try TollgateConfig.load(yaml: "budget: { day_grace_seconds: 3600 }").budget.dayGraceSeconds == 3_600)
     }
 
     @Test("a limit exactly at the script's 2^53 bound is rejected, one below is accepted")

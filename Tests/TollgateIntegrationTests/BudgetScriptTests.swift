@@ -1,6 +1,6 @@
 import Testing
 import TollgateCore
-import TollgateRedis
+@testable import TollgateRedis
 
 /// The Lua scripts against a real redis-server.
 @Suite("budget scripts on real Redis", .timeLimit(.minutes(2)))
@@ -39,6 +39,20 @@ struct BudgetScriptTests {
         #expect(refusal.spent == NanoUSD(700_000_000))
         #expect(refusal.resetsAt.seconds % 86_400 == 0)
         #expect(refusal.resetsAt.rfc3339.hasSuffix("T00:00:00Z"))
+    }
+
+    @Test("a refusal reply naming no known period is a contract mismatch, not a daily refusal")
+    func unknownPeriod() async throws {
+        let fake = RedisScript(name: "reserve_fake", source: "return {0, 'weekly', 100, 50, 1800000000, 2, 0}")
+        let connection = RedisConnection(endpoint: TestRedis.endpoint, timeoutMilliseconds: 2_000, scripts: [fake], logger: TestRedis.logger)
+        defer { connection.shutdown() }
+        let scripts = BudgetScripts(reserve: fake, settle: TestRedis.scripts.settle, renew: TestRedis.scripts.renew)
+        let store = BudgetStore(redis: connection, scripts: scripts, policy: BudgetStore.forTests().policy)
+        let error = await #expect(throws: RedisError.self) {
+            _ = try await store.reserve(TestRedis.uniqueClient(), .unique(), estimate: .fixed(1))
+        }
+        guard case .unexpectedReply(let what)? = error else { Issue.record("expected unexpectedReply, got \(String(describing: error))"); return }
+        #expect(what.contains("weekly"))
     }
 
     @Test("day and month limits are both enforced, and midnight starts a new day")
@@ -203,7 +217,7 @@ struct BudgetScriptTests {
         }
     }
 
-    @Test("an expired lease is reaped, and a settle after the reap charges exactly once")
+    @Test("an expired lease is reaped and charged, and a settle after the reap corrects the charge once")
     func reaping() async throws {
         let client = TestRedis.uniqueClient()
         let store = BudgetStore.forTests(leaseSeconds: 60)
@@ -214,12 +228,14 @@ struct BudgetScriptTests {
         #expect(g.leasesReaped == 1)
         let (day, _) = try await TestRedis.periodKeys(client)
         #expect(try await TestRedis.int(day, "reserved") == 1)
+        #expect(try await TestRedis.int(day, "spent") == 50_000, "reaped means charged: the provider may have billed it")
         #expect(try await TestRedis.int(day, "leases_reaped") == 1)
         #expect(!(try await later.renew(client, crashed.lease)), "a reaped lease cannot be renewed")
         #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .settledAfterReap)
         #expect(try await later.settle(client, crashed.lease, actual: NanoUSD(40_000)) == .unknownLease)
         #expect(try await TestRedis.int(day, "spent") == 40_000)
         #expect(try await TestRedis.int(day, "reserved") == 1)
+        #expect(try await TestRedis.int(day, "requests") == 1)
     }
 
     @Test("a renewed lease is not reaped")

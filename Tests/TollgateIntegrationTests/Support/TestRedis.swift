@@ -33,6 +33,12 @@ enum TestRedis {
         ClientID("\(label)-\(UUID().uuidString.prefix(13))")!
     }
 
+    /// The clock offset that puts the scripts' Redis TIME at `target` (seconds since the epoch).
+    /// Only into the future: keys of a moment in the past would expire at once.
+    static func clockOffset(to target: Int64) async throws -> Int64 {
+        target - (try await shared.call(.command(["TIME"])).array![0].int!)
+    }
+
     /// Today's day and month keys as the scripts name them (UTC, Redis TIME plus an offset).
     static func periodKeys(_ client: ClientID, clockOffset: Int64 = 0) async throws -> (day: String, month: String) {
         let time = try await shared.call(.command(["TIME"])).array!
@@ -44,10 +50,11 @@ enum TestRedis {
 }
 
 extension BudgetStore {
-    static func forTests(dailyUSD: Int64 = 10, monthlyUSD: Int64 = 200, leaseSeconds: Int = 600, clockOffset: Int64 = 0) -> BudgetStore {
+    static func forTests(dailyUSD: Int64 = 10, monthlyUSD: Int64 = 200, leaseSeconds: Int = 600, clockOffset: Int64 = 0,
+                         timezone: TimezoneSchedule = .utc) -> BudgetStore {
         var policy = Policy(
             defaultDailyLimit: NanoUSD(dailyUSD * NanoUSD.perUSD), defaultMonthlyLimit: NanoUSD(monthlyUSD * NanoUSD.perUSD),
-            leaseSeconds: leaseSeconds, dayGraceSeconds: 3600, monthGraceSeconds: 3600, utcOffsetSeconds: { 0 })
+            leaseSeconds: leaseSeconds, dayGraceSeconds: 3600, monthGraceSeconds: 3600, timezone: { timezone })
         policy.clockOffsetSeconds = clockOffset
         return BudgetStore(redis: TestRedis.shared, scripts: TestRedis.scripts, policy: policy)
     }
