@@ -4,8 +4,8 @@
 -- KEYS:
 --   KEYS[1]  tollgate:{C}:leases
 -- ARGV:
---   ARGV[1]  lease member "A|<reservation id>|<cost>|<day key>|<month key>" as reserve_v3 (or
---            reserve_v2) returned it
+--   ARGV[1]  lease member "A|<reservation id>|<cost>|<day key>|<month key>|<run key>|<flags>"
+--            as reserve_v3 returned it (or the five-field one of reserve_v2)
 --   ARGV[2]  actual cost, nano-USD (decimal integer >= 0)
 -- Returns:
 --   {status, reservedCost}: status 1 settled (reservedCost released), 2 settled after reap
@@ -34,7 +34,12 @@
 if not string.find(ARGV[2], '^%d+$') or #ARGV[2] > 16 then
   return redis.error_reply('ERR settle_v3: the actual cost must be a decimal integer >= 0')
 end
-local cost, dk, mk = string.match(ARGV[1], '^A|[^|]+|(%d+)|([^|]+)|([^|]+)$')
+-- A lease member's fields (reserve_v3.lua); v2 wrote the first five only.
+local cost, dk, mk, rk, flags = string.match(ARGV[1], '^A|[^|]+|(%d+)|([^|]+)|([^|]+)|([^|]*)|(%a*)$')
+if not cost then
+  cost, dk, mk = string.match(ARGV[1], '^A|[^|]+|(%d+)|([^|]+)|([^|]+)$')
+  rk, flags = '', ''
+end
 if not cost then return {0, 0} end
 local rest = string.sub(ARGV[1], 2)
 
@@ -52,12 +57,15 @@ else
   return {0, 0}
 end
 
-for _, k in ipairs({dk, mk}) do
+-- The day, the month and the workflow run, if any; a lease let through over the limit
+-- (on_limit: warn) also counts its spend in over_limit_spent.
+for i, k in ipairs({dk, mk, rk}) do
   -- A period whose key already expired is over; its counters are not recreated.
-  if redis.call('EXISTS', k) == 1 then
+  if k ~= '' and redis.call('EXISTS', k) == 1 then
     if release then redis.call('HINCRBY', k, 'reserved', release) end
     redis.call('HINCRBY', k, 'spent', spent)
     redis.call('HINCRBY', k, 'requests', '1')
+    if flags == 'w' and i < 3 then redis.call('HINCRBY', k, 'over_limit_spent', spent) end
   end
 end
 if status == 1 then return {1, cost + 0} end

@@ -1,11 +1,12 @@
 /// The outcome of `lua/reserve_v3.lua`, the one place the budget is decided.
 /// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
 public enum BudgetPeriod: String, Sendable {
-    case daily, monthly
+    /// `run`: a workflow run's own cap (`X-Budget-Run`), which resets only when the run expires.
+    case daily, monthly, run
 }
 
 /// A granted reservation's handle in Redis: its member of the client's `leases` sorted set,
-/// `A|<reservation id>|<cost>|<day key>|<month key>`, exactly as `reserve_v3.lua` wrote it.
+/// `A|<reservation id>|<cost>|<day key>|<month key>|<run key>|<flags>`, exactly as `reserve_v3.lua` wrote it.
 /// Settle and renew pass it back; the scripts act on it only while it is still in the set, so a
 /// forged or stale lease charges nothing.
 public struct Lease: Hashable, Sendable, CustomStringConvertible {
@@ -20,17 +21,24 @@ public struct Lease: Hashable, Sendable, CustomStringConvertible {
     public var description: String { member }
 }
 
-/// A reservation that fits; the numbers describe the tighter of the two periods after it.
+/// A reservation that fits (or, with `on_limit: warn`, one let through over the limit); the
+/// numbers describe the binding limit after it.
 public struct BudgetGrant: Sendable, Equatable {
     public var lease: Lease
     public var grantedOutputTokens: Int64
     public var reserved: NanoUSD
     public var limit: NanoUSD
     public var remaining: NanoUSD
-    public var resetsAt: UnixTime
+    /// nil for a workflow run, which has no reset time.
+    public var resetsAt: UnixTime?
     public var leasesReaped: Int
+    public var period: BudgetPeriod = .daily
+    /// `on_limit: warn` let it through although it does not fit.
+    public var overLimit = false
+    /// The cheaper model the policy moved the request to.
+    public var downgradedTo: String?
 
-    public init(lease: Lease, grantedOutputTokens: Int64, reserved: NanoUSD, limit: NanoUSD, remaining: NanoUSD, resetsAt: UnixTime, leasesReaped: Int) {
+    public init(lease: Lease, grantedOutputTokens: Int64, reserved: NanoUSD, limit: NanoUSD, remaining: NanoUSD, resetsAt: UnixTime?, leasesReaped: Int) {
         self.lease = lease
         self.grantedOutputTokens = grantedOutputTokens
         self.reserved = reserved
@@ -47,10 +55,13 @@ public struct BudgetRefusal: Sendable, Equatable {
     public var limit: NanoUSD
     public var spent: NanoUSD
     public var reserved: NanoUSD
-    public var resetsAt: UnixTime
+    /// nil for a workflow run, which has no reset time.
+    public var resetsAt: UnixTime?
     public var leasesReaped: Int
+    /// `block`: answer 402/429; `stop`: answer with a completion that says so.
+    public var action: ClientPolicy.OnLimit = .block
 
-    public init(period: BudgetPeriod, limit: NanoUSD, spent: NanoUSD, reserved: NanoUSD, resetsAt: UnixTime, leasesReaped: Int = 0) {
+    public init(period: BudgetPeriod, limit: NanoUSD, spent: NanoUSD, reserved: NanoUSD, resetsAt: UnixTime?, leasesReaped: Int = 0) {
         self.period = period
         self.limit = limit
         self.spent = spent
@@ -60,9 +71,70 @@ public struct BudgetRefusal: Sendable, Equatable {
     }
 }
 
+/// The loop breaker tripped: this request was seen more than `maxRepeats` times in the window.
+public struct LoopTrip: Sendable, Equatable {
+    public var maxRepeats: Int
+    public var seen: Int
+    public var windowSeconds: Int
+    public var retryAt: UnixTime
+    public var leasesReaped: Int
+    public init(maxRepeats: Int, seen: Int, windowSeconds: Int, retryAt: UnixTime, leasesReaped: Int) {
+        self.maxRepeats = maxRepeats
+        self.seen = seen
+        self.windowSeconds = windowSeconds
+        self.retryAt = retryAt
+        self.leasesReaped = leasesReaped
+    }
+}
+
 public enum ReserveOutcome: Sendable, Equatable {
     case granted(BudgetGrant)
     case refused(BudgetRefusal)
+    case loopDetected(LoopTrip)
+    /// The client's policy downgrades to this model, which the caller did not price: nothing was
+    /// written; reserve again with its estimate (`ReserveOptions.fallback`).
+    case priceFallback(model: String)
+}
+
+/// What a request brings to the reserve script besides its estimate, for the client's policy.
+public struct ReserveOptions: Sendable, Equatable {
+    public var model: String
+    /// The cheaper model the caller expects the policy to downgrade to, priced.
+    public var fallback: Fallback?
+    /// The loop breaker's fingerprint of the request (nil: not checked).
+    public var fingerprint: String?
+    public var run: Run?
+    /// Header budgets: they can only lower the client's limits.
+    public var dailyCap: NanoUSD?
+    public var monthlyCap: NanoUSD?
+
+    public struct Fallback: Sendable, Equatable {
+        public var model: String
+        public var estimate: CostEstimate
+        public init(model: String, estimate: CostEstimate) {
+            self.model = model
+            self.estimate = estimate
+        }
+    }
+
+    public struct Run: Sendable, Equatable {
+        public var id: String
+        public var cap: NanoUSD?
+        public init(id: String, cap: NanoUSD?) {
+            self.id = id
+            self.cap = cap
+        }
+    }
+
+    public init(model: String = "", fallback: Fallback? = nil, fingerprint: String? = nil, run: Run? = nil,
+                dailyCap: NanoUSD? = nil, monthlyCap: NanoUSD? = nil) {
+        self.model = model
+        self.fallback = fallback
+        self.fingerprint = fingerprint
+        self.run = run
+        self.dailyCap = dailyCap
+        self.monthlyCap = monthlyCap
+    }
 }
 
 /// What `lua/settle_v3.lua` did with a lease.

@@ -17,6 +17,8 @@ public struct BudgetStore: Sendable {
         public var timezone: @Sendable () -> TimezoneSchedule
         /// Shifts Redis TIME inside the scripts. Production: 0. Tests use it to cross midnight.
         public var clockOffsetSeconds: Int64 = 0
+        /// The policy of clients without their own fields in Redis (`clients.defaults`).
+        public var clientDefaults = ClientPolicy()
 
         public init(defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, leaseSeconds: Int,
                     dayGraceSeconds: Int, monthGraceSeconds: Int, timezone: @escaping @Sendable () -> TimezoneSchedule) {
@@ -39,42 +41,77 @@ public struct BudgetStore: Sendable {
         self.policy = policy
     }
 
-    /// Reserves the estimate (possibly with fewer output tokens, when the estimate allows it)
-    /// or says which limit refuses it.
-    public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate) async throws -> ReserveOutcome {
+    /// Reserves the estimate (possibly with fewer output tokens, when the estimate allows it),
+    /// applying the client's policy, or says why not.
+    public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate,
+                        options: ReserveOptions = ReserveOptions()) async throws -> ReserveOutcome {
         let keys = RedisKeys(client)
         let zone = policy.timezone()
-        let args = [
-            keys.base, String(policy.clockOffsetSeconds),
-            String(zone.current), String(zone.nextChange.seconds), String(zone.after), reservation.rawValue,
-            String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
-            String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens),
-            String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value),
-            String(policy.leaseSeconds * 1000), String(policy.dayGraceSeconds), String(policy.monthGraceSeconds),
-            String(policy.reapedRetentionSeconds),
-        ]
+        let defaults = policy.clientDefaults
+        func text(_ v: NanoUSD?) -> String { v.map { String($0.value) } ?? "" }
+        var args: [String] = [keys.base, String(policy.clockOffsetSeconds)]
+        args += [String(zone.current), String(zone.nextChange.seconds), String(zone.after), reservation.rawValue]
+        args += [String(estimate.fixedCost.value), String(estimate.perOutputToken.value)]
+        args += [String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens)]
+        args += [String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value)]
+        args += [String(policy.leaseSeconds * 1000), String(policy.dayGraceSeconds), String(policy.monthGraceSeconds)]
+        args += [String(policy.reapedRetentionSeconds)]
+        // Policy, ARGV[17…]: the client's own fields in Redis win over these defaults.
+        let loop = defaults.loopBreaker
+        args += [defaults.onLimit.rawValue, options.fingerprint ?? "", String(loop?.maxRepeats ?? 0), String(loop?.windowSeconds ?? 60)]
+        args += [text(options.dailyCap), text(options.monthlyCap)]
+        args += [options.run?.id ?? "", text(options.run?.cap), text(defaults.runLimit), String(defaults.runTTLSeconds)]
+        args += [options.model, String(defaults.downgrade?.atPercent ?? 0), defaults.downgrade?.models[options.model] ?? ""]
+        let fallback = options.fallback
+        let fallbackEstimate = fallback?.estimate ?? CostEstimate(inputTokenBound: 0, fixedCost: .zero, perOutputToken: .zero,
+                                                                  requestedOutputTokens: 0, minimumOutputTokens: 0)
+        args += [fallback?.model ?? "", String(fallbackEstimate.fixedCost.value), String(fallbackEstimate.perOutputToken.value)]
+        args += [String(fallbackEstimate.requestedOutputTokens), String(fallbackEstimate.minimumOutputTokens)]
         let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases], args: args))
-        guard let r = reply.array, let flag = r.first?.int, r.count == (flag == 1 ? 8 : 7) else {
-            throw RedisError.unexpectedReply("\(scripts.reserve.name): \(reply)")
+        let name = scripts.reserve.name
+        guard let r = reply.array, let flag = r.first?.int, r.count == [0: 8, 1: 11, 2: 2][flag] else {
+            throw RedisError.unexpectedReply("\(name): \(reply)")
         }
         func int(_ i: Int) throws -> Int64 {
-            guard let v = r[i].int else { throw RedisError.unexpectedReply("\(scripts.reserve.name) field \(i): \(r[i])") }
+            guard let v = r[i].int else { throw RedisError.unexpectedReply("\(name) field \(i): \(r[i])") }
             return v
         }
-        if flag == 1 {
-            guard let member = r[7].string else { throw RedisError.unexpectedReply("\(scripts.reserve.name) lease: \(r[7])") }
-            return .granted(BudgetGrant(
-                lease: Lease(reservation: reservation, member: member), grantedOutputTokens: try int(1), reserved: NanoUSD(try int(2)),
-                limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)), resetsAt: UnixTime(seconds: try int(5)),
-                leasesReaped: Int(try int(6))))
+        func string(_ i: Int) throws -> String {
+            guard let v = r[i].string else { throw RedisError.unexpectedReply("\(name) field \(i): \(r[i])") }
+            return v
         }
-        guard let period = r[1].string.flatMap(BudgetPeriod.init(rawValue:)) else {
-            throw RedisError.unexpectedReply("\(scripts.reserve.name) period: \(r[1].string.map { "'\($0)'" } ?? "\(r[1])")")
+        func period(_ i: Int) throws -> BudgetPeriod {
+            guard let p = r[i].string.flatMap(BudgetPeriod.init(rawValue:)) else {
+                throw RedisError.unexpectedReply("\(name) period: \(r[i].string.map { "'\($0)'" } ?? "\(r[i])")")
+            }
+            return p
         }
-        return .refused(BudgetRefusal(
-            period: period, limit: NanoUSD(try int(2)),
-            spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)), resetsAt: UnixTime(seconds: try int(4)),
-            leasesReaped: Int(try int(5))))
+        /// A run has no reset time: the script sends 0.
+        func resetsAt(_ i: Int) throws -> UnixTime? { try int(i) > 0 ? UnixTime(seconds: try int(i)) : nil }
+        switch flag {
+        case 2:
+            return .priceFallback(model: try string(1))
+        case 1:
+            var grant = BudgetGrant(
+                lease: Lease(reservation: reservation, member: try string(7)), grantedOutputTokens: try int(1),
+                reserved: NanoUSD(try int(2)), limit: NanoUSD(try int(3)), remaining: NanoUSD(try int(4)),
+                resetsAt: try resetsAt(5), leasesReaped: Int(try int(6)))
+            grant.overLimit = try int(8) == 1
+            let downgraded = try string(9)
+            grant.downgradedTo = downgraded.isEmpty ? nil : downgraded
+            grant.period = try period(10)
+            return .granted(grant)
+        default:
+            if r[1].string == "loop" {
+                return .loopDetected(LoopTrip(maxRepeats: Int(try int(2)), seen: Int(try int(3)), windowSeconds: Int(try int(6)),
+                                              retryAt: UnixTime(seconds: try int(4)), leasesReaped: Int(try int(5))))
+            }
+            var refusal = BudgetRefusal(
+                period: try period(1), limit: NanoUSD(try int(2)), spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)),
+                resetsAt: try resetsAt(4), leasesReaped: Int(try int(5)))
+            refusal.action = try string(7) == "stop" ? .stop : .block
+            return .refused(refusal)
+        }
     }
 
     /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call
