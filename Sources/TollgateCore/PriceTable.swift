@@ -9,19 +9,14 @@ import Yams
 public struct PriceTable: Sendable {
     public var models: [String: ModelPrice]
     public var source: String
+    /// From the config's `default_price`: it has only the default tier and no tool fees, so
+    /// requests for an unlisted model on another tier or with provider-run tools are refused.
     public var defaultPrice: ModelPrice?
-    /// The table's `service_tiers:` and `tool_fees_usd:`, already folded into every listed model;
-    /// kept to complete `defaultPrice`, which comes from the config.
-    public var serviceTiers: [String: TierMultiplier]
-    public var toolFees: [String: NanoUSD]
 
-    public init(models: [String: ModelPrice], source: String = "", defaultPrice: ModelPrice? = nil,
-                serviceTiers: [String: TierMultiplier] = [:], toolFees: [String: NanoUSD] = [:]) {
+    public init(models: [String: ModelPrice], source: String = "", defaultPrice: ModelPrice? = nil) {
         self.models = models
         self.source = source
         self.defaultPrice = defaultPrice
-        self.serviceTiers = serviceTiers
-        self.toolFees = toolFees
     }
 
     public func price(for model: String) -> ModelPrice? {
@@ -30,9 +25,10 @@ public struct PriceTable: Sendable {
         for (key, price) in models where key.count > (best?.key.count ?? 0) && Self.isSnapshot(model, of: key) {
             best = (key, price)
         }
-        return best?.price ?? defaultPrice.map { Self.withTableWide($0, tiers: serviceTiers, fees: toolFees) }
+        return best?.price ?? defaultPrice
     }
 
+    /// The table's `service_tiers:` and `tool_fees_usd:` under the model's own.
     static func withTableWide(_ price: ModelPrice, tiers: [String: TierMultiplier], fees: [String: NanoUSD]) -> ModelPrice {
         var p = price
         p.serviceTiers = tiers.merging(p.serviceTiers) { _, model in model }
@@ -75,7 +71,7 @@ public struct PriceTable: Sendable {
             let price = try parseEntry(entry, path: "\(origin): models.\(name)")
             models[name] = withTableWide(price, tiers: tiers, fees: fees)
         }
-        return PriceTable(models: models, source: root["source"]?.string ?? origin, serviceTiers: tiers, toolFees: fees)
+        return PriceTable(models: models, source: root["source"]?.string ?? origin)
     }
 
     static func parseTiers(_ node: Node, path: String) throws -> [String: TierMultiplier] {
@@ -156,7 +152,7 @@ public struct PriceTable: Sendable {
                 cacheWrite1h: try price(long, "cache_write_1h", at: at, required: false) ?? PricePerMillion(nanoUSD: longInput.nanoUSD * 2),
                 output: longOutput, reasoning: try price(long, "reasoning", at: at, required: false) ?? longOutput))
         }
-        if let tiers = node["tiers"] { p.serviceTiers = try parseTiers(tiers, path: path + ".tiers") } else { p.serviceTiers = [:] }
+        if let tiers = node["tiers"] { p.serviceTiers = try parseTiers(tiers, path: path + ".tiers") }
         if let hidden = node["hidden_reasoning"] {
             guard let text = hidden.scalar?.string, let b = Bool(text) else {
                 throw ConfigError(key: path + ".hidden_reasoning", message: "must be true or false")

@@ -21,7 +21,8 @@ public struct ModelPrice: Hashable, Sendable {
     public var toolUseOverheadTokens: Int64
     /// Rates above a prompt size (Anthropic's long-context premium): they apply to the whole request.
     public var longContext: LongContextPrice?
-    /// Multipliers per `service_tier`, the table's `service_tiers:` overlaid with the model's `tiers:`.
+    /// Multipliers per `service_tier`, the table's `service_tiers:` overlaid with the model's
+    /// `tiers:`. Empty: only the default tier, at 1.
     public var serviceTiers: [String: TierMultiplier]
     /// Per-call fees of provider-run tools, by the name the provider bills them under (`ServerTool.billedAs`).
     public var toolFees: [String: NanoUSD]
@@ -32,7 +33,7 @@ public struct ModelPrice: Hashable, Sendable {
                 cacheWrite1h: PricePerMillion? = nil, output: PricePerMillion, reasoning: PricePerMillion? = nil,
                 maxOutputTokens: Int64, contextWindow: Int64? = nil, imageTokens: ImageTokens? = nil,
                 toolUseOverheadTokens: Int64 = 0, longContext: LongContextPrice? = nil,
-                serviceTiers: [String: TierMultiplier] = TierMultiplier.defaultTiers, toolFees: [String: NanoUSD] = [:],
+                serviceTiers: [String: TierMultiplier] = [:], toolFees: [String: NanoUSD] = [:],
                 hiddenReasoning: Bool = false) {
         self.input = input
         self.cachedInput = cachedInput ?? input
