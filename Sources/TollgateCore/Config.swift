@@ -64,6 +64,14 @@ public struct TollgateConfig: Sendable {
         public var monthGraceSeconds = 86_400
         public var minimumReplyTokens: Int64 = 16
         public var typicalReplyTokens: Int64 = 1_000
+        /// Strict mode: input the body does not carry (files by id, PDFs, stored prompts).
+        public var unseenInput = UnseenInputPolicy.refuse
+        /// Strict mode: tools the provider runs itself (web search, code execution, MCP).
+        public var serverTools = ServerToolPolicy.refuse
+        /// Calls reserved per provider-run tool when `serverTools` is `allow` (and `max_uses` is higher or absent).
+        public var serverToolMaxCalls: Int64 = 5
+        /// Strict mode: `background: true` requests.
+        public var background = BackgroundPolicy.refuse
     }
     public struct Upstream: Sendable {
         public var connectTimeoutMilliseconds = 5_000

@@ -16,11 +16,13 @@ struct ConfigValues {
         "providers.anthropic", "providers.anthropic.base_url", "providers.anthropic.api_key_env",
         "pricing_file", "default_price", "default_price.input", "default_price.cached_input",
         "default_price.cache_write", "default_price.output", "default_price.reasoning", "default_price.max_output_tokens",
+        "default_price.context_window", "default_price.cache_write_1h", "default_price.hidden_reasoning",
         "clients", "clients.id_header", "clients.unknown", "clients.default_client", "clients.default_limits",
         "clients.default_limits.daily_usd", "clients.default_limits.monthly_usd",
         "budget", "budget.mode", "budget.timezone", "budget.lease_seconds", "budget.exceeded_status",
         "budget.day_grace_seconds", "budget.month_grace_seconds", "budget.min_output_tokens",
-        "budget.estimate_output_tokens",
+        "budget.estimate_output_tokens", "budget.unseen_input", "budget.server_tools", "budget.server_tool_max_calls",
+        "budget.background",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
         "log_level",
     ]
@@ -125,7 +127,8 @@ struct ConfigValues {
         c.pricingFile = string("pricing_file")
         if scalars.keys.contains(where: { $0.hasPrefix("default_price.") }) {
             var node: Node.Mapping = [:]
-            for field in ["input", "cached_input", "cache_write", "output", "reasoning", "max_output_tokens"] {
+            for field in ["input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning", "max_output_tokens",
+                          "context_window", "hidden_reasoning"] {
                 if let v = scalars["default_price." + field] { node[Node(field)] = Node(v) }
             }
             c.defaultPrice = try PriceTable.parseEntry(.mapping(node), path: "default_price")
@@ -165,6 +168,11 @@ struct ConfigValues {
         c.budget.monthGraceSeconds = try int("budget.month_grace_seconds", in: 0...2_678_400, "seconds ") ?? c.budget.monthGraceSeconds
         c.budget.minimumReplyTokens = Int64(try int("budget.min_output_tokens", in: 1...100_000, "") ?? Int(c.budget.minimumReplyTokens))
         c.budget.typicalReplyTokens = Int64(try int("budget.estimate_output_tokens", in: 1...1_000_000, "") ?? Int(c.budget.typicalReplyTokens))
+
+        c.budget.unseenInput = try choice("budget.unseen_input", UnseenInputPolicy.self, options: ["refuse", "context_window"]) ?? c.budget.unseenInput
+        c.budget.serverTools = try choice("budget.server_tools", ServerToolPolicy.self, options: ["refuse", "allow"]) ?? c.budget.serverTools
+        c.budget.serverToolMaxCalls = Int64(try int("budget.server_tool_max_calls", in: 1...100, "calls per provider-run tool ") ?? Int(c.budget.serverToolMaxCalls))
+        c.budget.background = try choice("budget.background", BackgroundPolicy.self, options: ["refuse", "allow"]) ?? c.budget.background
 
         c.upstream.connectTimeoutMilliseconds = try int("upstream.connect_timeout_ms", in: 1...600_000, "") ?? c.upstream.connectTimeoutMilliseconds
         c.upstream.timeoutSeconds = try int("upstream.timeout_seconds", in: 1...86_400, "") ?? c.upstream.timeoutSeconds

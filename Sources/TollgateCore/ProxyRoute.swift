@@ -41,8 +41,8 @@ public enum ProxyRoute: String, Sendable, CaseIterable {
     public func usage(inResponse body: JSONValue) -> TokenUsage? {
         guard let usage = body["usage"], !usage.isNull else { return nil }
         switch self {
-        case .chatCompletions, .completions, .embeddings: return TokenUsage.openAI(usage)
-        case .responses: return TokenUsage.openAIResponses(usage)
+        case .chatCompletions, .completions, .embeddings: return TokenUsage.openAI(usage, serviceTier: body["service_tier"]?.string)
+        case .responses: return TokenUsage.openAIResponses(body)
         case .messages: return TokenUsage.anthropic(usage)
         }
     }

@@ -1,5 +1,6 @@
 /// What Tollgate needs to know about a request body, read in one pass over its JSON.
 public struct ScannedRequest: Sendable {
+    public var route: ProxyRoute
     public var model: String
     public var stream: Bool
     /// The reply cap the client asked for, and in which field.
@@ -8,8 +9,27 @@ public struct ScannedRequest: Sendable {
     public var choices: Int64
     /// `stream_options.include_usage` as the client sent it.
     public var clientIncludesUsage: Bool
-    /// A conservative upper bound on the input tokens; see `InputTokenBound`.
-    public var inputTokenBound: Int64
+    /// The input bound of the body's own text and framing, without images or what the provider
+    /// adds; see `InputTokenBound`. The whole bound needs the model: `inputTokenBound(for:)`.
+    public var contentTokenBound: Int64
+    /// Every image in the input, with the detail it was sent with.
+    public var images: [ImageDetail]
+    /// Input the provider reads that the body does not carry (files by id, PDFs, stored prompts…).
+    public var unseenInputs: [UnseenInput]
+    /// Tools the provider runs itself (web search, code execution, MCP…).
+    public var serverTools: [ServerTool]
+    /// Responses `max_tool_calls`: caps provider-run tool calls across the request.
+    public var maxToolCalls: Int64?
+    /// Responses `background: true`: the answer is fetched later, outside Tollgate.
+    public var background: Bool
+    /// The `service_tier` asked for (nil: none, the default tier).
+    public var serviceTier: String?
+    /// Anthropic `thinking: {type: enabled, budget_tokens}`.
+    public var thinkingBudgetTokens: Int64?
+    /// The strongest `cache_control` anywhere in the request.
+    public var cacheControl: CacheControlUse
+    /// A non-empty `tools` list (Anthropic adds its tool-use system prompt).
+    public var hasTools: Bool
     /// Top-level members and their byte ranges, for splicing.
     public var members: [JSONMember]
     public var bytes: [UInt8]
@@ -20,6 +40,8 @@ public enum RequestProblem: Error, Equatable, Sendable {
     case invalidJSON(String)
     case missingModel
     case invalidField(String, String)
+    /// Strict mode cannot bound the request's cost (see `UnboundedCost`).
+    case unboundedCost(UnboundedCost)
 
     public var message: String {
         switch self {
@@ -29,82 +51,26 @@ public enum RequestProblem: Error, Equatable, Sendable {
             return "The request body has no \"model\" string. Add \"model\": \"<model name>\", e.g. \"gpt-4o-mini\"."
         case .invalidField(let field, let why):
             return "The field \"\(field)\" \(why)."
-        }
-    }
-}
-
-/// The documented input bound: tokens never outnumber the UTF-8 bytes of the text they encode
-/// (every BPE token of OpenAI's and Anthropic's tokenizers decodes to at least one byte), so
-/// Tollgate counts bytes, plus framing the providers add around each message.
-///  - 16 tokens per request, 8 per message-like object inside `messages`/`input`/`system`;
-///  - every string, number and boolean nested in a content-bearing field, by its UTF-8 length;
-///    object keys count too, except the framing keys of messages (`role`, `content`, `type`, …);
-///  - an image counts `imageTokens` instead of its URL or base64 data (providers resize images);
-///    files, PDFs and audio count their base64 payload byte for byte.
-/// Top-level settings that are not content (`model`, `temperature`, …) are not counted.
-public enum InputTokenBound {
-    public static let perRequest: Int64 = 16
-    public static let perMessage: Int64 = 8
-    /// OpenAI high-detail images top out near 1,500 tokens and Anthropic's near 1,600.
-    public static let imageTokens: Int64 = 2_000
-
-    static let settingsKeys: Set<String> = [
-        "model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "max_output_tokens",
-        "n", "best_of", "echo", "temperature", "top_p", "top_k", "user", "metadata", "service_tier", "store",
-        "seed", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "logit_bias",
-        "parallel_tool_calls", "reasoning_effort", "reasoning", "modalities", "stop", "stop_sequences",
-        "encoding_format", "dimensions", "thinking", "truncation", "include", "background",
-        "prompt_cache_key", "safety_identifier", "verbosity",
-    ]
-    static let messageContainers: Set<String> = ["messages", "input", "system"]
-    /// Framing keys of messages and content parts, covered by `perMessage`.
-    static let structuralKeys: Set<String> = ["role", "content", "type", "text", "image_url", "source", "media_type", "detail", "cache_control"]
-    /// Where an image's URL or base64 bytes sit; inside an image they count `imageTokens` instead.
-    static let imagePayloadKeys: Set<String> = ["url", "data", "file_data", "image_url"]
-    static let imageTypes: Set<String> = ["image_url", "image", "input_image"]
-
-    static func count(_ members: [JSONMember]) -> Int64 {
-        var total = perRequest
-        for m in members where !settingsKeys.contains(m.key) {
-            if messageContainers.contains(m.key), case .array(let messages) = m.value {
-                total += messages.reduce(0) { $0 + perMessage + count($1, inImage: false) }
-            } else {
-                total += count(m.value, inImage: false)
-            }
-        }
-        return total
-    }
-
-    /// Files, PDFs and audio have no such cap, so their base64 payload counts byte for byte:
-    /// generous, but a bound.
-    static func count(_ v: JSONValue, inImage: Bool) -> Int64 {
-        switch v {
-        case .null: return 0
-        case .bool(let b): return b ? 4 : 5
-        case .number(let n): return Int64(n.utf8.count)
-        case .string(let s): return Int64(s.utf8.count)
-        case .array(let items): return items.reduce(0) { $0 + count($1, inImage: inImage) }
-        case .object(let members):
-            var sum: Int64 = 0
-            var image = inImage
-            if let type = v["type"]?.string, imageTypes.contains(type) {
-                sum += imageTokens
-                image = true
-            }
-            for (key, value) in members {
-                if image, imagePayloadKeys.contains(key) {
-                    if case .object = value { sum += count(value, inImage: true) }
-                    continue
-                }
-                if !structuralKeys.contains(key) { sum += Int64(key.utf8.count) }
-                sum += count(value, inImage: image)
-            }
-            return sum
+        case .unboundedCost(let problem):
+            return problem.message
         }
     }
 }
 
 extension ScannedRequest {
+    /// A conservative upper bound on the input tokens for this model: the body's bytes, each
+    /// image at the model's worst case for its detail, and the tool-use prompt the provider adds.
+    /// Never above the model's context window, where a request is one prompt: the provider
+    /// rejects (unbilled) longer ones. Embeddings and legacy completions take arrays of inputs,
+    /// each up to the window, so they are not capped.
+    public func inputTokenBound(for price: ModelPrice) -> Int64 {
+        let rule = price.imageTokens ?? .unknownModel
+        var bound = contentTokenBound + images.reduce(0) { $0 + rule.tokens($1) }
+        if hasTools { bound += price.toolUseOverheadTokens }
+        if [.chatCompletions, .responses, .messages].contains(route), let window = price.contextWindow { bound = min(bound, window) }
+        return bound
+    }
+
     /// No model replies with more; keeps every cost product far inside Int64 and Lua's 2^53.
     public static let maxOutputTokens: Int64 = 10_000_000
 
@@ -135,9 +101,33 @@ extension ScannedRequest {
             guard let n = v.int, (1...128).contains(n) else { throw .invalidField(field, "must be an integer from 1 to 128") }
             choices = max(choices, n)
         }
+        var background = false
+        if let b = member("background"), !b.isNull {
+            guard let flag = b.bool else { throw .invalidField("background", "must be true or false") }
+            background = flag
+        }
+        var thinkingBudget: Int64?
+        if let thinking = member("thinking"), thinking["type"]?.string == "enabled" {
+            guard let n = thinking["budget_tokens"]?.int, (0...Self.maxOutputTokens).contains(n) else {
+                throw .invalidField("thinking.budget_tokens", "must be an integer from 0 to \(Self.maxOutputTokens)")
+            }
+            thinkingBudget = n
+        }
+        var maxToolCalls: Int64?
+        if let v = member("max_tool_calls"), !v.isNull {
+            guard let n = v.int, n >= 0 else { throw .invalidField("max_tool_calls", "must be a non-negative integer") }
+            maxToolCalls = n
+        }
+        var hasTools = false
+        if case .array(let tools)? = member("tools") { hasTools = !tools.isEmpty }
+        var input = InputScan()
+        input.scan(members, route: route)
         self.init(
-            model: model, stream: stream, outputLimit: outputLimit, choices: choices,
+            route: route, model: model, stream: stream, outputLimit: outputLimit, choices: choices,
             clientIncludesUsage: member("stream_options")?["include_usage"]?.bool ?? false,
-            inputTokenBound: InputTokenBound.count(members), members: members, bytes: body)
+            contentTokenBound: input.tokens, images: input.images, unseenInputs: input.unseen,
+            serverTools: ServerTool.scan(members, route: route), maxToolCalls: maxToolCalls, background: background,
+            serviceTier: member("service_tier")?.string, thinkingBudgetTokens: thinkingBudget,
+            cacheControl: input.cacheControl, hasTools: hasTools, members: members, bytes: body)
     }
 }

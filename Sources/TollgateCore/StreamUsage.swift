@@ -11,7 +11,10 @@ public struct StreamUsageTracker: Sendable {
     public private(set) var finalUsage: TokenUsage?
     public private(set) var streamedOutputBytes: Int64 = 0
     public private(set) var streamedOutputEvents: Int64 = 0
-    private var anthropicUsage: TokenUsage?
+    /// Anthropic's usage object as reported so far (message_start, then message_delta over it).
+    private var anthropicUsage: JSONValue?
+    /// OpenAI chat chunks carry the tier served at their top level.
+    private var serviceTier: String?
 
     public init(route: ProxyRoute, hideInjectedUsage: Bool) {
         self.route = route
@@ -23,55 +26,69 @@ public struct StreamUsageTracker: Sendable {
         guard !event.data.isEmpty, event.data != "[DONE]", let json = try? JSONValue.parse(event.data) else { return event.raw }
         switch route {
         case .chatCompletions, .completions:
-            if let u = json["usage"], !u.isNull, let parsed = TokenUsage.openAI(u) {
+            if let tier = json["service_tier"]?.string { serviceTier = tier }
+            if let u = json["usage"], !u.isNull, let parsed = TokenUsage.openAI(u, serviceTier: serviceTier) {
                 usage = parsed
                 finalUsage = parsed
                 if hideInjectedUsage, case .array(let choices)? = json["choices"], choices.isEmpty { return nil }
             }
             if case .array(let choices)? = json["choices"] {
-                for c in choices {
-                    let text = c["delta"]?["content"]?.string ?? c["text"]?.string ?? c["delta"]?["reasoning_content"]?.string ?? ""
-                    countOutput(text)
-                    if case .array(let calls)? = c["delta"]?["tool_calls"] {
-                        for call in calls { countOutput(call["function"]?["arguments"]?.string ?? "") }
-                    }
-                }
+                for c in choices { countOutput(Self.chatOutput(c)) }
             }
             return hideInjectedUsage ? Self.removingNullUsage(event.raw) : event.raw
         case .messages:
             switch json["type"]?.string {
             case "message_start":
-                if let u = json["message"]?["usage"], let parsed = TokenUsage.anthropic(u) { anthropicUsage = parsed; usage = parsed }
+                if let u = json["message"]?["usage"], let parsed = TokenUsage.anthropic(u) { anthropicUsage = u; usage = parsed }
             case "message_delta":
                 if let u = json["usage"] {
-                    var merged = anthropicUsage ?? TokenUsage()
                     // message_delta carries cumulative counts; newer API versions repeat the input ones.
-                    if let o = u["output_tokens"]?.int { merged.output = o }
-                    if let i = u["input_tokens"]?.int { merged.input = i }
-                    if let c = u["cache_read_input_tokens"]?.int { merged.cachedInput = c }
-                    if let w = u["cache_creation_input_tokens"]?.int { merged.cacheWrite = w }
+                    let merged = Self.overlay(anthropicUsage, with: u)
                     anthropicUsage = merged
-                    usage = merged
-                    finalUsage = merged
+                    if let parsed = TokenUsage.anthropic(merged) {
+                        usage = parsed
+                        finalUsage = parsed
+                    }
                 }
             case "content_block_delta":
-                countOutput(json["delta"]?["text"]?.string ?? json["delta"]?["thinking"]?.string ?? json["delta"]?["partial_json"]?.string ?? "")
+                let d = json["delta"]
+                countOutput([d?["text"], d?["thinking"], d?["partial_json"]].compactMap { $0?.string })
             default: break
             }
             return event.raw
         case .responses:
             let type = json["type"]?.string ?? event.name ?? ""
             if ["response.completed", "response.incomplete", "response.failed"].contains(type),
-               let u = json["response"]?["usage"], !u.isNull, let parsed = TokenUsage.openAIResponses(u) {
+               let response = json["response"], let u = response["usage"], !u.isNull, let parsed = TokenUsage.openAIResponses(response) {
                 usage = parsed
                 finalUsage = parsed
             } else if type.hasSuffix(".delta"), let delta = json["delta"]?.string {
-                countOutput(delta)
+                countOutput([delta])
             }
             return event.raw
         case .embeddings:
             return event.raw
         }
+    }
+
+    /// Everything a chat or completions choice streams that is billed as output.
+    static func chatOutput(_ choice: JSONValue) -> [String] {
+        let d = choice["delta"]
+        var parts = [choice["text"], d?["content"], d?["reasoning_content"], d?["reasoning"], d?["refusal"],
+                     d?["function_call"]?["arguments"], d?["audio"]?["transcript"], d?["audio"]?["data"]].compactMap { $0?.string }
+        if case .array(let calls)? = d?["tool_calls"] {
+            parts += calls.compactMap { $0["function"]?["arguments"]?.string }
+        }
+        return parts
+    }
+
+    /// Anthropic's message_delta usage repeats or adds counts over message_start's.
+    static func overlay(_ base: JSONValue?, with delta: JSONValue) -> JSONValue {
+        guard case .object(var members)? = base, case .object(let updates) = delta else { return delta }
+        for (key, value) in updates {
+            if let i = members.firstIndex(where: { $0.key == key }) { members[i].value = value } else { members.append((key, value)) }
+        }
+        return .object(members)
     }
 
     /// The event after which a client considers the stream complete.
@@ -86,25 +103,28 @@ public struct StreamUsageTracker: Sendable {
         }
     }
 
-    mutating func countOutput(_ text: String) {
-        guard !text.isEmpty else { return }
-        streamedOutputBytes += Int64(text.utf8.count)
+    mutating func countOutput(_ texts: [String]) {
+        let bytes = texts.reduce(Int64(0)) { $0 + Int64($1.utf8.count) }
+        guard bytes > 0 else { return }
+        streamedOutputBytes += bytes
         streamedOutputEvents += 1
     }
 
     /// A provable bound on what a stream that ended before its final usage was billed, or nil
-    /// when there is none below the reservation. Every token decodes to at least one byte, so
-    /// the streamed bytes bound the visible output; reasoning the stream does not show has no
-    /// such bound. The input is what the provider reported (Anthropic's message_start) or the
-    /// request's input bound.
-    public func cutStreamBound(inputTokenBound: Int64, hiddenReasoning: Bool) -> TokenUsage? {
-        guard !hiddenReasoning else { return nil }
+    /// when there is none below the reservation (the caller then charges the reservation):
+    /// hidden reasoning or provider-run tools (`estimate.cutStreamHasBound`). Every token
+    /// decodes to at least one byte, so the bytes streamed, over all choices, bound the output
+    /// (at least one token). The input is what the provider already reported (Anthropic's
+    /// message_start) or the request's input bound.
+    public func cutStreamBound(for estimate: CostEstimate) -> TokenUsage? {
+        guard estimate.cutStreamHasBound else { return nil }
         let output = max(1, streamedOutputBytes)
         if var u = usage {
             u.output = max(u.output, output)
+            u.serviceTier = u.serviceTier ?? estimate.serviceTier
             return u
         }
-        return TokenUsage(input: inputTokenBound, output: output)
+        return TokenUsage(input: estimate.inputTokenBound, output: output, serviceTier: serviceTier ?? estimate.serviceTier)
     }
 
     /// With include_usage every chunk carries `"usage":null`; a client that did not ask for it

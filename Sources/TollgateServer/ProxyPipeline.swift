@@ -52,7 +52,8 @@ struct ProxyPipeline: Sendable {
         guard let price = prices.price(for: scanned.model) else {
             throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
         }
-        let estimate = estimator.estimate(scanned, route: route, price: price)
+        let estimate: CostEstimate
+        do { estimate = try estimator.estimate(scanned, route: route, price: price) } catch { throw ProxyError.badRequest(.unboundedCost(error)) }
 
         // 3. Reserve it, or refuse without sending anything upstream.
         // One id for the reservation in Redis and the access-log line, so operators can match them.

@@ -73,7 +73,7 @@ struct StreamRelay: Sendable {
         } else if completed {
             ending = .answered(status: 200, usage: nil)    // a stream that never reported its usage
         } else {
-            ending = .cut(bound: tracker.cutStreamBound(inputTokenBound: estimate.inputTokenBound, hiddenReasoning: hiddenReasoning))
+            ending = .cut(bound: tracker.cutStreamBound(for: estimate))
         }
         let charge = bill.charge(ending)
         var finished = record

@@ -67,8 +67,7 @@ public final class Tollgate: Sendable {
         }
         pipeline = ProxyPipeline(
             config: config, prices: prices,
-            estimator: CostEstimator(mode: config.budget.mode, minimumReplyTokens: config.budget.minimumReplyTokens,
-                                     typicalReplyTokens: config.budget.typicalReplyTokens),
+            estimator: CostEstimator(budget: config.budget),
             identity: ClientIdentity(clients: config.clients, keys: self.keys),
             budget: budget, upstream: upstream, renewer: LeaseRenewer(budget: budget, leaseSeconds: config.budget.leaseSeconds),
             providerKeys: keys,

@@ -293,3 +293,44 @@ struct ConfigEnvironmentTests {
         #expect(error?.message.contains(value) == true)
     }
 }
+
+@Suite("Config: strict-mode allowances")
+struct StrictAllowanceConfigTests {
+    @Test("defaults refuse what cannot be bounded")
+    func defaults() throws {
+        let b = try TollgateConfig.load(yaml: "").budget
+        #expect(b.unseenInput == .refuse)
+        #expect(b.serverTools == .refuse)
+        #expect(b.serverToolMaxCalls == 5)
+        #expect(b.background == .refuse)
+    }
+
+    @Test("the allowances are read and reach the estimator")
+    func allowances() throws {
+        let b = try TollgateConfig.load(yaml: "budget: { unseen_input: context_window, server_tools: allow, server_tool_max_calls: 3, background: allow }").budget
+        let e = CostEstimator(budget: b)
+        #expect(e.unseenInput == .contextWindow)
+        #expect(e.serverTools == .allow)
+        #expect(e.serverToolMaxCalls == 3)
+        #expect(e.background == .allow)
+    }
+
+    @Test("a wrong value names the key and the choices", arguments: [
+        ("budget: { unseen_input: yes }", "budget.unseen_input", "refuse, context_window"),
+        ("budget: { server_tools: sometimes }", "budget.server_tools", "refuse, allow"),
+        ("budget: { background: true }", "budget.background", "refuse, allow"),
+        ("budget: { server_tool_max_calls: 0 }", "budget.server_tool_max_calls", "1 to 100"),
+    ])
+    func invalid(yaml: String, key: String, hint: String) {
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: yaml) }
+        #expect(error?.key == key)
+        #expect(error?.message.contains(hint) == true)
+    }
+
+    @Test("default_price takes a context window and hidden reasoning")
+    func defaultPrice() throws {
+        let c = try TollgateConfig.load(yaml: "default_price: { input: 1, output: 2, max_output_tokens: 100, context_window: 32000, hidden_reasoning: true }")
+        #expect(c.defaultPrice?.contextWindow == 32_000)
+        #expect(c.defaultPrice?.hiddenReasoning == true)
+    }
+}

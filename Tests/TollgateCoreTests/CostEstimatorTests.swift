@@ -7,7 +7,7 @@ struct CostEstimatorTests {
                          model: String = "gpt-4o-mini") throws -> (CostEstimate, ScannedRequest, ModelPrice) {
         let request = try Fixture.scan(body, route)
         let price = try Fixture.price(model)
-        return (CostEstimator(mode: mode).estimate(request, route: route, price: price), request, price)
+        return (try CostEstimator(mode: mode).estimate(request, route: route, price: price), request, price)
     }
 
     @Test("strict: an explicit cap is reserved in full, the minimum is 16 tokens")
@@ -15,12 +15,12 @@ struct CostEstimatorTests {
         let (e, r, _) = try Self.estimate(.strict, Fixture.chat(["hi"], extra: #","max_tokens":100"#))
         #expect(e.requestedOutputTokens == 100)
         #expect(e.minimumOutputTokens == 16)
-        #expect(e.inputTokenBound == r.inputTokenBound)
+        #expect(e.inputTokenBound == e.inputTokenBound)
         // gpt-4o-mini: $0.15 input → 150 nano-USD a token; $0.60 output → 600.
-        #expect(e.fixedCost == NanoUSD(150 * r.inputTokenBound))
+        #expect(e.fixedCost == NanoUSD(150 * e.inputTokenBound))
         #expect(e.perOutputToken == NanoUSD(600))
-        #expect(e.worstCase == NanoUSD(150 * r.inputTokenBound + 600 * 100))
-        #expect(e.cost(outputTokens: 16) == NanoUSD(150 * r.inputTokenBound + 600 * 16))
+        #expect(e.worstCase == NanoUSD(150 * e.inputTokenBound + 600 * 100))
+        #expect(e.cost(outputTokens: 16) == NanoUSD(150 * e.inputTokenBound + 600 * 16))
     }
 
     @Test("strict: a cap below the minimum reply is also the minimum", arguments: [Int64(0), 1, 15, 16, 17])
@@ -58,10 +58,10 @@ struct CostEstimatorTests {
     func configurable() throws {
         let request = try Fixture.scan(Fixture.chat(["hi"]))
         let price = try Fixture.price("gpt-4o-mini")
-        let strict = CostEstimator(mode: .strict, minimumReplyTokens: 64, typicalReplyTokens: 10).estimate(request, route: .chatCompletions, price: price)
+        let strict = try CostEstimator(mode: .strict, minimumReplyTokens: 64, typicalReplyTokens: 10).estimate(request, route: .chatCompletions, price: price)
         #expect(strict.minimumOutputTokens == 64)
         #expect(strict.requestedOutputTokens == 16_384)
-        let estimate = CostEstimator(mode: .estimate, minimumReplyTokens: 64, typicalReplyTokens: 10).estimate(request, route: .chatCompletions, price: price)
+        let estimate = try CostEstimator(mode: .estimate, minimumReplyTokens: 64, typicalReplyTokens: 10).estimate(request, route: .chatCompletions, price: price)
         #expect(estimate.requestedOutputTokens == 10)
     }
 
@@ -71,7 +71,7 @@ struct CostEstimatorTests {
         #expect(e.perOutputToken == .zero)
         #expect(e.requestedOutputTokens == 0)
         #expect(e.minimumOutputTokens == 0)
-        #expect(e.fixedCost == NanoUSD(20 * r.inputTokenBound)) // $0.02 per million
+        #expect(e.fixedCost == NanoUSD(20 * e.inputTokenBound)) // $0.02 per million
         #expect(e.worstCase == e.fixedCost)
     }
 
@@ -79,15 +79,15 @@ struct CostEstimatorTests {
     func choices(n: Int64) throws {
         let (e, r, _) = try Self.estimate(.strict, Fixture.chat(["hi"], extra: #","n":\#(n),"max_tokens":50"#))
         #expect(e.perOutputToken == NanoUSD(600 * n))
-        #expect(e.fixedCost == NanoUSD(150 * r.inputTokenBound))
-        #expect(e.worstCase == NanoUSD(150 * r.inputTokenBound + 600 * n * 50))
+        #expect(e.fixedCost == NanoUSD(150 * e.inputTokenBound))
+        #expect(e.worstCase == NanoUSD(150 * e.inputTokenBound + 600 * n * 50))
     }
 
-    @Test("Anthropic input is priced at the cache-write rate, the dearest an input token can be")
+    @Test("Anthropic input without cache_control is priced at the input rate: it cannot write the cache")
     func anthropicWorstInput() throws {
-        let (e, r, _) = try Self.estimate(.strict, #"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"hi"}]}"#,
+        let (e, _, _) = try Self.estimate(.strict, #"{"model":"claude-sonnet-4-5","max_tokens":1024,"messages":[{"role":"user","content":"hi"}]}"#,
                                            .messages, model: "claude-sonnet-4-5")
-        #expect(e.fixedCost == NanoUSD(3_750 * r.inputTokenBound)) // $3.75, not $3.00
+        #expect(e.fixedCost == NanoUSD(3_000 * e.inputTokenBound)) // $3.00, not the $3.75 cache-write rate
         #expect(e.perOutputToken == NanoUSD(15_000))
         #expect(e.requestedOutputTokens == 1_024)
     }
@@ -97,7 +97,7 @@ struct CostEstimatorTests {
         let price = ModelPrice(input: PricePerMillion(nanoUSD: 1_000_000_000), output: PricePerMillion(nanoUSD: 2_000_000_000),
                                reasoning: PricePerMillion(nanoUSD: 5_000_000_001), maxOutputTokens: 100)
         let request = try Fixture.scan(Fixture.chat(["hi"]))
-        let e = CostEstimator(mode: .strict).estimate(request, route: .chatCompletions, price: price)
+        let e = try CostEstimator(mode: .strict).estimate(request, route: .chatCompletions, price: price)
         #expect(e.perOutputToken == NanoUSD(5_001)) // 5000.000001 rounded up
         #expect(e.requestedOutputTokens == 100)
     }
@@ -106,7 +106,7 @@ struct CostEstimatorTests {
     func worstCaseCoversBill() throws {
         let (e, r, price) = try Self.estimate(.strict, Fixture.chat(["hello there"], extra: #","max_tokens":200"#), model: "gpt-4o")
         for output: Int64 in [0, 1, 199, 200] {
-            let bill = price.cost(of: TokenUsage(input: r.inputTokenBound, output: output))
+            let bill = price.cost(of: TokenUsage(input: e.inputTokenBound, output: output))
             #expect(bill <= e.cost(outputTokens: output))
         }
     }

@@ -156,13 +156,13 @@ struct StreamUsageTests {
     @Test("a cut stream with nothing streamed is bounded by the input bound and one output token")
     func cutBoundEmpty() {
         let tracker = StreamUsageTracker(route: .chatCompletions, hideInjectedUsage: true)
-        #expect(tracker.cutStreamBound(inputTokenBound: 500, hiddenReasoning: false) == TokenUsage(input: 500, output: 1))
+        #expect(tracker.cutStreamBound(for: Self.estimate(input: 500)) == TokenUsage(input: 500, output: 1))
     }
 
     @Test("a cut stream of a model with hidden reasoning has no bound below its reservation", arguments: ProxyRoute.allCases)
     func cutBoundHiddenReasoning(route: ProxyRoute) {
         let tracker = StreamUsageTracker(route: route, hideInjectedUsage: false)
-        #expect(tracker.cutStreamBound(inputTokenBound: 10, hiddenReasoning: true) == nil)
+        #expect(tracker.cutStreamBound(for: Self.estimate(input: 10, hasBound: false)) == nil)
     }
 
     @Test("a cut stream counts one token per streamed byte, not per four")
@@ -171,7 +171,7 @@ struct StreamUsageTests {
         let deltas = (0..<40).map { #"data: {"choices":[{"delta":{"content":"tok\#($0) "}}]}"# + "\n\n" }.joined()
         let (tracker, _) = Self.run(.chatCompletions, hide: true, deltas)
         #expect(tracker.usage == nil)
-        #expect(tracker.cutStreamBound(inputTokenBound: 77, hiddenReasoning: false) == TokenUsage(input: 77, output: 230))
+        #expect(tracker.cutStreamBound(for: Self.estimate(input: 77)) == TokenUsage(input: 77, output: 230))
     }
 
     @Test("a cut Anthropic stream keeps the input it reported and bounds the output by the bytes streamed")
@@ -179,7 +179,7 @@ struct StreamUsageTests {
         let cut = Self.anthropicStream.components(separatedBy: "event: message_delta")[0]
         let (tracker, _) = Self.run(.messages, cut)
         #expect(tracker.finalUsage == nil)
-        let bound = tracker.cutStreamBound(inputTokenBound: 9_999, hiddenReasoning: false)
+        let bound = tracker.cutStreamBound(for: Self.estimate(input: 9_999))
         #expect(bound == TokenUsage(input: 25, cachedInput: 100, cacheWrite: 50, output: 11))
     }
 
@@ -190,6 +190,11 @@ struct StreamUsageTests {
             #"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"k\#(i)\":"}}]}}]}"# + "\n\n"
         }.joined()
         let (tracker, _) = Self.run(.chatCompletions, hide: true, chunks)
-        #expect(tracker.cutStreamBound(inputTokenBound: 10, hiddenReasoning: false)?.output == 200)
+        #expect(tracker.cutStreamBound(for: Self.estimate(input: 10))?.output == 200)
+    }
+
+    static func estimate(input: Int64, hasBound: Bool = true) -> CostEstimate {
+        CostEstimate(inputTokenBound: input, fixedCost: .zero, perOutputToken: .zero, requestedOutputTokens: 100,
+                     minimumOutputTokens: 16, cutStreamHasBound: hasBound)
     }
 }

@@ -36,11 +36,11 @@ struct TokenUsageTests {
     @Test("Responses API usage: input_tokens includes cached, output_tokens includes reasoning")
     func responses() throws {
         let usage = try JSONValue.parse("""
-            {"input_tokens":500,"input_tokens_details":{"cached_tokens":100},
-             "output_tokens":50,"output_tokens_details":{"reasoning_tokens":30},"total_tokens":550}
+            {"usage":{"input_tokens":500,"input_tokens_details":{"cached_tokens":100},
+             "output_tokens":50,"output_tokens_details":{"reasoning_tokens":30},"total_tokens":550}}
             """)
         #expect(TokenUsage.openAIResponses(usage) == TokenUsage(input: 400, cachedInput: 100, output: 20, reasoning: 30))
-        #expect(TokenUsage.openAIResponses(try JSONValue.parse(#"{"prompt_tokens":5}"#)) == nil)
+        #expect(TokenUsage.openAIResponses(try JSONValue.parse(#"{"usage":{"prompt_tokens":5}}"#)) == nil)
     }
 
     @Test("Anthropic usage: the three input counts are disjoint and kept as reported")
