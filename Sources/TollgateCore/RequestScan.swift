@@ -42,6 +42,8 @@ public enum RequestProblem: Error, Equatable, Sendable {
     case invalidField(String, String)
     /// Strict mode cannot bound the request's cost (see `UnboundedCost`).
     case unboundedCost(UnboundedCost)
+    /// A budget header (`X-Budget-…`) that is not valid; the message says what a valid one is.
+    case invalidHeader(String, String)
 
     public var message: String {
         switch self {
@@ -53,6 +55,8 @@ public enum RequestProblem: Error, Equatable, Sendable {
             return "The field \"\(field)\" \(why)."
         case .unboundedCost(let problem):
             return problem.message
+        case .invalidHeader(_, let message):
+            return message
         }
     }
 }

@@ -14,13 +14,14 @@ enum ForwardedHeaders {
 
     /// The client's headers minus the identity header and hop-by-hop ones; the provider key
     /// replaces the client's credentials when one is configured.
+    /// `strip`: Tollgate's own request headers (the budget headers), lowercased.
     static func upstream(from fields: HTTPFields, idHeader: String, family: APIFamily, providerKey: String?,
-                         dropClientCredentials: Bool = false) -> [(name: String, value: String)] {
+                         dropClientCredentials: Bool = false, strip: Set<String> = []) -> [(name: String, value: String)] {
         let id = idHeader.lowercased()
         var out: [(name: String, value: String)] = []
         for field in fields {
             let name = field.name.canonicalName
-            if name == id || requestSkip.contains(name) { continue }
+            if name == id || requestSkip.contains(name) || strip.contains(name) { continue }
             if providerKey != nil || dropClientCredentials, name == "authorization" || name == "x-api-key" { continue }
             out.append((field.name.rawName, field.value))
         }
@@ -38,8 +39,14 @@ enum ForwardedHeaders {
         return fields
     }
 
-    static func budget(_ grant: BudgetGrant) -> [(HTTPField.Name, String)] {
-        [(.budgetLimit, grant.limit.usdString), (.budgetRemaining, grant.remaining.usdString), (.budgetResetsAt, grant.resetsAt.rfc3339)]
+    /// The binding limit after this request; `X-Budget-Exceeded` when `on_limit: warn` let it
+    /// through, `X-Budget-Downgraded-From` when the policy moved it to a cheaper model.
+    static func budget(_ grant: BudgetGrant, requestedModel: String) -> [(HTTPField.Name, String)] {
+        var fields: [(HTTPField.Name, String)] = [(.budgetLimit, grant.limit.usdString), (.budgetRemaining, max(.zero, grant.remaining).usdString)]
+        if let resets = grant.resetsAt { fields.append((.budgetResetsAt, resets.rfc3339)) }
+        if grant.overLimit { fields += [(.budgetExceeded, "true"), (.budgetOnLimit, "warn")] }
+        if grant.downgradedTo != nil { fields.append((.budgetDowngradedFrom, requestedModel)) }
+        return fields
     }
 }
 
@@ -47,4 +54,8 @@ extension HTTPField.Name {
     static let budgetLimit = HTTPField.Name("X-Budget-Limit-USD")!
     static let budgetRemaining = HTTPField.Name("X-Budget-Remaining-USD")!
     static let budgetResetsAt = HTTPField.Name("X-Budget-Resets-At")!
+    static let budgetExceeded = HTTPField.Name("X-Budget-Exceeded")!
+    /// Which on-limit mode acted: `warn` or `stop`.
+    static let budgetOnLimit = HTTPField.Name("X-Budget-On-Limit")!
+    static let budgetDowngradedFrom = HTTPField.Name("X-Budget-Downgraded-From")!
 }

@@ -7,7 +7,7 @@ import TollgateCore
 
 /// How a request ended, as counted in `tollgate_requests_total{outcome}` and the access log.
 enum Outcome: String, Sendable {
-    case forwarded, refusedBudget = "refused_budget", refusedAuth = "refused_auth", badRequest = "bad_request"
+    case forwarded, refusedBudget = "refused_budget", refusedLoop = "refused_loop", stopped, refusedAuth = "refused_auth", badRequest = "bad_request"
     case upstreamError = "upstream_error", redisError = "redis_error", clientGone = "client_disconnected"
 }
 
@@ -32,6 +32,10 @@ struct RequestRecord: Sendable {
     var reserveDuration: Duration?
     var settleDuration: Duration?
     var leasesReaped = 0
+    /// `on_limit: warn` let it through over the limit.
+    var overLimit = false
+    /// The model the client asked for, when the policy sent a cheaper one (`model`).
+    var downgradedFrom: String?
 
     init(route: String) { self.route = route }
 }
@@ -56,6 +60,8 @@ struct Observability: Sendable {
         if let e = r.estimate { Counter(label: "tollgate_reserved_nanousd_total", dimensions: [("model", model)]).increment(by: Int64(e.value)) }
         if let c = r.cost { Counter(label: "tollgate_spent_nanousd_total", dimensions: [("model", model)]).increment(by: Int64(c.value)) }
         if r.leasesReaped > 0 { Counter(label: "tollgate_leases_reaped_total").increment(by: Int64(r.leasesReaped)) }
+        if r.overLimit { Counter(label: "tollgate_over_limit_requests_total", dimensions: [("model", model)]).increment() }
+        if r.downgradedFrom != nil { Counter(label: "tollgate_downgrades_total", dimensions: [("model", model)]).increment() }
         switch r.outcome {
         case .upstreamError: Counter(label: "tollgate_upstream_errors_total").increment()
         case .redisError: Counter(label: "tollgate_redis_errors_total").increment()
@@ -80,6 +86,8 @@ struct Observability: Sendable {
         field("estimate_usd", r.estimate?.usdString ?? "null")
         field("cost_usd", r.cost?.usdString ?? "null")
         if let c = r.charged { field("charged", "\"" + c.rawValue + "\"") }
+        if r.overLimit { field("over_limit", "true") }
+        if let from = r.downgradedFrom { field("downgraded_from", jsonQuoted(from)) }
         if let u = r.usage {
             field("input_tokens", String(u.inputTotal))
             field("cached_input_tokens", String(u.cachedInput))

@@ -15,6 +15,8 @@ enum ProxyError: Error {
     case bodyTooLarge(limit: Int)
     case unknownModel(String, pricing: String)
     case budgetExceeded(BudgetRefusal, client: ClientID, status: Int)
+    /// The loop breaker: the same request too often (always 429, with Retry-After).
+    case loopDetected(LoopTrip)
     case budgetUnavailable(RedisError)
     case upstreamUnavailable(UpstreamError, provider: String)
     case notFound(method: String, path: String)
@@ -24,6 +26,7 @@ enum ProxyError: Error {
     var outcome: Outcome {
         switch self {
         case .budgetExceeded: return .refusedBudget
+        case .loopDetected: return .refusedLoop
         case .unauthorized, .missingClientID, .invalidClientID: return .refusedAuth
         case .budgetUnavailable: return .redisError
         case .upstreamUnavailable: return .upstreamError
@@ -38,6 +41,7 @@ enum ProxyError: Error {
         case .unauthorized: return .unauthorized
         case .bodyTooLarge: return .contentTooLarge
         case .budgetExceeded(_, _, let status): return .init(code: status)
+        case .loopDetected: return .tooManyRequests
         case .budgetUnavailable: return .serviceUnavailable
         case .upstreamUnavailable: return .badGateway
         case .notFound: return .notFound
@@ -50,6 +54,7 @@ enum ProxyError: Error {
         case .missingClientID, .invalidClientID, .badRequest, .unknownModel, .bodyTooLarge: return "invalid_request_error"
         case .unauthorized: return "authentication_error"
         case .budgetExceeded: return "budget_exceeded"
+        case .loopDetected: return "loop_detected"
         case .budgetUnavailable: return "budget_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .notFound: return "not_found_error"
@@ -74,7 +79,10 @@ enum ProxyError: Error {
         case .unknownModel(let model, let pricing):
             return "Model '\(model)' is not in the pricing table (\(pricing)), so its cost cannot be bounded. Use a listed model, add it to the pricing file, or configure default_price."
         case .budgetExceeded(let r, let client, _):
-            return "Client '\(client)' has reached its \(r.period.rawValue) budget of $\(r.limit.usdString) (spent $\(r.spent.usdString), reserved by in-flight requests $\(r.reserved.usdString)). It resets at \(r.resetsAt.rfc3339); ask an operator to raise the limit, or send a request with a smaller max_tokens."
+            let reset = r.resetsAt.map { "It resets at \($0.rfc3339)" } ?? "A run's budget does not reset; start a new run (X-Budget-Run)"
+            return "Client '\(client)' has reached its \(r.period.rawValue) budget of $\(r.limit.usdString) (spent $\(r.spent.usdString), reserved by in-flight requests $\(r.reserved.usdString)). \(reset); ask an operator to raise the limit, or send a request with a smaller max_tokens."
+        case .loopDetected(let trip):
+            return "The same request was sent \(trip.seen) times within \(trip.windowSeconds) s (at most \(trip.maxRepeats) are allowed): this looks like a runaway loop, so it was not forwarded. Change the request, or retry after \(trip.retryAt.rfc3339); an operator can turn the loop breaker off for this client (loop_max 0)."
         case .budgetUnavailable(let e):
             return "Tollgate cannot reach its budget store (\(e)), so the request was not forwarded. Retry shortly; if it persists, check that Redis is up."
         case .upstreamUnavailable(let e, let provider):
@@ -88,11 +96,14 @@ enum ProxyError: Error {
 
     /// Extra fields a program can act on (the budget ones).
     var details: [(String, String)] {
+        if case .loopDetected(let trip) = self {
+            return [("count", String(trip.seen)), ("max_repeats", String(trip.maxRepeats)), ("window_seconds", String(trip.windowSeconds))]
+        }
         guard case .budgetExceeded(let r, let client, _) = self else { return [] }
         return [
             ("client_id", jsonQuoted(client.rawValue)), ("limit_type", jsonQuoted(r.period.rawValue)),
             ("limit_usd", r.limit.usdString), ("spent_usd", r.spent.usdString),
-            ("reserved_usd", r.reserved.usdString), ("resets_at", jsonQuoted(r.resetsAt.rfc3339)),
+            ("reserved_usd", r.reserved.usdString), ("resets_at", r.resetsAt.map { jsonQuoted($0.rfc3339) } ?? "null"),
         ]
     }
 
@@ -101,9 +112,10 @@ enum ProxyError: Error {
         let inner = "{" + fields.map { "\(jsonQuoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
         let body = family == .anthropic ? "{\"type\":\"error\",\"error\":\(inner)}" : "{\"error\":\(inner)}"
         var headers: HTTPFields = [.contentType: "application/json"]
-        if case .budgetExceeded(let r, _, let status) = self, status == 429 {
-            headers[.retryAfter] = String(max(1, r.resetsAt.seconds - now.seconds))
+        if case .budgetExceeded(let r, _, let status) = self, status == 429, let resets = r.resetsAt {
+            headers[.retryAfter] = String(max(1, resets.seconds - now.seconds))
         }
+        if case .loopDetected(let trip) = self { headers[.retryAfter] = String(max(1, trip.retryAt.seconds - now.seconds)) }
         if case .budgetUnavailable = self { headers[.retryAfter] = "1" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }

@@ -52,19 +52,27 @@ struct ProxyPipeline: Sendable {
         guard let price = prices.price(for: scanned.model) else {
             throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
         }
-        let estimate: CostEstimate
-        do { estimate = try estimator.estimate(scanned, route: route, price: price) } catch { throw ProxyError.badRequest(.unboundedCost(error)) }
+        let requested = try priced(scanned, route: route, price: price)
 
-        // 3. Reserve it, or refuse without sending anything upstream.
+        // 3. Reserve it, or refuse without sending anything upstream. The client's policy (on-limit
+        // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
         // One id for the reservation in Redis and the access-log line, so operators can match them.
         let reservation = ReservationID(rawValue: record.requestID)
-        let grant = try await reserve(client, reservation, estimate, &record)
+        let options = try reserveOptions(request.headers, scanned, route: route)
+        let grant: BudgetGrant
+        let priced: PricedRequest
+        switch try await reserve(client, reservation, requested, options, scanned, route: route, &record) {
+        case .granted(let g, let p): (grant, priced) = (g, p)
+        case .stop(let refusal): return (stopAnswer(refusal, client: client, scanned, route: route, &record), false)
+        }
+        let (price, estimate) = (priced.price, priced.estimate)
         // Every in-flight lease is renewed, streamed or not: a slow answer is not a dead replica.
         let settlement = Settlement(budget: budget, client: client, lease: grant.lease, reserved: grant.reserved,
                                     renewer: renewer, logger: logger)
 
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
         var rewrite = BodyRewrite()
+        if let cheaper = grant.downgradedTo { rewrite.set("model", json: jsonQuoted(cheaper)) }
         if config.budget.mode == .strict, route.hasOutput, scanned.outputLimit?.tokens != grant.grantedOutputTokens {
             rewrite.setOutputLimit(grant.grantedOutputTokens, request: scanned, route: route)
         }
@@ -87,13 +95,13 @@ struct ProxyPipeline: Sendable {
         }
         record.status = head.status
         var headers = ForwardedHeaders.client(from: head)
-        for (name, value) in ForwardedHeaders.budget(grant) { headers[name] = value }
+        for (name, value) in ForwardedHeaders.budget(grant, requestedModel: scanned.model) { headers[name] = value }
         let status = HTTPResponse.Status(code: head.status)
 
         // 5a. Streams pass through event by event and settle when they end, however they end.
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
-                route: route, bill: bill, estimate: estimate, hiddenReasoning: true, settlement: settlement, transfer: transfer,
+                route: route, bill: bill, estimate: estimate, settlement: settlement, transfer: transfer,
                 hideInjectedUsage: injectUsage, observability: observability, record: record, watch: watch)
             return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }
@@ -115,25 +123,6 @@ struct ProxyPipeline: Sendable {
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
         await settle(settlement, bill.charge(.answered(status: head.status, usage: usage)), usage: usage, &record)
         return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
-    }
-
-    func reserve(_ client: ClientID, _ reservation: ReservationID, _ estimate: CostEstimate, _ record: inout RequestRecord) async throws -> BudgetGrant {
-        let started = ContinuousClock.now
-        defer { record.reserveDuration = ContinuousClock.now - started }
-        do {
-            switch try await budget.reserve(client, reservation, estimate: estimate) {
-            case .granted(let grant):
-                record.estimate = grant.reserved
-                record.leasesReaped = grant.leasesReaped
-                return grant
-            case .refused(let refusal):
-                record.leasesReaped = refusal.leasesReaped
-                throw ProxyError.budgetExceeded(refusal, client: client, status: config.budget.exceededStatus)
-            }
-        } catch let error as RedisError {
-            // Fail closed. An unknown outcome may have left a lease: the reaper charges it.
-            throw ProxyError.budgetUnavailable(error)
-        }
     }
 
     /// Settles a non-streamed request that got no complete answer and says what the client gets.
@@ -208,7 +197,8 @@ struct ProxyPipeline: Sendable {
         if let query = request.uri.query, !query.isEmpty { url += "?" + query }
         let headers = ForwardedHeaders.upstream(
             from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family],
-            dropClientCredentials: config.clients.auth == .keys)
+            dropClientCredentials: config.clients.auth == .keys,
+            strip: Set(config.clients.budgetHeaders.all.map { $0.lowercased() }))
         return UpstreamRequest(url: url, method: request.method.rawValue, headers: headers, body: body)
     }
 }

@@ -12,9 +12,6 @@ struct StreamRelay: Sendable {
     let route: ProxyRoute
     let bill: Bill
     let estimate: CostEstimate
-    /// The model may bill reasoning the stream does not show: a cut stream has no bound below
-    /// its reservation.
-    let hiddenReasoning: Bool
     let settlement: Settlement
     let transfer: UpstreamTransfer
     let hideInjectedUsage: Bool
