@@ -57,6 +57,7 @@ public struct BudgetStopAnswer: Sendable {
         case .chatCompletions: return OpenAIShape(self).chatCompletion
         case .completions: return OpenAIShape(self).textCompletion
         case .responses: return ResponsesShape(self).response(final: true)
+        // `.embeddings` never gets here: `init` refuses it.
         case .messages, .embeddings: return AnthropicShape(self).message
         }
     }
@@ -157,8 +158,9 @@ private struct ResponsesShape {
     var id: String { "resp_tollgate_" + answer.idToken }
     var messageID: String { "msg_tollgate_" + answer.idToken }
 
+    /// `cache_write_tokens` is required by the current SDKs' `ResponseUsage`.
     static let usage = """
-        {"input_tokens":0,"input_tokens_details":{"cached_tokens":0},\
+        {"input_tokens":0,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},\
         "output_tokens":0,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":0}
         """
 

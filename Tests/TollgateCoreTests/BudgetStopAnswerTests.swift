@@ -206,7 +206,10 @@ struct BudgetStopAnswerTests {
         #expect(part["text"]?.string == text)
         #expect(part["annotations"] == .array([]))
         #expect(body["usage"]?["input_tokens"]?.int == 0)
+        #expect(body["usage"]?["input_tokens_details"]?["cached_tokens"]?.int == 0)
+        #expect(body["usage"]?["input_tokens_details"]?["cache_write_tokens"]?.int == 0)
         #expect(body["usage"]?["output_tokens"]?.int == 0)
+        #expect(body["usage"]?["output_tokens_details"]?["reasoning_tokens"]?.int == 0)
         #expect(body["usage"]?["total_tokens"]?.int == 0)
     }
 
