@@ -1,6 +1,6 @@
 /// A workflow run named by `X-Budget-Run`, e.g. `research-42`: its spend is capped on its own.
-/// It becomes part of Redis key names, so it is validated as strictly as `ClientID` (no braces,
-/// which would break the cluster hash tag; no `@`).
+/// It becomes part of Redis key names, so it is validated as strictly as `ClientID` (no braces:
+/// they would break the cluster hash tag).
 public struct RunID: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: String
 
@@ -11,16 +11,8 @@ public struct RunID: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { rawValue }
 
-    static func isAllowed(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"),
-             UInt8(ascii: ":"), UInt8(ascii: "-"):
-            return true
-        default:
-            return false
-        }
-    }
+    /// `ClientID`'s alphabet without `@`.
+    static func isAllowed(_ b: UInt8) -> Bool { b != UInt8(ascii: "@") && ClientID.isAllowed(b) }
 
     public static let rule = "1-128 characters of A-Z a-z 0-9 . _ : -"
 }
