@@ -15,7 +15,8 @@ public struct NanoUSD: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func + (a: NanoUSD, b: NanoUSD) -> NanoUSD { NanoUSD(a.value + b.value) }
     public static func - (a: NanoUSD, b: NanoUSD) -> NanoUSD { NanoUSD(a.value - b.value) }
 
-    /// Parses a decimal USD amount such as `10`, `0.5` or `2.50` exactly (at most 9 decimals).
+    /// Parses a USD amount written as a JSON number or plain decimal exactly: `10`, `0.5`, `2.50`,
+    /// `1e-06`, `2.5E3`. See `parseDecimal` for the grammar and the precision rule.
     public init?(usd text: String) {
         guard let v = Self.parseDecimal(text, scale: 9) else { return nil }
         self.value = v
@@ -26,24 +27,35 @@ public struct NanoUSD: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String { "$" + usdString }
 
-    /// Parses `[-]digits[.digits]` into an integer scaled by 10^scale; nil when malformed,
-    /// with more than `scale` decimals, or overflowing.
-    static func parseDecimal(_ text: String, scale: Int) -> Int64? {
-        var s = Substring(text.trimmingWhitespace())
-        var negative = false
-        if s.first == "-" { negative = true; s = s.dropFirst() }
-        let parts = s.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCIIDigit) else { return nil }
-        let frac = parts.count == 2 ? parts[1] : ""
-        guard frac.count <= scale, frac.allSatisfy(\.isASCIIDigit), parts.count == 1 || !frac.isEmpty else { return nil }
+    /// Parses `-?digits(.digits)?([eE][+-]?digits)?` into an integer scaled by 10^scale, with
+    /// decimal arithmetic on the digits (never `Double`), so `1e-06` is exactly 1000 nano-USD.
+    /// This is the JSON number grammar (what Python's `json.dumps` writes for 0.000001) plus
+    /// leading zeros (`007.25`). Nil when malformed (`.5`, `1.`, `+1`, `0x10`, `NaN`, `inf`,
+    /// surrounding spaces), when the amount is not a whole multiple of 10^-scale (`1e-10` at
+    /// scale 9; `1.50000000000` is fine: it is 1.5), or when it overflows `Int64`. With
+    /// `exponent: false` only `-?digits(.digits)?` is accepted.
+    static func parseDecimal(_ text: String, scale: Int, exponent: Bool = true) -> Int64? {
+        guard let number = DecimalText(text), exponent || !number.hasExponent else { return nil }
+        // value = digits × 10^exponent, so the scaled value is digits × 10^(exponent + scale).
+        var digits = number.digits.drop { $0 == 0 }
+        if digits.isEmpty { return 0 }
+        var shift = number.exponent + scale
+        while shift < 0 {
+            // Dropping a digit divides by ten: only zeros may go, or the amount is too precise.
+            guard digits.last == 0 else { return nil }
+            digits.removeLast()
+            shift += 1
+        }
+        // Int64 holds 19 digits; more can only overflow (and bounds the loop for `1e999999`).
+        guard digits.count + shift <= 19 else { return nil }
         var result: Int64 = 0
-        for ch in whole + frac.padding(toLength: scale, withPad: "0", startingAt: 0) {
+        for d in digits + Array(repeating: 0, count: shift) {
             let (m, o1) = result.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(Int64(ch.asciiValue! - 48))
+            let (a, o2) = m.addingReportingOverflow(Int64(d))
             if o1 || o2 { return nil }
             result = a
         }
-        return negative ? -result : result
+        return number.negative ? -result : result
     }
 
     public static func formatDecimal(_ v: Int64, scale: Int) -> String {
@@ -62,8 +74,10 @@ public struct NanoUSD: Hashable, Comparable, Sendable, CustomStringConvertible {
 public struct PricePerMillion: Hashable, Sendable {
     public var nanoUSD: Int64
     public init(nanoUSD: Int64) { self.nanoUSD = nanoUSD }
+    /// Plain decimals only (`2.50`, not `2.5e0`): pricing tables are written by hand from pricing
+    /// pages, and PricingTests holds `1e3` to be a typo there.
     public init?(usd text: String) {
-        guard let v = NanoUSD.parseDecimal(text, scale: 9), v >= 0 else { return nil }
+        guard let v = NanoUSD.parseDecimal(text, scale: 9, exponent: false), v >= 0 else { return nil }
         nanoUSD = v
     }
     public static let zero = PricePerMillion(nanoUSD: 0)
@@ -78,6 +92,57 @@ public struct PricePerMillion: Hashable, Sendable {
 
     static func ceilDiv(_ a: Int128, _ b: Int128) -> Int64 {
         Int64(clamping: a >= 0 ? (a + b - 1) / b : a / b)
+    }
+}
+
+/// A number as `-?digits(.digits)?([eE][+-]?digits)?`, split into its decimal digits (integer
+/// and fraction together) and the power of ten they are multiplied by.
+struct DecimalText {
+    var negative: Bool
+    var digits: [UInt8]
+    var exponent: Int
+    /// Written with `e` or `E`.
+    var hasExponent: Bool
+
+    /// Exponents beyond this only ever yield zero, overflow or an over-precise amount.
+    static let exponentBound = 1_000_000
+
+    init?(_ text: String) {
+        let bytes = Array(text.utf8)
+        var i = 0
+        func isDigit(_ k: Int) -> Bool { k < bytes.count && bytes[k] >= 0x30 && bytes[k] <= 0x39 }
+        func run() -> [UInt8] {
+            var out: [UInt8] = []
+            while isDigit(i) { out.append(bytes[i] - 0x30); i += 1 }
+            return out
+        }
+        negative = i < bytes.count && bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        let whole = run()
+        guard !whole.isEmpty else { return nil }
+        var fraction: [UInt8] = []
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            fraction = run()
+            guard !fraction.isEmpty else { return nil }
+        }
+        var exponent = 0
+        hasExponent = i < bytes.count && (bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E"))
+        if hasExponent {
+            i += 1
+            var sign = 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") {
+                sign = bytes[i] == UInt8(ascii: "-") ? -1 : 1
+                i += 1
+            }
+            let written = run()
+            guard !written.isEmpty else { return nil }
+            for d in written { exponent = min(exponent * 10 + Int(d), Self.exponentBound) }
+            exponent *= sign
+        }
+        guard i == bytes.count else { return nil }
+        self.digits = whole + fraction
+        self.exponent = exponent - fraction.count
     }
 }
 

@@ -12,7 +12,6 @@ struct NanoUSDTests {
         ("0", 0),
         ("-1.5", -1_500_000_000),
         ("-0", 0),
-        (" 3 ", 3_000_000_000),
         ("007.25", 7_250_000_000),
         ("9223372036.854775807", Int64.max),
     ])
@@ -21,10 +20,47 @@ struct NanoUSDTests {
     }
 
     @Test("malformed, over-precise or overflowing amounts are rejected", arguments: [
-        "", " ", "abc", "1.2345678901", "0.0000000001", "1.", ".5", "1,5", "1e3", "+1", "--1", "-",
+        "", " ", "abc", "1.2345678901", "0.0000000001", "1.", ".5", "1,5", "+1", "--1", "-",
         "1.2.3", "0x10", "1 000", "$5", "9223372037", "9223372036.854775808", "١", "½", "1.5a",
     ])
     func rejectsInvalid(text: String) {
+        #expect(NanoUSD(usd: text) == nil)
+    }
+
+    // Python's json.dumps writes 0.000001 as 1e-06; any JSON number form must read exactly.
+    @Test("JSON number forms with exponents parse exactly, never through Double", arguments: [
+        ("1e-06", Int64(1_000)),
+        ("1E-6", 1_000),
+        ("1e-6", 1_000),
+        ("1e-9", 1),
+        ("1E+0", 1_000_000_000),
+        ("2.5e3", 2_500_000_000_000),
+        ("2.5E+3", 2_500_000_000_000),
+        ("1e3", 1_000_000_000_000),
+        ("0.000001", 1_000),
+        ("10", 10_000_000_000),
+        ("1.50", 1_500_000_000),
+        ("-0", 0),
+        ("-0.0e-20", 0),
+        ("0e999999999999", 0),
+        ("-1.5e-3", -1_500_000),
+        ("123.456e-5", 1_234_560),
+        ("20e-10", 2),
+        ("1.50000000000", 1_500_000_000),
+        ("0.1000000000e1", 1_000_000_000),
+        ("9.223372036854775807e9", Int64.max),
+        ("9223372036854775807e-9", Int64.max),
+    ])
+    func parsesExponents(text: String, nano: Int64) {
+        #expect(NanoUSD(usd: text) == NanoUSD(nano))
+    }
+
+    @Test("not numbers, surrounding spaces, too precise or too large after the exponent are refused", arguments: [
+        " 3 ", " 3", "3 ", "\t1", "1\n", "NaN", "nan", "inf", "-inf", "Infinity", "0x1p3", "0X10", "1e", "1e+", "1e-",
+        "e5", "-e5", "1.e5", ".5e1", "1e5.5", "1ee5", "1e--5", "+1e5", "+", "-", "1e-10", "1.5e-10", "1E-10", "15e-10", "0.30000000000000004",
+        "0.0000000001e0", "1e10", "9.3e9", "1e999999999999", "1e-999999999999", "1_000", "1e٣",
+    ])
+    func rejectsExponentForms(text: String) {
         #expect(NanoUSD(usd: text) == nil)
     }
 
@@ -65,7 +101,7 @@ struct NanoUSDTests {
 
 @Suite("PricePerMillion: per-token cost rounds up")
 struct PricePerMillionTests {
-    @Test("prices parse from USD per million tokens; negatives are rejected")
+    @Test("prices parse from plain decimal USD per million tokens; negatives and exponents are rejected")
     func parses() {
         #expect(PricePerMillion(usd: "0.15")?.nanoUSD == 150_000_000)
         #expect(PricePerMillion(usd: "3.75")?.nanoUSD == 3_750_000_000)
@@ -73,6 +109,10 @@ struct PricePerMillionTests {
         #expect(PricePerMillion(usd: "-1") == nil)
         #expect(PricePerMillion(usd: "0.0000000001") == nil)
         #expect(PricePerMillion(usd: "free") == nil)
+        #expect(PricePerMillion(usd: "1.50000000000")?.nanoUSD == 1_500_000_000)
+        #expect(PricePerMillion(usd: " 1") == nil)
+        #expect(PricePerMillion(usd: "1e3") == nil)
+        #expect(PricePerMillion(usd: "1.5E-1") == nil)
     }
 
     // $0.005 per million tokens is 5_000_000 nano-USD per million, i.e. exactly 5 nano-USD per token.
