@@ -42,8 +42,10 @@ public struct BudgetStopAnswer: Sendable {
     }
 
     /// `The daily budget for client 'x' is exhausted; it resets at 2026-12-01T00:00:00Z. No request was sent to the model.`
-    public static func message(client: ClientID, period: BudgetPeriod, resetsAt: UnixTime) -> String {
-        "The \(period.rawValue) budget for client '\(client)' is exhausted; it resets at \(resetsAt.rfc3339). No request was sent to the model."
+    /// A workflow run's budget (`resetsAt` nil) does not reset: the message says to start a new run.
+    public static func message(client: ClientID, period: BudgetPeriod, resetsAt: UnixTime?) -> String {
+        let reset = resetsAt.map { "it resets at \($0.rfc3339)" } ?? "a run's budget does not reset; start a new run"
+        return "The \(period.rawValue) budget for client '\(client)' is exhausted; \(reset). No request was sent to the model."
     }
 
     public var contentType: String { stream ? "text/event-stream" : "application/json" }

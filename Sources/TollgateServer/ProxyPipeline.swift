@@ -49,10 +49,10 @@ struct ProxyPipeline: Sendable {
         do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
         record.model = scanned.model
         record.stream = scanned.stream
-        guard let price = prices.price(for: scanned.model) else {
+        guard let requestedPrice = prices.price(for: scanned.model) else {
             throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
         }
-        let requested = try priced(scanned, route: route, price: price)
+        let requested = try priced(scanned, route: route, price: requestedPrice)
 
         // 3. Reserve it, or refuse without sending anything upstream. The client's policy (on-limit
         // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
@@ -60,12 +60,12 @@ struct ProxyPipeline: Sendable {
         let reservation = ReservationID(rawValue: record.requestID)
         let options = try reserveOptions(request.headers, scanned, route: route)
         let grant: BudgetGrant
-        let priced: PricedRequest
+        let sent: PricedRequest
         switch try await reserve(client, reservation, requested, options, scanned, route: route, &record) {
-        case .granted(let g, let p): (grant, priced) = (g, p)
+        case .granted(let g, let p): (grant, sent) = (g, p)
         case .stop(let refusal): return (stopAnswer(refusal, client: client, scanned, route: route, &record), false)
         }
-        let (price, estimate) = (priced.price, priced.estimate)
+        let (price, estimate) = (sent.price, sent.estimate)
         // Every in-flight lease is renewed, streamed or not: a slow answer is not a dead replica.
         let settlement = Settlement(budget: budget, client: client, lease: grant.lease, reserved: grant.reserved,
                                     renewer: renewer, logger: logger)

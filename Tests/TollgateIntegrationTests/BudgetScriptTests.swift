@@ -37,8 +37,8 @@ struct BudgetScriptTests {
         #expect(refusal.period == .daily)
         #expect(refusal.limit == NanoUSD(1_000_000_000))
         #expect(refusal.spent == NanoUSD(700_000_000))
-        #expect(refusal.resetsAt.seconds % 86_400 == 0)
-        #expect(refusal.resetsAt.rfc3339.hasSuffix("T00:00:00Z"))
+        #expect(refusal.resetsAt!.seconds % 86_400 == 0)
+        #expect(refusal.resetsAt!.rfc3339.hasSuffix("T00:00:00Z"))
     }
 
     @Test("a refusal reply naming no known period is a contract mismatch, not a daily refusal")

@@ -108,7 +108,7 @@ struct ExactnessTests {
 
     @Test("hole 1: background: true, when allowed, is charged its reservation (usage arrives only later)")
     func backgroundAllowedIsCharged() async throws {
-        try await withProxy(configure: { _ = $0 /*B: $0.budget.background = .allow*/ }) { replica, _, log throws in
+        try await withProxy(configure: { $0.budget.background = .allow }) { replica, _, log throws in
             let client = TestRedis.uniqueClient("bgok")
             let body = #"{"model":"gpt-4o-mini","background":true,"max_output_tokens":50,"input":"hi"}"#
             async let reply = post(replica, body, client, [("X-Mock-Latency-Ms", "600")], path: "/v1/responses")
@@ -301,7 +301,7 @@ struct ExactnessTests {
 
     @Test("hole 6: provider-run tool calls, when allowed, are charged their per-call fee")
     func webSearchFees() async throws {
-        try await withProxy(configure: { _ = $0 /*B: $0.budget.serverTools = .allow*/ }) { replica, _, _ throws in
+        try await withProxy(configure: { $0.budget.serverTools = .allow }) { replica, _, _ throws in
             let client = TestRedis.uniqueClient("search")
             _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "5000000000"]))
             let body = #"{"model":"claude-haiku-4-5","max_tokens":50,"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":2}],"messages":[{"role":"user","content":"news"}]}"#
