@@ -39,8 +39,8 @@ public struct ClientPolicy: Sendable, Equatable {
 
     public var onLimit: OnLimit = .block
     public var downgrade: Downgrade?
-    /// nil: off.
-    public var loopBreaker: LoopBreaker? = LoopBreaker(maxRepeats: 20, windowSeconds: 60)
+    /// nil: off. Off unless configured: benchmarks and eval harnesses repeat requests on purpose.
+    public var loopBreaker: LoopBreaker?
     /// Cap of a workflow run (`X-Budget-Run`) that names none (`X-Budget-Run-USD`); nil: runs are
     /// capped only by the day and month.
     public var runLimit: NanoUSD?

@@ -25,8 +25,7 @@ extension ConfigValues {
         }
         let repeats = try int("clients.defaults.loop_breaker.max_repeats", in: 0...1_000_000, "(0 turns the loop breaker off) ")
             ?? p.loopBreaker?.maxRepeats ?? 0
-        let window = try int("clients.defaults.loop_breaker.window_seconds", in: 1...86_400, "seconds ")
-            ?? p.loopBreaker?.windowSeconds ?? 60
+        let window = try int("clients.defaults.loop_breaker.window_seconds", in: 1...86_400, "seconds ") ?? 60
         p.loopBreaker = repeats > 0 ? ClientPolicy.LoopBreaker(maxRepeats: repeats, windowSeconds: window) : nil
         p.runLimit = try usd("clients.defaults.run_limit_usd")
         p.runTTLSeconds = try int("clients.defaults.run_ttl_seconds", in: 60...31_536_000, "seconds ") ?? p.runTTLSeconds

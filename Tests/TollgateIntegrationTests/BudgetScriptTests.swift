@@ -43,7 +43,7 @@ struct BudgetScriptTests {
 
     @Test("a refusal reply naming no known period is a contract mismatch, not a daily refusal")
     func unknownPeriod() async throws {
-        let fake = RedisScript(name: "reserve_fake", source: "return {0, 'weekly', 100, 50, 1800000000, 2, 0}")
+        let fake = RedisScript(name: "reserve_fake", source: "return {0, 'weekly', 100, 50, 1800000000, 2, 0, 'block'}")
         let connection = RedisConnection(endpoint: TestRedis.endpoint, timeoutMilliseconds: 2_000, scripts: [fake], logger: TestRedis.logger)
         defer { connection.shutdown() }
         let scripts = BudgetScripts(reserve: fake, settle: TestRedis.scripts.settle, renew: TestRedis.scripts.renew)
@@ -140,11 +140,13 @@ struct BudgetScriptTests {
         let real = try await store.grant(client, estimate: .fixed(5_000))
         let theirs = try await store.grant(other, estimate: .fixed(7_000))
         let parts = real.lease.member.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-        try #require(parts.count == 5 && parts[0] == "A" && parts[1] == real.lease.reservation.rawValue && parts[2] == "5000")
+        // A|<id>|<cost>|<day>|<month>|<run>|<flags>
+        try #require(parts.count == 7 && parts[0] == "A" && parts[1] == real.lease.reservation.rawValue && parts[2] == "5000")
         let forgeries = [
-            ["A", parts[1], "1", parts[3], parts[4]],                          // the real id with a smaller cost
-            ["A", ReservationID.unique().rawValue, parts[2], parts[3], parts[4]], // an id never reserved
-            ["R", parts[1], parts[2], parts[3], parts[4]],                      // posing as reaped
+            ["A", parts[1], "1", parts[3], parts[4], "", ""],                          // the real id with a smaller cost
+            ["A", ReservationID.unique().rawValue, parts[2], parts[3], parts[4], "", ""], // an id never reserved
+            ["R", parts[1], parts[2], parts[3], parts[4], "", ""],                      // posing as reaped
+            ["A", parts[1], parts[2], parts[3], parts[4]],                              // the v2 form of the real one
         ].map { $0.joined(separator: "|") } + [theirs.lease.member, "A|x|1", "", "garbage"]
         for member in forgeries {
             let forged = Lease(reservation: real.lease.reservation, member: member)

@@ -56,7 +56,7 @@ struct BudgetTimezoneTests {
         let grant = try await store.grant(client, estimate: .fixed(1_000))
         let keys = RedisKeys(client)
         let day = keys.day(c.date), month = keys.month(String(c.date.prefix(7)))
-        #expect(grant.lease.member.hasSuffix("|\(day)|\(month)"))
+        #expect(grant.lease.member.hasSuffix("|\(day)|\(month)||"))
         #expect(grant.resetsAt == UnixTime(seconds: c.dayEnd), "the daily limit binds: it resets at local midnight")
         #expect(try await TestRedis.int(day, "reserved") == 1_000)
         // forTests: day and month grace 3600 s.
