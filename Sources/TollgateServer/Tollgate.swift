@@ -54,6 +54,7 @@ public final class Tollgate: Sendable {
             leaseSeconds: config.budget.leaseSeconds, dayGraceSeconds: config.budget.dayGraceSeconds,
             monthGraceSeconds: config.budget.monthGraceSeconds, timezone: { [config] in config.timezoneScheduleForScripts() })
         policy.clockOffsetSeconds = clockOffsetSeconds
+        policy.clientDefaults = config.clients.defaults
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
                             timezone: { [config] in config.timezoneSchedule(at: $0) })
