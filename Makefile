@@ -12,6 +12,8 @@ deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 $$missing; \
 	fi
 	@command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6 toolchain required)"; exit 1; }
+	@# The official SDKs, for the test that they parse on_limit: stop answers (PolicyTests).
+	@python3 -c "import openai, anthropic" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check openai anthropic
 
 build: deps
 	swift build
