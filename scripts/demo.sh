@@ -155,3 +155,67 @@ if .build/release/tollgate spend --help 2>/dev/null | grep -q 'USAGE: tollgate s
 else
   echo "    This build has no 'spend' command yet; the HGETALL above shows the same numbers."
 fi
+
+# --- Budget policies (README, "Budget policies"): one client per rule ---------------------------
+# policy_call LABEL CLIENT JSON [curl args...]: one request; prints status, the policy headers and
+# what the answer says.
+policy_call() {
+  local label=$1 who=$2 json=$3; shift 3
+  local code
+  code=$(curl -sS -N -o "$tmp/pbody" -D "$tmp/pheaders" -w '%{http_code}' "$lb/v1/chat/completions" \
+    -H "X-Client-ID: $who" -H 'Content-Type: application/json' "$@" -d "$json")
+  local marks
+  marks=$(tr -d '\r' <"$tmp/pheaders" | awk -F': ' 'tolower($1) ~ /^x-budget-(exceeded|on-limit|downgraded-from)$/ { printf "%s: %s  ", $1, $2 }')
+  local said
+  said=$(python3 - "$tmp/pbody" <<'PY'
+import json, sys
+try: body = json.load(open(sys.argv[1]))
+except ValueError: print("(not JSON)"); sys.exit()
+if "error" in body:
+    e = body["error"]; print(f"{e.get('type')}: {e.get('message', '')[:110]}")
+elif body.get("choices"):
+    print(f"model {body.get('model')}: {body['choices'][0]['message']['content'][:100]!r}")
+else: print(json.dumps(body)[:100])
+PY
+)
+  printf '    %-26s %s  %s\n      %s\n' "$label" "$code" "$marks" "$said"
+}
+small='{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"Next step?"}]}'
+big='{"model":"gpt-4o","max_tokens":50,"messages":[{"role":"user","content":"Plan the week."}]}'
+
+step "Policy on_limit: warn (alert-only): over the limit, forwarded anyway and counted apart"
+redis HSET "tollgate:{demo-warn}:limits" daily 1000 on_limit warn >/dev/null
+echo "    redis-cli HSET 'tollgate:{demo-warn}:limits' daily 1000 on_limit warn"
+policy_call "over the limit" demo-warn "$small"
+sleep 0.3
+echo "    over_limit_spent today: $(redis HGET "tollgate:{demo-warn}:day:$today" over_limit_spent) nano-USD (the guarantee is given up, deliberately)"
+
+step "Policy on_limit: stop: a normal-looking answer that says the budget is exhausted"
+redis HSET "tollgate:{demo-stop}:limits" daily 1000 on_limit stop >/dev/null
+echo "    redis-cli HSET 'tollgate:{demo-stop}:limits' daily 1000 on_limit stop"
+policy_call "over the limit" demo-stop "$small"
+echo "    Nothing was sent to the provider and nothing was charged."
+
+step "Policy downgrade: past 50 % of the budget, gpt-4o requests go out as gpt-4o-mini"
+redis HSET "tollgate:{demo-down}:limits" daily 20000000 downgrade_at 50 downgrade:gpt-4o gpt-4o-mini >/dev/null
+echo "    redis-cli HSET 'tollgate:{demo-down}:limits' daily 20000000 downgrade_at 50 downgrade:gpt-4o gpt-4o-mini"
+policy_call "at 0 % spent" demo-down "$big"
+redis HSET "tollgate:{demo-down}:day:$today" spent 12000000 >/dev/null
+echo "    (an operator's HSET puts the day's spend at 60 %)"
+policy_call "at 60 % spent" demo-down "$big"
+
+step "Policy loop breaker: the same request more than 3 times a minute is a runaway loop"
+redis HSET "tollgate:{demo-loop}:limits" loop_max 3 loop_window 60 >/dev/null
+echo "    redis-cli HSET 'tollgate:{demo-loop}:limits' loop_max 3 loop_window 60"
+for i in 1 2 3 4; do policy_call "identical request #$i" demo-loop "$small"; done
+
+step "Workflow run budget: X-Budget-Run: research-42 with X-Budget-Run-USD: 0.00005"
+for i in 1 2 3; do
+  policy_call "run research-42 #$i" demo-run "$small" -H 'X-Budget-Run: research-42' -H 'X-Budget-Run-USD: 0.00005'
+done
+echo "    redis-cli HGETALL 'tollgate:{demo-run}:run:research-42': $(redis HGETALL "tollgate:{demo-run}:run:research-42" | paste -sd' ')"
+
+step "Header budget: X-Budget-Daily-USD only ever lowers the client's limit"
+policy_call "X-Budget-Daily-USD: 0.00001" demo-hdr "$small" -H 'X-Budget-Daily-USD: 0.00001'
+policy_call "X-Budget-Daily-USD: 1000" demo-hdr "$small" -H 'X-Budget-Daily-USD: 1000'
+policy_call "X-Budget-Daily-USD: lots" demo-hdr "$small" -H 'X-Budget-Daily-USD: lots'

@@ -72,6 +72,9 @@ public struct TollgateConfig: Sendable {
         public var serverToolMaxCalls: Int64 = 5
         /// Strict mode: `background: true` requests.
         public var background = BackgroundPolicy.refuse
+        /// Strict mode: `anthropic-beta` values allowed beyond those whose cost is bounded
+        /// (`AnthropicBetas.bounded`).
+        public var allowedBetas: Set<String> = []
     }
     public struct Upstream: Sendable {
         public var connectTimeoutMilliseconds = 5_000

@@ -22,7 +22,7 @@ struct ConfigValues {
         "budget", "budget.mode", "budget.timezone", "budget.lease_seconds", "budget.exceeded_status",
         "budget.day_grace_seconds", "budget.month_grace_seconds", "budget.min_output_tokens",
         "budget.estimate_output_tokens", "budget.unseen_input", "budget.server_tools", "budget.server_tool_max_calls",
-        "budget.background",
+        "budget.background", "budget.allowed_betas",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
         "log_level",
     ]
@@ -173,6 +173,12 @@ struct ConfigValues {
         c.budget.serverTools = try choice("budget.server_tools", ServerToolPolicy.self, options: ["refuse", "allow"]) ?? c.budget.serverTools
         c.budget.serverToolMaxCalls = Int64(try int("budget.server_tool_max_calls", in: 1...100, "calls per provider-run tool ") ?? Int(c.budget.serverToolMaxCalls))
         c.budget.background = try choice("budget.background", BackgroundPolicy.self, options: ["refuse", "allow"]) ?? c.budget.background
+        if let betas = string("budget.allowed_betas") {
+            guard betas != "<list>" else {
+                throw fail("budget.allowed_betas", "must be one comma-separated string, e.g. \"my-beta-2026-01-01, other-beta-2026-02-01\"")
+            }
+            c.budget.allowedBetas = Set(betas.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+        }
 
         c.upstream.connectTimeoutMilliseconds = try int("upstream.connect_timeout_ms", in: 1...600_000, "") ?? c.upstream.connectTimeoutMilliseconds
         c.upstream.timeoutSeconds = try int("upstream.timeout_seconds", in: 1...86_400, "") ?? c.upstream.timeoutSeconds

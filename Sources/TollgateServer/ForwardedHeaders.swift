@@ -58,4 +58,5 @@ extension HTTPField.Name {
     /// Which on-limit mode acted: `warn` or `stop`.
     static let budgetOnLimit = HTTPField.Name("X-Budget-On-Limit")!
     static let budgetDowngradedFrom = HTTPField.Name("X-Budget-Downgraded-From")!
+    static let anthropicBeta = HTTPField.Name("anthropic-beta")!
 }

@@ -314,6 +314,21 @@ struct ExactnessTests {
         }
     }
 
+    @Test("hole 6: an Anthropic beta whose cost is not priced is refused in strict mode; a priced one, or one the operator allows, passes")
+    func unpricedBeta() async throws {
+        try await withProxy(configure: { $0.budget.allowedBetas = ["house-beta-2026-01-01"] }) { replica, mock, _ throws in
+            let client = TestRedis.uniqueClient("beta")
+            let body = #"{"model":"claude-haiku-4-5","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#
+            let refused = await post(replica, body, client, [("anthropic-beta", "prompt-caching-2024-07-31, new-pricing-2027-01-01")], path: "/v1/messages")
+            #expect(refused.status == 400)
+            let message = try #require(refused.json?["error"]?["message"]?.string)
+            #expect(message.contains("new-pricing-2027-01-01") && message.contains("budget.allowed_betas"))
+            #expect(mock.recorder.count == 0)
+            #expect(await post(replica, body, client, [("anthropic-beta", "context-1m-2025-08-07")], path: "/v1/messages").status == 200)
+            #expect(await post(replica, body, client, [("anthropic-beta", "house-beta-2026-01-01")], path: "/v1/messages").status == 200)
+        }
+    }
+
     // MARK: 7. Allowances that were too small
 
     @Test("hole 7: a gpt-4o-mini image reserves its real worst case (tens of thousands of tokens), not 2,000")
