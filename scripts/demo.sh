@@ -209,9 +209,9 @@ redis HSET "tollgate:{demo-loop}:limits" loop_max 3 loop_window 60 >/dev/null
 echo "    redis-cli HSET 'tollgate:{demo-loop}:limits' loop_max 3 loop_window 60"
 for i in 1 2 3 4; do policy_call "identical request #$i" demo-loop "$small"; done
 
-step "Workflow run budget: X-Budget-Run: research-42 with X-Budget-Run-USD: 0.00005"
+step "Workflow run budget: X-Budget-Run: research-42 with X-Budget-Run-USD: 0.00002"
 for i in 1 2 3; do
-  policy_call "run research-42 #$i" demo-run "$small" -H 'X-Budget-Run: research-42' -H 'X-Budget-Run-USD: 0.00005'
+  policy_call "run research-42 #$i" demo-run "$small" -H 'X-Budget-Run: research-42' -H 'X-Budget-Run-USD: 0.00002'
 done
 echo "    redis-cli HGETALL 'tollgate:{demo-run}:run:research-42': $(redis HGETALL "tollgate:{demo-run}:run:research-42" | paste -sd' ')"
 
