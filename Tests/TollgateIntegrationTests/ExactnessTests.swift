@@ -41,6 +41,13 @@ struct ExactnessTests {
         return reserved
     }
 
+    /// The request settled at exactly what was reserved for it, and the log says so.
+    func expectChargedItsReservation(_ client: ClientID, _ reserved: Int64, _ log: AccessLog,
+                                     sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1), sourceLocation: sourceLocation)
+        #expect(try await log.charged(client) == "reservation", sourceLocation: sourceLocation)
+    }
+
     /// A replica with an access log captured in memory (to tell usage from bounds).
     func withProxy(configure: (inout TollgateConfig) -> Void = { _ in },
                    _ body: (Replica, RunningMockProvider, AccessLog) async throws -> Void) async throws {
@@ -116,8 +123,7 @@ struct ExactnessTests {
             let answer = await reply
             #expect(answer.status == 200)
             #expect(answer.json?["status"]?.string == "queued")
-            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
-            #expect(try await log.charged(client) == "reservation")
+            try await expectChargedItsReservation(client, reserved, log)
         }
     }
 
@@ -130,8 +136,7 @@ struct ExactnessTests {
             async let reply = post(replica, Self.chat, client, [("X-Mock-Latency-Ms", "2500")])
             let reserved = try await reservationInFlight(client)
             #expect(await reply.status == 502)
-            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
-            #expect(try await log.charged(client) == "reservation")
+            try await expectChargedItsReservation(client, reserved, log)
         }
     }
 
@@ -142,8 +147,7 @@ struct ExactnessTests {
             async let reply = post(replica, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40"), ("X-Mock-Latency-Ms", "600")])
             let reserved = try await reservationInFlight(client)
             #expect(await reply.status == 502)
-            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
-            #expect(try await log.charged(client) == "reservation")
+            try await expectChargedItsReservation(client, reserved, log)
         }
     }
 
@@ -171,8 +175,7 @@ struct ExactnessTests {
             // Hang up after the first visible output: the provider has billed 3,000 reasoning tokens.
             for await part in transfer.parts { if case .body = part { break } }
             transfer.cancel()
-            #expect(try await settled(client) == Totals(spent: reserved, reserved: 0, requests: 1))
-            #expect(try await log.charged(client) == "reservation")
+            try await expectChargedItsReservation(client, reserved, log)
         }
     }
 
