@@ -28,6 +28,13 @@ extension ProxyPipeline {
         }
     }
 
+    /// Strict mode: an `anthropic-beta` the pricing does not cover may cost more than estimated.
+    func refuseUnpricedBetas(_ headers: HTTPFields, route: ProxyRoute) throws {
+        guard config.budget.mode == .strict, route.family == .anthropic,
+              let beta = AnthropicBetas.unbounded(headers[values: .anthropicBeta], allowed: config.budget.allowedBetas).first else { return }
+        throw ProxyError.badRequest(.invalidHeader("anthropic-beta", "The anthropic-beta \"\(beta)\" may change what the request costs, and Tollgate's pricing does not cover it, so strict mode cannot bound it. Remove it, or have the operator add it to budget.allowed_betas once the pricing table covers it."))
+    }
+
     /// The cheaper model's prices and estimate, for the same body.
     func pricedFallback(_ model: String, _ scanned: ScannedRequest, route: ProxyRoute) throws -> PricedRequest {
         guard let price = prices.price(for: model) else {

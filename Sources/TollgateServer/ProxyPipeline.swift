@@ -53,10 +53,7 @@ struct ProxyPipeline: Sendable {
             throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
         }
         let requested = try priced(scanned, route: route, price: requestedPrice)
-        if config.budget.mode == .strict, route.family == .anthropic,
-           let beta = AnthropicBetas.unbounded(request.headers[values: .anthropicBeta], allowed: config.budget.allowedBetas).first {
-            throw ProxyError.badRequest(.invalidHeader("anthropic-beta", "The anthropic-beta \"\(beta)\" may change what the request costs, and Tollgate's pricing does not cover it, so strict mode cannot bound it. Remove it, or have the operator add it to budget.allowed_betas once the pricing table covers it."))
-        }
+        try refuseUnpricedBetas(request.headers, route: route)
 
         // 3. Reserve it, or refuse without sending anything upstream. The client's policy (on-limit
         // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
