@@ -6,15 +6,18 @@ public struct BudgetAdmin: Sendable {
     public let redis: RedisConnection
     public let defaultDailyLimit: NanoUSD
     public let defaultMonthlyLimit: NanoUSD
+    /// `clients.defaults`: what a client's own policy fields fall back to.
+    public let defaultPolicy: ClientPolicy
     /// The budget timezone as of a moment (`TollgateConfig.timezoneSchedule(at:)`): days and
     /// their resets are named with the same arithmetic as `lua/reserve_v3.lua`.
     public let timezone: @Sendable (UnixTime) -> TimezoneSchedule
 
     public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD,
-                timezone: @escaping @Sendable (UnixTime) -> TimezoneSchedule) {
+                defaultPolicy: ClientPolicy = ClientPolicy(), timezone: @escaping @Sendable (UnixTime) -> TimezoneSchedule) {
         self.redis = redis
         self.defaultDailyLimit = defaultDailyLimit
         self.defaultMonthlyLimit = defaultMonthlyLimit
+        self.defaultPolicy = defaultPolicy
         self.timezone = timezone
     }
 
