@@ -47,7 +47,7 @@ public struct EffectivePolicy: Sendable, Equatable {
     public var runLimit: Value<NanoUSD?>
 
     public init(own: OwnPolicy, defaults: ClientPolicy) {
-        func pick<T>(_ own: T?, _ fallback: T) -> Value<T> { Value(value: own ?? fallback, isDefault: own == nil) }
+        func pick<T: Sendable & Equatable>(_ own: T?, _ fallback: T) -> Value<T> { Value(value: own ?? fallback, isDefault: own == nil) }
         onLimit = pick(own.onLimit, defaults.onLimit)
         downgradeAt = pick(own.downgradeAt, defaults.downgrade?.atPercent ?? 0)
         var models = (defaults.downgrade?.models ?? [:]).mapValues { Value(value: $0, isDefault: true) }
@@ -56,7 +56,7 @@ public struct EffectivePolicy: Sendable, Equatable {
         loopMax = pick(own.loopMax, defaults.loopBreaker?.maxRepeats ?? 0)
         // The script's fallback window when the defaults have no loop breaker (BudgetStore).
         loopWindow = pick(own.loopWindow, defaults.loopBreaker?.windowSeconds ?? 60)
-        runLimit = own.runLimit.map { Value(value: $0, isDefault: false) } ?? Value(value: defaults.runLimit, isDefault: true)
+        runLimit = Value<NanoUSD?>(value: own.runLimit ?? defaults.runLimit, isDefault: own.runLimit == nil)
     }
 }
 

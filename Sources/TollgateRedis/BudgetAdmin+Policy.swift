@@ -3,23 +3,23 @@ import TollgateCore
 /// Changes to a client's limits hash (its limits and its own policy fields): values to set and fields to
 /// remove (the default applies again). Built by the admin API and the CLI after validation.
 public struct BudgetEdit: Sendable, Equatable {
-    public var set: [String: String] = [:]
+    public var values: [String: String] = [:]
     public var remove: Set<String> = []
     /// Removes every `downgrade:<model>` field the client has.
     public var removeAllDowngrades = false
 
     public init() {}
 
-    public var isEmpty: Bool { set.isEmpty && remove.isEmpty && !removeAllDowngrades }
+    public var isEmpty: Bool { values.isEmpty && remove.isEmpty && !removeAllDowngrades }
 
     /// nil removes the field.
     public mutating func put(_ field: String, _ value: String?) {
         if let value {
-            set[field] = value
+            values[field] = value
             remove.remove(field)
         } else {
             remove.insert(field)
-            set[field] = nil
+            values[field] = nil
         }
     }
 }
@@ -40,10 +40,10 @@ extension BudgetAdmin {
         var remove = edit.remove
         if edit.removeAllDowngrades {
             let fields = try await redis.call(.command(["HKEYS", key])).array?.compactMap(\.string) ?? []
-            remove.formUnion(fields.filter { $0.hasPrefix(ClientPolicy.Field.downgradePrefix) && edit.set[$0] == nil })
+            remove.formUnion(fields.filter { $0.hasPrefix(ClientPolicy.Field.downgradePrefix) && edit.values[$0] == nil })
         }
-        if !edit.set.isEmpty {
-            _ = try await redis.call(.command(["HSET", key] + edit.set.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
+        if !edit.values.isEmpty {
+            _ = try await redis.call(.command(["HSET", key] + edit.values.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
         }
         if !remove.isEmpty { _ = try await redis.call(.command(["HDEL", key] + remove.sorted())) }
     }

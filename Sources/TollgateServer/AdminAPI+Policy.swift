@@ -89,16 +89,24 @@ extension AdminAPI {
     }
 
     static func policyJSON(_ p: EffectivePolicy, marked: Bool) -> JSONValue {
-        func member<T>(_ key: String, _ v: EffectivePolicy.Value<T>, _ json: (T) -> JSONValue) -> [(key: String, value: JSONValue)] {
-            [(key, json(v.value))] + (marked ? [(key + "_is_default", .bool(v.isDefault))] : [])
+        typealias Members = [(key: String, value: JSONValue)]
+        func member<T: Sendable & Equatable>(_ key: String, _ v: EffectivePolicy.Value<T>, _ json: (T) -> JSONValue) -> Members {
+            var out: Members = [(key: key, value: json(v.value))]
+            if marked { out.append((key: key + "_is_default", value: JSONValue.bool(v.isDefault))) }
+            return out
         }
         let models = p.downgrades.sorted { $0.key < $1.key }
-        var downgrade = member("at_percent", p.downgradeAt) { .number(String($0)) }
-        downgrade.append(("models", .object(models.map { ($0.key, .string($0.value.value)) })))
-        if marked { downgrade.append(("models_is_default", .object(models.map { ($0.key, .bool($0.value.isDefault)) }))) }
-        let loop = member("max_repeats", p.loopMax) { .number(String($0)) } + member("window_seconds", p.loopWindow) { .number(String($0)) }
-        return .object(
-            member("on_limit", p.onLimit) { .string($0.rawValue) } + [("downgrade", .object(downgrade)), ("loop_breaker", .object(loop))]
-                + member("run_limit_usd", p.runLimit) { $0.map { .number($0.usdString) } ?? .null })
+        var downgrade = member("at_percent", p.downgradeAt) { JSONValue.number(String($0)) }
+        downgrade.append((key: "models", value: JSONValue.object(models.map { (key: $0.key, value: JSONValue.string($0.value.value)) })))
+        if marked {
+            downgrade.append((key: "models_is_default", value: JSONValue.object(models.map { (key: $0.key, value: JSONValue.bool($0.value.isDefault)) })))
+        }
+        let loop = member("max_repeats", p.loopMax) { JSONValue.number(String($0)) }
+            + member("window_seconds", p.loopWindow) { JSONValue.number(String($0)) }
+        var all = member("on_limit", p.onLimit) { JSONValue.string($0.rawValue) }
+        all.append((key: "downgrade", value: JSONValue.object(downgrade)))
+        all.append((key: "loop_breaker", value: JSONValue.object(loop)))
+        all += member("run_limit_usd", p.runLimit) { $0.map { JSONValue.number($0.usdString) } ?? JSONValue.null }
+        return .object(all)
     }
 }

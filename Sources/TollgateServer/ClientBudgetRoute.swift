@@ -39,7 +39,7 @@ struct ClientBudgetRoute: Sendable {
         var spend = try await admin.spend(client, date: date)
         spend.day.limit = BudgetHeaderCaps.lowering(spend.day.limit, to: caps.daily) ?? spend.day.limit
         spend.month.limit = BudgetHeaderCaps.lowering(spend.month.limit, to: caps.monthly) ?? spend.month.limit
-        let policy = try await own.policy
+        let (_, policy) = try await own
         guard case .object(var members) = AdminAPI.spendJSON(spend, date: date) else { return .null }
         if let run = caps.run {
             // The same cap as lua/reserve_v3.lua: the header's, lowering the policy's run_limit.
@@ -48,8 +48,8 @@ struct ClientBudgetRoute: Sendable {
             members.append(("run", .object([
                 ("run_id", .string(run.rawValue)), ("spent_usd", .number(r.spent.usdString)),
                 ("reserved_usd", .number(r.reserved.usdString)), ("requests", .number(String(r.requests))),
-                ("limit_usd", limit.map { .number($0.usdString) } ?? .null),
-                ("remaining_usd", limit.map { .number(max(.zero, $0 - r.spent - r.reserved).usdString) } ?? .null),
+                ("limit_usd", limit.map { JSONValue.number($0.usdString) } ?? JSONValue.null),
+                ("remaining_usd", limit.map { JSONValue.number(max(NanoUSD.zero, $0 - r.spent - r.reserved).usdString) } ?? JSONValue.null),
             ])))
         }
         members.append(("policy", AdminAPI.policyJSON(policy, marked: false)))

@@ -50,8 +50,8 @@ func usdOption(_ raw: String?, _ name: String) throws -> NanoUSD? {
 }
 
 struct Budgets: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read and set per-client limits and policies.", aliases: ["budget"],
-                                                    subcommands: [Set.self, Get.self, Reset.self])
+    static let configuration = CommandConfiguration(abstract: "Read and set per-client limits and policies.",
+                                                    subcommands: [Set.self, Get.self, Reset.self], aliases: ["budget"])
 
     struct Set: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -147,7 +147,7 @@ struct Budgets: AsyncParsableCommand {
 
 func printBudget(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, policy: EffectivePolicy)) {
     let l = budget.limits, p = budget.policy
-    func mark<T>(_ v: EffectivePolicy.Value<T>) -> String { v.isDefault ? " (default)" : "" }
+    func mark<T: Sendable & Equatable>(_ v: EffectivePolicy.Value<T>) -> String { v.isDefault ? " (default)" : "" }
     print("\(client): daily $\(l.daily.usdString)\(l.dailyIsDefault ? " (default)" : ""), monthly $\(l.monthly.usdString)\(l.monthlyIsDefault ? " (default)" : "")")
     print("  on limit:      \(p.onLimit.value.rawValue)\(mark(p.onLimit))")
     print("  downgrade at:  \(p.downgradeAt.value == 0 ? "off" : "\(p.downgradeAt.value)%")\(mark(p.downgradeAt))")
