@@ -76,8 +76,7 @@ struct AdminAPI: Sendable {
     /// Limits and policy back to the defaults.
     func resetBudget(_ context: BasicRequestContext) async throws -> (HTTPResponse.Status, JSONValue) {
         let client = try Self.clientID(context.parameters.get("client_id"), field: "client_id")
-        _ = try await admin.resetLimits(client)
-        return (.ok, Self.budgetJSON(client, try await admin.budget(client)))
+        return (.ok, Self.budgetJSON(client, try await admin.reset(client)))
     }
 
     static func budgetJSON(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, policy: EffectivePolicy)) -> JSONValue {

@@ -137,10 +137,7 @@ struct Budgets: AsyncParsableCommand {
         @Argument var client: String
         func run() async throws {
             let id = try clientArgument(client)
-            printBudget(id, try await redis.withAdmin { admin, _ in
-                _ = try await admin.resetLimits(id)
-                return try await admin.budget(id)
-            })
+            printBudget(id, try await redis.withAdmin { admin, _ in try await admin.reset(id) })
         }
     }
 }
