@@ -33,6 +33,10 @@ public struct EffectivePolicy: Sendable, Equatable {
     public struct Value<T: Sendable & Equatable>: Sendable, Equatable {
         public var value: T
         public var isDefault: Bool
+        public init(value: T, isDefault: Bool) {
+            self.value = value
+            self.isDefault = isDefault
+        }
     }
 
     public var onLimit: Value<ClientPolicy.OnLimit>
