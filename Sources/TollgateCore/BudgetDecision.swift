@@ -226,4 +226,6 @@ public struct RedisKeys: Sendable {
     public var leases: String { base + ":leases" }
     public func day(_ date: String) -> String { base + ":day:" + date }
     public func month(_ yearMonth: String) -> String { base + ":month:" + yearMonth }
+    /// A workflow run's counters (lua/reserve_v3.lua builds the same name from the prefix).
+    public func run(_ id: RunID) -> String { base + ":run:" + id.rawValue }
 }

@@ -1,20 +1,23 @@
 import TollgateCore
 
-/// What operators read and set: limits, spend, virtual keys. Used by the admin API and the CLI
-/// (which talks to Redis directly, so it works with no replica up).
+/// What operators read and set: limits, policies, spend, virtual keys. Used by the admin API, the CLI
+/// (which talks to Redis directly, so it works with no replica up) and a client's own `GET /v1/budget`.
 public struct BudgetAdmin: Sendable {
     public let redis: RedisConnection
     public let defaultDailyLimit: NanoUSD
     public let defaultMonthlyLimit: NanoUSD
+    /// `clients.defaults`: what a client's own policy fields fall back to.
+    public let defaultPolicy: ClientPolicy
     /// The budget timezone as of a moment (`TollgateConfig.timezoneSchedule(at:)`): days and
     /// their resets are named with the same arithmetic as `lua/reserve_v3.lua`.
     public let timezone: @Sendable (UnixTime) -> TimezoneSchedule
 
     public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD,
-                timezone: @escaping @Sendable (UnixTime) -> TimezoneSchedule) {
+                defaultPolicy: ClientPolicy = ClientPolicy(), timezone: @escaping @Sendable (UnixTime) -> TimezoneSchedule) {
         self.redis = redis
         self.defaultDailyLimit = defaultDailyLimit
         self.defaultMonthlyLimit = defaultMonthlyLimit
+        self.defaultPolicy = defaultPolicy
         self.timezone = timezone
     }
 
@@ -26,25 +29,13 @@ public struct BudgetAdmin: Sendable {
     }
 
     public func limits(_ client: ClientID) async throws -> Limits {
-        let values = try await redis.call(.command(["HMGET", RedisKeys(client).limits, "daily", "monthly"])).array ?? []
-        let daily = values.first?.int, monthly = values.dropFirst().first?.int
-        return Limits(daily: daily.map(NanoUSD.init) ?? defaultDailyLimit, monthly: monthly.map(NanoUSD.init) ?? defaultMonthlyLimit,
-                      dailyIsDefault: daily == nil, monthlyIsDefault: monthly == nil)
+        try await budget(client).limits
     }
 
-    /// Sets either limit; nil puts that limit back to the default. Every replica sees it on its next request.
-    public func setLimits(_ client: ClientID, daily: NanoUSD?, monthly: NanoUSD?) async throws -> Limits {
-        let key = RedisKeys(client).limits
-        for (field, value) in [("daily", daily), ("monthly", monthly)] {
-            if let value { _ = try await redis.call(.command(["HSET", key, field, String(value.value)])) }
-            else { _ = try await redis.call(.command(["HDEL", key, field])) }
-        }
-        return try await limits(client)
-    }
-
-    public func resetLimits(_ client: ClientID) async throws -> Limits {
+    /// Limits and policy back to the defaults.
+    public func reset(_ client: ClientID) async throws -> (limits: Limits, policy: EffectivePolicy) {
         _ = try await redis.call(.command(["DEL", RedisKeys(client).limits]))
-        return try await limits(client)
+        return try await budget(client)
     }
 
     public struct PeriodSpend: Sendable, Equatable {

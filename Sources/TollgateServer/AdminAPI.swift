@@ -57,29 +57,34 @@ struct AdminAPI: Sendable {
     func setBudget(_ request: Request) async throws -> (HTTPResponse.Status, JSONValue) {
         let body = try await Self.body(request)
         let client = try Self.clientID(body["client_id"]?.string, field: "client_id")
-        for field in body.objectKeys where !["client_id", "daily_limit_usd", "monthly_limit_usd"].contains(field) {
-            throw Failure.bad("Unknown field \"\(field)\". Send client_id, daily_limit_usd and monthly_limit_usd (null = the default).")
+        for field in body.objectKeys where !["client_id", "daily_limit_usd", "monthly_limit_usd", "policy"].contains(field) {
+            throw Failure.bad("Unknown field \"\(field)\". Send client_id, daily_limit_usd and monthly_limit_usd (null = the default), and optionally policy.")
         }
-        let limits = try await admin.setLimits(client, daily: try Self.usd(body["daily_limit_usd"], "daily_limit_usd"),
-                                               monthly: try Self.usd(body["monthly_limit_usd"], "monthly_limit_usd"))
-        return (.ok, Self.budgetJSON(client, limits))
+        // Everything is checked before anything is written.
+        var edit = try Self.policyEdit(body["policy"])
+        edit.put("daily", try Self.usd(body["daily_limit_usd"], "daily_limit_usd").map { String($0.value) })
+        edit.put("monthly", try Self.usd(body["monthly_limit_usd"], "monthly_limit_usd").map { String($0.value) })
+        try await admin.edit(client, edit)
+        return (.ok, Self.budgetJSON(client, try await admin.budget(client)))
     }
 
     func getBudget(_ context: BasicRequestContext) async throws -> (HTTPResponse.Status, JSONValue) {
         let client = try Self.clientID(context.parameters.get("client_id"), field: "client_id")
-        return (.ok, Self.budgetJSON(client, try await admin.limits(client)))
+        return (.ok, Self.budgetJSON(client, try await admin.budget(client)))
     }
 
+    /// Limits and policy back to the defaults.
     func resetBudget(_ context: BasicRequestContext) async throws -> (HTTPResponse.Status, JSONValue) {
         let client = try Self.clientID(context.parameters.get("client_id"), field: "client_id")
-        return (.ok, Self.budgetJSON(client, try await admin.resetLimits(client)))
+        return (.ok, Self.budgetJSON(client, try await admin.reset(client)))
     }
 
-    static func budgetJSON(_ client: ClientID, _ l: BudgetAdmin.Limits) -> JSONValue {
-        .object([
+    static func budgetJSON(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, policy: EffectivePolicy)) -> JSONValue {
+        let l = budget.limits
+        return .object([
             ("client_id", .string(client.rawValue)), ("daily_limit_usd", .number(l.daily.usdString)),
             ("monthly_limit_usd", .number(l.monthly.usdString)), ("daily_is_default", .bool(l.dailyIsDefault)),
-            ("monthly_is_default", .bool(l.monthlyIsDefault)),
+            ("monthly_is_default", .bool(l.monthlyIsDefault)), ("policy", policyJSON(budget.policy, marked: true)),
         ])
     }
 
@@ -171,7 +176,8 @@ struct AdminAPI: Sendable {
         return id
     }
 
-    /// Absent or null: the configured default. Otherwise a non-negative USD amount.
+    /// Absent or null: the configured default. Otherwise a non-negative USD amount, parsed from
+    /// the number's own text (never through Double), so `1e-06` is exactly 1000 nano-USD.
     static func usd(_ value: JSONValue?, _ field: String) throws -> NanoUSD? {
         guard let value, !value.isNull else { return nil }
         guard case .number(let text) = value, let v = NanoUSD(usd: text), v >= .zero, v < NanoUSD.scriptLimit else {

@@ -57,6 +57,7 @@ public final class Tollgate: Sendable {
         policy.clientDefaults = config.clients.defaults
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
+                            defaultPolicy: config.clients.defaults,
                             timezone: { [config] in config.timezoneSchedule(at: $0) })
         keys = VirtualKeyStore(redis: redis)
         var keys: [APIFamily: String] = [:]
@@ -88,6 +89,10 @@ public final class Tollgate: Sendable {
         }
         router.get("/v1/models") { request, context in await pipeline.passThrough(request, context) }
         router.get("/healthz") { _, _ in "ok\n" }
+        // A client's own budget (ClientBudgetRoute.swift), identified like a proxied request.
+        let ownBudget = ClientBudgetRoute(identity: ClientIdentity(clients: config.clients, keys: keys), admin: admin,
+                                          headerNames: config.clients.budgetHeaders)
+        router.get("/v1/budget") { request, _ in await ownBudget.respond(request) }
         if let registry = metrics {
             router.get("/metrics") { _, _ in
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

@@ -30,7 +30,7 @@ struct RedisOptions: ParsableArguments {
         logger.logLevel = .error
         let connection = RedisConnection(endpoint: endpoint, timeoutMilliseconds: max(settings.redis.timeoutMilliseconds, 2_000), scripts: [], logger: logger)
         let admin = BudgetAdmin(redis: connection, defaultDailyLimit: settings.clients.dailyLimit,
-                                defaultMonthlyLimit: settings.clients.monthlyLimit,
+                                defaultMonthlyLimit: settings.clients.monthlyLimit, defaultPolicy: settings.clients.defaults,
                                 timezone: { [settings] in settings.timezoneSchedule(at: $0) })
         return (admin, VirtualKeyStore(redis: connection), connection)
     }
@@ -50,54 +50,109 @@ func usdOption(_ raw: String?, _ name: String) throws -> NanoUSD? {
 }
 
 struct Budgets: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read and set per-client limits.", subcommands: [Set.self, Get.self, Reset.self])
+    static let configuration = CommandConfiguration(abstract: "Read and set per-client limits and policies.",
+                                                    subcommands: [Set.self, Get.self, Reset.self], aliases: ["budget"])
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set a client's daily and/or monthly limit (USD).")
+        static let configuration = CommandConfiguration(
+            abstract: "Set a client's daily and/or monthly limit (USD) and its own policy.",
+            discussion: "Options not given keep the client's current values. A policy option given the value 'default' removes the client's own value, so the config's clients.defaults applies again.")
         @OptionGroup var redis: RedisOptions
         @Argument var client: String
         @Option var daily: String?
         @Option var monthly: String?
         @Flag(help: "Put the limits not given back to the defaults.") var resetOthers = false
+        @Option(help: "What a request over the budget gets: block, warn or stop.") var onLimit: String?
+        @Option(help: "Percent of a budget (1-100) from which requests move to cheaper models; 0 turns downgrade off.") var downgradeAt: String?
+        @Option(help: ArgumentHelp("A model and its cheaper replacement (repeatable); CHEAPER 'none': never downgrade MODEL.", valueName: "MODEL=CHEAPER"))
+        var downgrade: [String] = []
+        @Option(help: "Most repeats of one request within the loop window; 0 turns the loop breaker off.") var loopMax: String?
+        @Option(help: "The loop breaker's window, seconds (1-86400).") var loopWindow: String?
+        @Option(help: "Default cap of a workflow run (X-Budget-Run), USD.") var runLimit: String?
 
         func run() async throws {
             let id = try clientArgument(client)
-            guard daily != nil || monthly != nil else { throw ValidationError("give --daily and/or --monthly") }
-            let (newDaily, newMonthly) = (try usdOption(daily, "daily"), try usdOption(monthly, "monthly"))
-            let limits = try await redis.withAdmin { admin, _ in
-                let current = try await admin.limits(id)
-                // A limit not given keeps its current value, unless --reset-others puts it back to the default.
-                return try await admin.setLimits(
-                    id, daily: newDaily ?? (resetOthers || current.dailyIsDefault ? nil : current.daily),
-                    monthly: newMonthly ?? (resetOthers || current.monthlyIsDefault ? nil : current.monthly))
+            var edit = try policyEdit()
+            guard daily != nil || monthly != nil || !edit.isEmpty else {
+                throw ValidationError("give --daily, --monthly or a policy option (--on-limit, --downgrade-at, --downgrade, --loop-max, --loop-window, --run-limit)")
             }
-            printLimits(id, limits)
+            for (field, raw, name) in [("daily", daily, "daily"), ("monthly", monthly, "monthly")] {
+                if let value = try usdOption(raw, name) { edit.put(field, String(value.value)) } else if resetOthers { edit.put(field, nil) }
+            }
+            let budget = try await redis.withAdmin { admin, _ in
+                try await admin.edit(id, edit)
+                return try await admin.budget(id)
+            }
+            printBudget(id, budget)
+        }
+
+        /// The policy options as one edit of the limits hash; `default` removes a value.
+        func policyEdit() throws -> BudgetEdit {
+            typealias F = ClientPolicy.Field
+            var edit = BudgetEdit()
+            func given(_ raw: String?, _ field: String, _ check: (String) throws -> String) throws {
+                guard let raw else { return }
+                edit.put(field, raw == "default" ? nil : try check(raw))
+            }
+            func integer(_ name: String, _ range: ClosedRange<Int>, _ what: String) -> (String) throws -> String {
+                { raw in
+                    guard let n = Int(raw), range.contains(n) else {
+                        throw ValidationError("--\(name) must be \(what) from \(range.lowerBound) to \(range.upperBound), or 'default' (got \(raw))")
+                    }
+                    return String(n)
+                }
+            }
+            try given(onLimit, F.onLimit) { raw in
+                guard ClientPolicy.OnLimit(rawValue: raw) != nil else { throw ValidationError("--on-limit must be block, warn, stop or default (got \(raw))") }
+                return raw
+            }
+            try given(downgradeAt, F.downgradeAt, integer("downgrade-at", PolicyRule.percent, "a percent (0 turns downgrade off)"))
+            try given(loopMax, F.loopMax, integer("loop-max", PolicyRule.loopMax, "a number of repeats (0 turns the loop breaker off)"))
+            try given(loopWindow, F.loopWindow, integer("loop-window", PolicyRule.loopWindow, "seconds"))
+            try given(runLimit, F.runLimit) { raw in String(try usdOption(raw, "run-limit")!.value) }
+            for pair in downgrade {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, PolicyRule.isModelName(parts[0]), PolicyRule.isModelName(parts[1]) else {
+                    throw ValidationError("--downgrade must be MODEL=CHEAPER, e.g. gpt-4o=gpt-4o-mini (CHEAPER 'none' or 'default' also work), each \(PolicyRule.modelName) (got \(pair))")
+                }
+                edit.put(F.downgrade(parts[0]), parts[1] == "default" ? nil : parts[1])
+            }
+            return edit
         }
     }
 
     struct Get: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a client's limits.")
+        static let configuration = CommandConfiguration(abstract: "Show a client's limits and the policy in force.", aliases: ["show"])
         @OptionGroup var redis: RedisOptions
         @Argument var client: String
         func run() async throws {
             let id = try clientArgument(client)
-            printLimits(id, try await redis.withAdmin { admin, _ in try await admin.limits(id) })
+            printBudget(id, try await redis.withAdmin { admin, _ in try await admin.budget(id) })
         }
     }
 
     struct Reset: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Put a client's limits back to the defaults.")
+        static let configuration = CommandConfiguration(abstract: "Put a client's limits and policy back to the defaults.")
         @OptionGroup var redis: RedisOptions
         @Argument var client: String
         func run() async throws {
             let id = try clientArgument(client)
-            printLimits(id, try await redis.withAdmin { admin, _ in try await admin.resetLimits(id) })
+            printBudget(id, try await redis.withAdmin { admin, _ in try await admin.reset(id) })
         }
     }
 }
 
-func printLimits(_ client: ClientID, _ l: BudgetAdmin.Limits) {
+func printBudget(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, policy: EffectivePolicy)) {
+    let l = budget.limits, p = budget.policy
+    func mark<T: Sendable & Equatable>(_ v: EffectivePolicy.Value<T>) -> String { v.isDefault ? " (default)" : "" }
     print("\(client): daily $\(l.daily.usdString)\(l.dailyIsDefault ? " (default)" : ""), monthly $\(l.monthly.usdString)\(l.monthlyIsDefault ? " (default)" : "")")
+    print("  on limit:      \(p.onLimit.value.rawValue)\(mark(p.onLimit))")
+    print("  downgrade at:  \(p.downgradeAt.value == 0 ? "off" : "\(p.downgradeAt.value)%")\(mark(p.downgradeAt))")
+    for (model, cheaper) in p.downgrades.sorted(by: { $0.key < $1.key }) {
+        print("    \(model) -> \(cheaper.value)\(mark(cheaper))")
+    }
+    print("  loop breaker:  \(p.loopMax.value == 0 ? "off" : "\(p.loopMax.value) repeats")\(mark(p.loopMax)), window \(p.loopWindow.value) s\(mark(p.loopWindow))")
+    print("  run limit:     \(p.runLimit.value.map { "$" + $0.usdString } ?? "none")\(mark(p.runLimit))")
 }
 
 struct Spend: AsyncParsableCommand {

@@ -60,4 +60,41 @@ struct CLITests {
         r = try run(["budgets", "set", client.rawValue, "--daily", "lots"])
         #expect(r.status != 0 && r.output.contains("USD amount"))
     }
+
+    @Test("budget set takes policy options, budget show prints the policy in force, and 'default' removes a value")
+    func policyCommands() async throws {
+        let client = TestRedis.uniqueClient("clipol")
+        var r = try run(["budget", "set", client.rawValue, "--on-limit", "warn", "--downgrade-at", "80", "--downgrade", "gpt-4o=gpt-4o-mini",
+                         "--downgrade", "o3=none", "--loop-max", "20", "--loop-window", "60", "--run-limit", "5"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try await TestRedis.hash(RedisKeys(client).limits) == [
+            "on_limit": "warn", "downgrade_at": "80", "downgrade:gpt-4o": "gpt-4o-mini", "downgrade:o3": "none",
+            "loop_max": "20", "loop_window": "60", "run_limit": "5000000000",
+        ])
+        r = try run(["budget", "show", client.rawValue])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("daily $10 (default)"))
+        #expect(r.output.contains("on limit:      warn\n"), "\(r.output)")
+        #expect(r.output.contains("downgrade at:  80%\n"))
+        #expect(r.output.contains("gpt-4o -> gpt-4o-mini\n") && r.output.contains("o3 -> none\n"))
+        #expect(r.output.contains("loop breaker:  20 repeats, window 60 s\n"))
+        #expect(r.output.contains("run limit:     $5\n"))
+
+        r = try run(["budgets", "set", client.rawValue, "--on-limit", "default", "--downgrade", "o3=default", "--daily", "1e-06"])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(try await TestRedis.hash(RedisKeys(client).limits) == [
+            "daily": "1000", "downgrade_at": "80", "downgrade:gpt-4o": "gpt-4o-mini", "loop_max": "20", "loop_window": "60", "run_limit": "5000000000",
+        ])
+        #expect(r.output.contains("on limit:      block (default)"), "\(r.output)")
+
+        for (arguments, hint) in [(["--on-limit", "sometimes"], "block, warn, stop"), (["--downgrade", "gpt-4o"], "MODEL=CHEAPER"),
+                                  (["--downgrade-at", "101"], "from 0 to 100"), (["--loop-window", "0"], "from 1 to 86400"),
+                                  (["--run-limit", "lots"], "USD amount"), ([], "give --daily")] {
+            r = try run(["budgets", "set", client.rawValue] + arguments)
+            #expect(r.status != 0 && r.output.contains(hint), "\(arguments): \(r.output)")
+        }
+        r = try run(["budgets", "reset", client.rawValue])
+        #expect(try await TestRedis.hash(RedisKeys(client).limits) == [:])
+        #expect(r.output.contains("on limit:      block (default)"))
+    }
 }
