@@ -26,14 +26,7 @@ struct ClientBudgetRoute: Sendable {
 
     func budget(_ headers: HTTPFields) async throws -> JSONValue {
         let client = try await identity.identify(headers)
-        let caps: BudgetHeaderCaps
-        do {
-            caps = try BudgetHeaderCaps(names: headerNames) { name in
-                HTTPField.Name(name).flatMap { headers[values: $0].isEmpty ? nil : headers[values: $0].joined(separator: ", ") }
-            }
-        } catch {
-            throw ProxyError.badRequest(.invalidHeader(error.header, error.message))
-        }
+        let caps = try BudgetHeaderCaps(headers, names: headerNames)
         let date = try await admin.today()
         async let own = admin.budget(client)
         var spend = try await admin.spend(client, date: date)

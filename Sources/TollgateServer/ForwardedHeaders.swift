@@ -60,3 +60,17 @@ extension HTTPField.Name {
     static let budgetDowngradedFrom = HTTPField.Name("X-Budget-Downgraded-From")!
     static let anthropicBeta = HTTPField.Name("anthropic-beta")!
 }
+
+extension BudgetHeaderCaps {
+    /// A request's budget headers (`clients.budget_headers`); a malformed one is a 400 that shows
+    /// a valid value. A repeated header arrives joined with ", ", which the parser refuses.
+    init(_ headers: HTTPFields, names: BudgetHeaderNames) throws(ProxyError) {
+        do {
+            try self.init(names: names) { name in
+                HTTPField.Name(name).flatMap { headers[values: $0].isEmpty ? nil : headers[values: $0].joined(separator: ", ") }
+            }
+        } catch {
+            throw ProxyError.badRequest(.invalidHeader(error.header, error.message))
+        }
+    }
+}

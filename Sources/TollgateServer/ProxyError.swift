@@ -90,7 +90,7 @@ enum ProxyError: Error {
         case .clientDisconnected:
             return "The client closed the connection before the answer."
         case .notFound(let method, let path):
-            return "Tollgate does not proxy \(method) \(path). Supported: POST \(ProxyRoute.allCases.map(\.path).joined(separator: ", ")) and GET /v1/models."
+            return "Tollgate does not proxy \(method) \(path). Supported: POST \(ProxyRoute.allCases.map(\.path).joined(separator: ", ")) and GET /v1/models, GET /v1/budget."
         }
     }
 

@@ -46,14 +46,7 @@ extension ProxyPipeline {
     /// What the request brings to the policy: its fingerprint, run and header budgets (headers
     /// Tollgate strips before forwarding), and the cheaper model the config's defaults expect.
     func reserveOptions(_ headers: HTTPFields, _ scanned: ScannedRequest, route: ProxyRoute) throws -> ReserveOptions {
-        let caps: BudgetHeaderCaps
-        do {
-            caps = try BudgetHeaderCaps(names: config.clients.budgetHeaders) { name in
-                HTTPField.Name(name).flatMap { headers[values: $0].isEmpty ? nil : headers[values: $0].joined(separator: ", ") }
-            }
-        } catch {
-            throw ProxyError.badRequest(.invalidHeader(error.header, error.message))
-        }
+        let caps = try BudgetHeaderCaps(headers, names: config.clients.budgetHeaders)
         var options = ReserveOptions(model: scanned.model)
         options.fingerprint = RequestFingerprint(route: route, request: scanned).hex
         options.dailyCap = caps.daily
