@@ -89,7 +89,7 @@ struct ExactnessTests {
     func successWithoutUsage() async throws {
         try await withProxy { replica, _, log throws in
             let client = TestRedis.uniqueClient("nousage")
-            async let reply = post(replica, Self.chat, client, [("X-Mock-Omit-Usage", "1"), ("X-Mock-Latency-Ms", "600")])
+            async let reply = post(replica, Self.chat, client, [("X-Mock-Omit-Usage", "1"), ("X-Mock-Latency-Ms", "1500")])
             let reserved = try await reservationInFlight(client)
             #expect(await reply.status == 200)
             let after = try await settled(client)
@@ -118,7 +118,7 @@ struct ExactnessTests {
         try await withProxy(configure: { $0.budget.background = .allow }) { replica, _, log throws in
             let client = TestRedis.uniqueClient("bgok")
             let body = #"{"model":"gpt-4o-mini","background":true,"max_output_tokens":50,"input":"hi"}"#
-            async let reply = post(replica, body, client, [("X-Mock-Latency-Ms", "600")], path: "/v1/responses")
+            async let reply = post(replica, body, client, [("X-Mock-Latency-Ms", "1500")], path: "/v1/responses")
             let reserved = try await reservationInFlight(client)
             let answer = await reply
             #expect(answer.status == 200)
@@ -144,7 +144,7 @@ struct ExactnessTests {
     func resetMidBody() async throws {
         try await withProxy { replica, _, log throws in
             let client = TestRedis.uniqueClient("reset")
-            async let reply = post(replica, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40"), ("X-Mock-Latency-Ms", "600")])
+            async let reply = post(replica, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40"), ("X-Mock-Latency-Ms", "1500")])
             let reserved = try await reservationInFlight(client)
             #expect(await reply.status == 502)
             try await expectChargedItsReservation(client, reserved, log)
@@ -198,14 +198,16 @@ struct ExactnessTests {
 
     @Test("hole 4: a non-streamed call that outlives its lease is renewed, not reaped and granted again")
     func slowCallKeepsItsLease() async throws {
-        try await withProxy(configure: { $0.budget.leaseSeconds = 3 }) { replica, _, _ throws in
+        // A 6 s lease renewed every 2 s, a 9 s call, and a reaping pass at 7.5 s: past the lease,
+        // with seconds of slack for a loaded machine.
+        try await withProxy(configure: { $0.budget.leaseSeconds = 6 }) { replica, _, _ throws in
             let client = TestRedis.uniqueClient("slow")
             // Room for one such request only.
             _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "40000"]))
             let body = #"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
-            async let slow = post(replica, body, client, [("X-Mock-Latency-Ms", "5000")])
+            async let slow = post(replica, body, client, [("X-Mock-Latency-Ms", "9000")])
             _ = try await reservationInFlight(client)
-            try await Task.sleep(for: .seconds(4))
+            try await Task.sleep(for: .seconds(7.5))
             // Every reserve reaps the client's expired leases; the slow call's must not be one.
             let second = await post(replica, body, client)
             #expect(second.status == 402, "the slow call still holds the budget")

@@ -73,7 +73,10 @@ struct PolicyTests {
             let client = TestRedis.uniqueClient("warn")
             // Room for about one request (a reservation is ~34,500 nano-USD).
             try await setPolicy(client, ["daily", "40000", "on_limit", "warn"])
-            let replies = await race(pair, 8, body: { _ in Self.chat }, headers: { _ in [("X-Client-ID", client.rawValue)] })
+            // Slow answers keep all eight in flight at once, so only the first fits.
+            let replies = await race(pair, 8, body: { _ in Self.chat }, headers: { _ in
+                [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "3000")]
+            })
             #expect(replies.allSatisfy { $0.status == 200 }, "warn never refuses")
             let marked = replies.filter { $0.header("X-Budget-Exceeded") == "true" }
             #expect(marked.count >= 6 && marked.count <= 7, "all but the one or two that fit")
@@ -156,9 +159,10 @@ struct PolicyTests {
             // Slow answers keep every reservation in flight, so spent + reserved only grows while
             // the race runs (a settle would shrink it to the real, much smaller cost).
             let replies = await race(pair, 40, body: { _ in body }, headers: { _ in
-                [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "1500")]
+                [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "5000")]
             })
             _ = try await eventually { pair.log.json(client: client).count == 40 }
+            #expect(replies.allSatisfy { $0.status == 200 })
             let lines = pair.log.json(client: client).filter { $0["outcome"]?.string == "forwarded" }
             func nano(_ line: JSONValue) -> Int64 { NanoUSD(usd: line["estimate_usd"]?.serialized ?? "0")?.value ?? 0 }
             let expensive = lines.filter { $0["model"]?.string == "gpt-4o" }

@@ -219,7 +219,9 @@ struct ProxyTests {
         try await withProxy { replica, _ in
             let client = TestRedis.uniqueClient()
             let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [
-                ("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "1500"),
+                // Long enough that the answer cannot arrive before the hang-up is seen, even under load
+                // (an answer that did arrive is charged its usage, rightly).
+                ("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "5000"),
             ])
             try await Task.sleep(nanoseconds: 300_000_000)
             transfer.cancel()
