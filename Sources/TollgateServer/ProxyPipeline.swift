@@ -79,12 +79,17 @@ struct ProxyPipeline: Sendable {
         }
         let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
         if injectUsage { rewrite.requestStreamUsage(scanned) }
+        let bill = Bill(price: price, reserved: grant.reserved, strict: config.budget.mode == .strict)
+        guard context.channel.isActive else {
+            // The client left while its budget was reserved: nothing is sent, so nothing is charged.
+            await settle(settlement, bill.charge(.notSent), usage: nil, &record)
+            throw ProxyError.clientDisconnected
+        }
         record.upstreamStarted = .now
         var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
         outgoing.collectBody = !scanned.stream
         let transfer = upstream.start(outgoing)
         let watch = await context.watchDisconnect { transfer.cancel() }
-        let bill = Bill(price: price, reserved: grant.reserved, strict: config.budget.mode == .strict)
 
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()

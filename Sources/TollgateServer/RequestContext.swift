@@ -24,7 +24,11 @@ public struct TollgateRequestContext: RequestContext {
         } else {
             handler = try? await channel.pipeline.handler(type: ConnectionWatch.self).get()
         }
-        guard let handler else { return nil }
+        guard let handler else {
+            // A closed channel has taken its handlers down: the client is already gone.
+            if !channel.isActive { cancel() }
+            return nil
+        }
         handler.watch(cancel)
         return handler
     }

@@ -39,6 +39,39 @@ struct FailureTests {
         await mock.stop()
     }
 
+    @Test("a client that hangs up while its budget is being reserved is not forwarded and is charged nothing")
+    func goneBeforeForwarding() async throws {
+        let redis = try SpawnedRedis()
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url) { $0.redis.timeoutMilliseconds = 5_000 }
+        let client = TestRedis.uniqueClient("gone")
+        // Warm the connection (scripts loaded), then hold every Redis client for 1.5 s.
+        #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: [("X-Client-ID", "warm")]).status == 200)
+        let pauser = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
+        _ = try await pauser.call(.command(["CLIENT", "PAUSE", "1500", "ALL"]))
+        let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [("X-Client-ID", client.rawValue)])
+        try await Task.sleep(for: .milliseconds(400))
+        transfer.cancel()
+        let before = mock.recorder.count
+        let keys = RedisKeys(client)
+        let probe = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
+        func requests() async throws -> Int64 {
+            let time = try await probe.call(.command(["TIME"])).array![0].int!
+            let day = keys.day(CivilDate.dayString(UnixTime(seconds: time), utcOffset: 0))
+            return Int64(try await probe.call(.command(["HGET", day, "requests"])).string ?? "0") ?? 0
+        }
+        #expect(try await eventually { try await requests() == 1 }, "the reservation was settled")
+        let time = try await probe.call(.command(["TIME"])).array![0].int!
+        let day = keys.day(CivilDate.dayString(UnixTime(seconds: time), utcOffset: 0))
+        #expect(try await probe.call(.command(["HGET", day, "spent"])).string == "0")
+        #expect(try await probe.call(.command(["HGET", day, "reserved"])).string == "0")
+        #expect(mock.recorder.count == before, "nothing was forwarded for a client that had left")
+        pauser.shutdown()
+        probe.shutdown()
+        await replica.stop()
+        await mock.stop()
+    }
+
     @Test("a Redis restart (empty script cache) is survived: scripts reload on reconnect")
     func redisRestart() async throws {
         let redis = try SpawnedRedis()

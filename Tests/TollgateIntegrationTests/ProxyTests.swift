@@ -216,14 +216,15 @@ struct ProxyTests {
 
     @Test("a client that hangs up on a non-streamed request is charged its reservation, since the provider may still bill it")
     func clientDisconnectNonStream() async throws {
-        try await withProxy { replica, _ in
+        try await withProxy { replica, mock in
             let client = TestRedis.uniqueClient()
             let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [
                 // Long enough that the answer cannot arrive before the hang-up is seen, even under load
                 // (an answer that did arrive is charged its usage, rightly).
                 ("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "5000"),
             ])
-            try await Task.sleep(nanoseconds: 300_000_000)
+            // Hang up once the request has reached the provider (before that, nothing is charged).
+            #expect(try await eventually { mock.recorder.count == 1 })
             transfer.cancel()
             let totals = try await settled(client)
             #expect(totals.reserved == 0)
