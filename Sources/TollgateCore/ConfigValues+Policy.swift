@@ -48,15 +48,3 @@ extension ConfigValues {
         return names
     }
 }
-
-/// The per-request budget headers. They only ever lower a client's limits, and Tollgate strips
-/// them before forwarding.
-public struct BudgetHeaderNames: Sendable, Equatable {
-    public var daily = "X-Budget-Daily-USD"
-    public var monthly = "X-Budget-Monthly-USD"
-    /// A workflow run id, e.g. `research-42`: its spend is capped on its own.
-    public var run = "X-Budget-Run"
-    public var runUSD = "X-Budget-Run-USD"
-    public init() {}
-    public var all: [String] { [daily, monthly, run, runUSD] }
-}
