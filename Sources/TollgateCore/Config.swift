@@ -84,6 +84,13 @@ public struct TollgateConfig: Sendable {
         public var maxConnections = 4_096
     }
 
+    public struct Analytics: Sendable {
+        /// Days a day or month hash (and the top-spender sets) are kept after the period ends, so
+        /// spend by day and model can be read back (`tollgate spend --days 30`, the dashboard).
+        public var retentionDays = 35
+        public var retentionSeconds: Int { retentionDays * 86_400 }
+    }
+
     public var server = Server()
     public var admin = Admin()
     public var redis = Redis()
@@ -94,6 +101,7 @@ public struct TollgateConfig: Sendable {
     public var clients = Clients()
     public var budget = Budget()
     public var upstream = Upstream()
+    public var analytics = Analytics()
     public var logLevel = "info"
 
     public init() {}

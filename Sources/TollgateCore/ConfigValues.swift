@@ -24,6 +24,7 @@ struct ConfigValues {
         "budget.estimate_output_tokens", "budget.unseen_input", "budget.server_tools", "budget.server_tool_max_calls",
         "budget.background", "budget.allowed_betas",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
+        "analytics", "analytics.retention_days",
         "log_level",
     ]
 
@@ -166,6 +167,7 @@ struct ConfigValues {
                        + "so settlements near midnight still find it; set 3600 or more (got \(c.budget.dayGraceSeconds))")
         }
         c.budget.monthGraceSeconds = try int("budget.month_grace_seconds", in: 0...2_678_400, "seconds ") ?? c.budget.monthGraceSeconds
+        c.analytics.retentionDays = try int("analytics.retention_days", in: 1...400, "days ") ?? c.analytics.retentionDays
         c.budget.minimumReplyTokens = Int64(try int("budget.min_output_tokens", in: 1...100_000, "") ?? Int(c.budget.minimumReplyTokens))
         c.budget.typicalReplyTokens = Int64(try int("budget.estimate_output_tokens", in: 1...1_000_000, "") ?? Int(c.budget.typicalReplyTokens))
 

@@ -1,8 +1,9 @@
 import Logging
+import Synchronization
 import TollgateCore
 
 /// The budget's Redis side: reserve → (renew) → settle, each one EVALSHA of a script in `lua/`.
-/// The decision itself lives in `lua/reserve_v3.lua`; this type only frames the call.
+/// The decision itself lives in `lua/reserve_v4.lua`; this type only frames the call.
 public struct BudgetStore: Sendable {
     public struct Policy: Sendable {
         public var defaultDailyLimit: NanoUSD
@@ -19,6 +20,13 @@ public struct BudgetStore: Sendable {
         public var clockOffsetSeconds: Int64 = 0
         /// The policy of clients without their own fields in Redis (`clients.defaults`).
         public var clientDefaults = ClientPolicy()
+        /// `alerts.thresholds`: percents of a budget that fire an alert, for clients without
+        /// their own `alerts` field.
+        public var alertThresholds = [50, 80, 100]
+        /// `alerts.outbox_max_length`: the bound of each client's outbox stream.
+        public var outboxMaxLength = 10_000
+        /// How long the top-spender sets are kept after their day or month (analytics retention).
+        public var topSpendRetentionSeconds = 35 * 86_400
 
         public init(defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD, leaseSeconds: Int,
                     dayGraceSeconds: Int, monthGraceSeconds: Int, timezone: @escaping @Sendable () -> TimezoneSchedule) {
@@ -34,6 +42,7 @@ public struct BudgetStore: Sendable {
     public let redis: RedisConnection
     public let scripts: BudgetScripts
     public var policy: Policy
+    private let topKeysExpiring = KeysSeen()
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis
@@ -67,9 +76,10 @@ public struct BudgetStore: Sendable {
                                                                   requestedOutputTokens: 0, minimumOutputTokens: 0)
         args += [fallback?.model ?? "", String(fallbackEstimate.fixedCost.value), String(fallbackEstimate.perOutputToken.value)]
         args += [String(fallbackEstimate.requestedOutputTokens), String(fallbackEstimate.minimumOutputTokens)]
-        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases], args: args))
+        args += [thresholdsArgument, String(policy.outboxMaxLength)]
+        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases, keys.alerts], args: args))
         let name = scripts.reserve.name
-        guard let r = reply.array, let flag = r.first?.int, r.count == [0: 8, 1: 11, 2: 2][flag] else {
+        guard let r = reply.array, let flag = r.first?.int, r.count == [0: 9, 1: 11, 2: 2][flag] else {
             throw RedisError.unexpectedReply("\(name): \(reply)")
         }
         func int(_ i: Int) throws -> Int64 {
@@ -110,19 +120,46 @@ public struct BudgetStore: Sendable {
                 period: try period(1), limit: NanoUSD(try int(2)), spent: NanoUSD(try int(3)), reserved: NanoUSD(try int(6)),
                 resetsAt: try resetsAt(4), leasesReaped: Int(try int(5)))
             refusal.action = try string(7) == "stop" ? .stop : .block
+            if try int(8) == 1 { alertsFired(client) }
             return .refused(refusal)
         }
     }
 
     /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call
     /// charges nothing, and neither does a lease this client does not hold.
-    public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD) async throws -> SettleOutcome {
-        let reply = try await redis.call(.script(scripts.settle, keys: [RedisKeys(client).leases],
-                                                 args: [lease.member, String(max(0, actual.value))]))
-        guard let status = reply.array?.first?.int, let outcome = SettleOutcome(rawValue: Int(status)) else {
+    /// `model` is the model billed: the day's spend per model counts it (analytics).
+    public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String = "") async throws -> SettleOutcome {
+        let keys = RedisKeys(client)
+        let args = [lease.member, String(max(0, actual.value)), model, thresholdsArgument,
+                    String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value), String(policy.outboxMaxLength)]
+        let reply = try await redis.call(.script(scripts.settle, keys: [keys.leases, keys.limits, keys.alerts], args: args))
+        guard let r = reply.array, r.count == 4, let status = r[0].int, let outcome = SettleOutcome(rawValue: Int(status)),
+              let charged = r[2].int, let fired = r[3].int else {
             throw RedisError.unexpectedReply("\(scripts.settle.name): \(reply)")
         }
+        if outcome != .unknownLease { recordTopSpend(client, lease, charged: charged) }
+        if fired > 0 { alertsFired(client) }
         return outcome
+    }
+
+    private var thresholdsArgument: String { policy.alertThresholds.map(String.init).joined(separator: ",") }
+
+    /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
+    /// budget: posted after the settle, no reply awaited, so they cost no round trip; a reaped
+    /// lease's charge is missing from them (numbers shown are read from the period hashes).
+    private func recordTopSpend(_ client: ClientID, _ lease: Lease, charged: Int64) {
+        guard charged > 0, let (day, month) = lease.periods else { return }
+        for key in [SharedRedisKeys.topDay(day), SharedRedisKeys.topMonth(month)] {
+            redis.post(.command(["ZINCRBY", key, String(charged), client.rawValue]))
+            if topKeysExpiring.firstSight(of: key) {
+                redis.post(.command(["EXPIRE", key, String(policy.topSpendRetentionSeconds + 32 * 86_400), "NX"]))
+            }
+        }
+    }
+
+    /// The client's outbox has new alerts: tell the senders where to look (they also rescan).
+    private func alertsFired(_ client: ClientID) {
+        redis.post(.command(["ZADD", SharedRedisKeys.alertsPending, "NX", "0", client.rawValue]))
     }
 
     /// Extends a live lease (long streams). False when it was already settled or reaped.
@@ -130,5 +167,27 @@ public struct BudgetStore: Sendable {
         let reply = try await redis.call(.script(scripts.renew, keys: [RedisKeys(client).leases],
                                                  args: [lease.member, String(policy.leaseSeconds * 1000), String(policy.clockOffsetSeconds)]))
         return reply.int == 1
+    }
+}
+
+/// Which shared keys this process has already given an expiry (once per key, not per request).
+final class KeysSeen: Sendable {
+    private let seen = Mutex<Set<String>>([])
+
+    func firstSight(of key: String) -> Bool {
+        seen.withLock { set in
+            if set.count > 64 { set.removeAll() } // a few keys a day; forget old days
+            return set.insert(key).inserted
+        }
+    }
+}
+
+extension Lease {
+    /// The day (`YYYY-MM-DD`) and month (`YYYY-MM`) this lease is charged to, from its member.
+    var periods: (day: String, month: String)? {
+        let fields = member.split(separator: "|", omittingEmptySubsequences: false)
+        guard fields.count >= 5, let day = fields[3].split(separator: ":").last, let month = fields[4].split(separator: ":").last
+        else { return nil }
+        return (String(day), String(month))
     }
 }

@@ -32,13 +32,22 @@ public final class RedisConnection: Sendable {
     }
 
     public func send(_ command: RedisCommand) async throws -> RedisReply {
-        try await withCheckedThrowingContinuation { reply in
-            if let link = links.first(where: { $0.eventLoop.inEventLoop }) {
-                link.send(command, reply)
-            } else {
-                let link = links[next.add(1, ordering: .relaxed).oldValue % links.count]
-                link.eventLoop.execute { link.send(command, reply) }
-            }
+        try await withCheckedThrowingContinuation { reply in enqueue(command, RedisLink.Reply(caller: reply)) }
+    }
+
+    /// Sends a command whose reply nobody waits for (bookkeeping such as the top-spender sets):
+    /// it rides in the next pipelined write and costs the caller no round trip. Lost if Redis is
+    /// unreachable, so only for what may be approximate.
+    public func post(_ command: RedisCommand) {
+        enqueue(command, RedisLink.Reply(caller: nil))
+    }
+
+    private func enqueue(_ command: RedisCommand, _ reply: RedisLink.Reply) {
+        if let link = links.first(where: { $0.eventLoop.inEventLoop }) {
+            link.send(command, reply)
+        } else {
+            let link = links[next.add(1, ordering: .relaxed).oldValue % links.count]
+            link.eventLoop.execute { link.send(command, reply) }
         }
     }
 

@@ -10,7 +10,12 @@ import TollgateCore
 /// command without a thread hop; every command written during one loop tick goes out in one
 /// flush (pipelining), and replies come back in order.
 final class RedisLink: @unchecked Sendable {
-    typealias Reply = CheckedContinuation<RedisReply, any Error>
+    /// Where a command's reply goes: a waiting caller, or nowhere (`RedisConnection.post`).
+    struct Reply {
+        let caller: CheckedContinuation<RedisReply, any Error>?
+        func resume(returning reply: RedisReply) { caller?.resume(returning: reply) }
+        func resume(throwing error: any Error) { caller?.resume(throwing: error) }
+    }
 
     struct Settings {
         let endpoint: RedisEndpoint

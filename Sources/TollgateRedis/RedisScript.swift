@@ -42,8 +42,8 @@ public struct BudgetScripts: Sendable {
     public var all: [RedisScript] { [reserve, settle, renew] }
 
     public static func load() throws -> BudgetScripts {
-        // renew_v2: its contract did not change in v3 (lua/reserve_v3.lua says why the others did).
-        BudgetScripts(reserve: try .bundled("reserve_v3"), settle: try .bundled("settle_v3"), renew: try .bundled("renew_v2"))
+        // renew_v2: its contract did not change since (lua/reserve_v4.lua says why the others did).
+        BudgetScripts(reserve: try .bundled("reserve_v4"), settle: try .bundled("settle_v4"), renew: try .bundled("renew_v2"))
     }
 }
 

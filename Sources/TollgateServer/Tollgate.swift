@@ -51,9 +51,13 @@ public final class Tollgate: Sendable {
         upstream = UpstreamClient(settings: settings)
         var policy = BudgetStore.Policy(
             defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
-            leaseSeconds: config.budget.leaseSeconds, dayGraceSeconds: config.budget.dayGraceSeconds,
-            monthGraceSeconds: config.budget.monthGraceSeconds, timezone: { [config] in config.timezoneScheduleForScripts() })
+            // A period's hash outlives it by the analytics retention (spend by day and model), at
+            // least by the grace that lets late settles find it.
+            leaseSeconds: config.budget.leaseSeconds, dayGraceSeconds: max(config.budget.dayGraceSeconds, config.analytics.retentionSeconds),
+            monthGraceSeconds: max(config.budget.monthGraceSeconds, config.analytics.retentionSeconds),
+            timezone: { [config] in config.timezoneScheduleForScripts() })
         policy.clockOffsetSeconds = clockOffsetSeconds
+        policy.topSpendRetentionSeconds = config.analytics.retentionSeconds
         policy.clientDefaults = config.clients.defaults
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,

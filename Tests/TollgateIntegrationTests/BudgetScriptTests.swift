@@ -43,7 +43,7 @@ struct BudgetScriptTests {
 
     @Test("a refusal reply naming no known period is a contract mismatch, not a daily refusal")
     func unknownPeriod() async throws {
-        let fake = RedisScript(name: "reserve_fake", source: "return {0, 'weekly', 100, 50, 1800000000, 2, 0, 'block'}")
+        let fake = RedisScript(name: "reserve_fake", source: "return {0, 'weekly', 100, 50, 1800000000, 2, 0, 'block', 0}")
         let connection = RedisConnection(endpoint: TestRedis.endpoint, timeoutMilliseconds: 2_000, scripts: [fake], logger: TestRedis.logger)
         defer { connection.shutdown() }
         let scripts = BudgetScripts(reserve: fake, settle: TestRedis.scripts.settle, renew: TestRedis.scripts.renew)
