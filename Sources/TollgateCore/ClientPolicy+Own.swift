@@ -10,6 +10,8 @@ public struct OwnPolicy: Sendable, Equatable {
     public var loopMax: Int?
     public var loopWindow: Int?
     public var runLimit: NanoUSD?
+    /// Empty: alerts off for this client.
+    public var alertThresholds: [Int]?
 
     public init() {}
 
@@ -21,6 +23,7 @@ public struct OwnPolicy: Sendable, Equatable {
         loopMax = hash[F.loopMax].flatMap { Int($0) }
         loopWindow = hash[F.loopWindow].flatMap { Int($0) }
         runLimit = hash[F.runLimit].flatMap { Int64($0) }.map(NanoUSD.init)
+        alertThresholds = hash[F.alerts].map(AlertThresholds.parse)
         for (field, value) in hash where field.hasPrefix(ClientPolicy.Field.downgradePrefix) {
             downgrades[String(field.dropFirst(ClientPolicy.Field.downgradePrefix.count))] = value
         }
@@ -49,6 +52,8 @@ public struct EffectivePolicy: Sendable, Equatable {
     public var loopWindow: Value<Int>
     /// nil: runs are capped only by the day and month (or a request's header).
     public var runLimit: Value<NanoUSD?>
+    /// Empty: off.
+    public var alertThresholds: Value<[Int]>
 
     public init(own: OwnPolicy, defaults: ClientPolicy) {
         func pick<T: Sendable & Equatable>(_ own: T?, _ fallback: T) -> Value<T> { Value(value: own ?? fallback, isDefault: own == nil) }
@@ -61,6 +66,7 @@ public struct EffectivePolicy: Sendable, Equatable {
         // The script's fallback window when the defaults have no loop breaker (BudgetStore).
         loopWindow = pick(own.loopWindow, defaults.loopBreaker?.windowSeconds ?? 60)
         runLimit = Value<NanoUSD?>(value: own.runLimit ?? defaults.runLimit, isDefault: own.runLimit == nil)
+        alertThresholds = pick(own.alertThresholds, defaults.alertThresholds)
     }
 }
 

@@ -46,6 +46,9 @@ public struct ClientPolicy: Sendable, Equatable {
     public var runLimit: NanoUSD?
     /// How long a run's counters live after its last reservation.
     public var runTTLSeconds = 7 * 86_400
+    /// Percents of a budget (day, month, run) whose crossing fires an alert (`alerts.thresholds`);
+    /// empty: none.
+    public var alertThresholds = [50, 80, 100]
 
     public init() {}
 
@@ -58,5 +61,7 @@ public struct ClientPolicy: Sendable, Equatable {
         public static let loopMax = "loop_max"
         public static let loopWindow = "loop_window"
         public static let runLimit = "run_limit"
+        /// Comma-separated percents, or `none` (the scripts parse the digits).
+        public static let alerts = "alerts"
     }
 }

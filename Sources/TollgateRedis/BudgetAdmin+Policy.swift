@@ -46,6 +46,15 @@ extension BudgetAdmin {
             _ = try await redis.call(.command(["HSET", key] + edit.values.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
         }
         if !remove.isEmpty { _ = try await redis.call(.command(["HDEL", key] + remove.sorted())) }
+        // settle_v4 checks a period's alerts only once spend reaches the mark it computed from the
+        // old limit; forget that mark so a lowered limit or new thresholds apply on the next settle.
+        let alertInputs: Set<String> = ["daily", "monthly", ClientPolicy.Field.alerts]
+        if !alertInputs.isDisjoint(with: Set(edit.values.keys).union(remove)) {
+            let date = try await today()
+            let keys = RedisKeys(client)
+            _ = try await redis.call(.command(["HDEL", keys.day(date), "alert_next"]))
+            _ = try await redis.call(.command(["HDEL", keys.month(String(date.prefix(7))), "alert_next"]))
+        }
     }
 
     /// A workflow run's counters (`tollgate:{C}:run:<id>`): zero for a run not started yet.

@@ -20,9 +20,6 @@ public struct BudgetStore: Sendable {
         public var clockOffsetSeconds: Int64 = 0
         /// The policy of clients without their own fields in Redis (`clients.defaults`).
         public var clientDefaults = ClientPolicy()
-        /// `alerts.thresholds`: percents of a budget that fire an alert, for clients without
-        /// their own `alerts` field.
-        public var alertThresholds = [50, 80, 100]
         /// `alerts.outbox_max_length`: the bound of each client's outbox stream.
         public var outboxMaxLength = 10_000
         /// How long the top-spender sets are kept after their day or month (analytics retention).
@@ -142,7 +139,8 @@ public struct BudgetStore: Sendable {
         return outcome
     }
 
-    private var thresholdsArgument: String { policy.alertThresholds.map(String.init).joined(separator: ",") }
+    /// Clients without their own `alerts` field get these; '' when the default is none.
+    private var thresholdsArgument: String { policy.clientDefaults.alertThresholds.map(String.init).joined(separator: ",") }
 
     /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
     /// budget: posted after the settle, no reply awaited, so they cost no round trip; a reaped

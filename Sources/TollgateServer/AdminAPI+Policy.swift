@@ -5,7 +5,7 @@ import TollgateRedis
 /// In a request a key left out keeps the client's value and `null` removes it (the default
 /// applies again); the answer shows the policy in force, each value marked `…_is_default`.
 extension AdminAPI {
-    static let policyKeys = ["on_limit", "downgrade", "loop_breaker", "run_limit_usd"]
+    static let policyKeys = ["on_limit", "downgrade", "loop_breaker", "run_limit_usd", "alert_thresholds"]
     static let policyExample = #"{"on_limit":"warn","downgrade":{"at_percent":80,"models":{"gpt-4o":"gpt-4o-mini"}},"loop_breaker":{"max_repeats":20,"window_seconds":60},"run_limit_usd":5}"#
 
     static func policyEdit(_ value: JSONValue?) throws -> BudgetEdit {
@@ -68,7 +68,21 @@ extension AdminAPI {
         if let run = value["run_limit_usd"] {
             edit.put(F.runLimit, try usd(run, "policy.run_limit_usd").map { String($0.value) })
         }
+        if let alerts = value["alert_thresholds"] {
+            edit.put(F.alerts, try alertThresholds(alerts))
+        }
         return edit
+    }
+
+    /// `[50, 80, 100]`, `[]` or "none" (alerts off for the client), or null (the default).
+    static func alertThresholds(_ value: JSONValue) throws -> String? {
+        if value.isNull { return nil }
+        if value.string == "none" { return AlertThresholds.field([]) }
+        guard case .array(let items) = value, items.allSatisfy({ $0.int.map { AlertThresholds.range.contains(Int($0)) } ?? false }) else {
+            throw Failure.bad("policy.alert_thresholds must be an array of percents from 1 to 1000 such as [50, 80, 100], [] or \"none\" "
+                              + "to turn alerts off for this client, or null for the default; got \(value.serialized.prefix(40)).")
+        }
+        return AlertThresholds.field(Set(items.compactMap { $0.int.map(Int.init) }).sorted())
     }
 
     /// Refuses a non-object or an unknown key, naming the keys it takes.
@@ -107,6 +121,7 @@ extension AdminAPI {
         all.append((key: "downgrade", value: JSONValue.object(downgrade)))
         all.append((key: "loop_breaker", value: JSONValue.object(loop)))
         all += member("run_limit_usd", p.runLimit) { $0.map { JSONValue.number($0.usdString) } ?? JSONValue.null }
+        all += member("alert_thresholds", p.alertThresholds) { JSONValue.array($0.map { JSONValue.number(String($0)) }) }
         return .object(all)
     }
 }

@@ -69,12 +69,13 @@ struct Budgets: AsyncParsableCommand {
         @Option(help: "Most repeats of one request within the loop window; 0 turns the loop breaker off.") var loopMax: String?
         @Option(help: "The loop breaker's window, seconds (1-86400).") var loopWindow: String?
         @Option(help: "Default cap of a workflow run (X-Budget-Run), USD.") var runLimit: String?
+        @Option(help: "Percents of a budget whose crossing fires an alert, e.g. 50,80,100; 'none' turns alerts off.") var alerts: String?
 
         func run() async throws {
             let id = try clientArgument(client)
             var edit = try policyEdit()
             guard daily != nil || monthly != nil || !edit.isEmpty else {
-                throw ValidationError("give --daily, --monthly or a policy option (--on-limit, --downgrade-at, --downgrade, --loop-max, --loop-window, --run-limit)")
+                throw ValidationError("give --daily, --monthly or a policy option (--on-limit, --downgrade-at, --downgrade, --loop-max, --loop-window, --run-limit, --alerts)")
             }
             for (field, raw, name) in [("daily", daily, "daily"), ("monthly", monthly, "monthly")] {
                 if let value = try usdOption(raw, name) { edit.put(field, String(value.value)) } else if resetOthers { edit.put(field, nil) }
@@ -110,6 +111,10 @@ struct Budgets: AsyncParsableCommand {
             try given(loopMax, F.loopMax, integer("loop-max", PolicyRule.loopMax, "a number of repeats (0 turns the loop breaker off)"))
             try given(loopWindow, F.loopWindow, integer("loop-window", PolicyRule.loopWindow, "seconds"))
             try given(runLimit, F.runLimit) { raw in String(try usdOption(raw, "run-limit")!.value) }
+            try given(alerts, F.alerts) { raw in
+                guard let thresholds = AlertThresholds.validated(raw) else { throw ValidationError("--alerts must be \(AlertThresholds.rule), or 'default' (got \(raw))") }
+                return AlertThresholds.field(thresholds)
+            }
             for pair in downgrade {
                 let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2, PolicyRule.isModelName(parts[0]), PolicyRule.isModelName(parts[1]) else {
@@ -153,6 +158,7 @@ func printBudget(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, poli
     }
     print("  loop breaker:  \(p.loopMax.value == 0 ? "off" : "\(p.loopMax.value) repeats")\(mark(p.loopMax)), window \(p.loopWindow.value) s\(mark(p.loopWindow))")
     print("  run limit:     \(p.runLimit.value.map { "$" + $0.usdString } ?? "none")\(mark(p.runLimit))")
+    print("  alerts at:     \(p.alertThresholds.value.isEmpty ? "none" : p.alertThresholds.value.map { "\($0)%" }.joined(separator: ", "))\(mark(p.alertThresholds))")
 }
 
 struct Spend: AsyncParsableCommand {

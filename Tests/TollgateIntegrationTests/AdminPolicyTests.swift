@@ -123,3 +123,35 @@ struct AdminPolicyTests {
         await mock.stop()
     }
 }
+
+@Suite("admin alert thresholds", .timeLimit(.minutes(2)))
+struct AdminAlertThresholdTests {
+    @Test("alert thresholds are set per client, shown over the default, turned off with none, and refused when not percents")
+    func alertThresholds() async throws {
+        let replica = try await Replica.start(upstream: "http://127.0.0.1:1")
+        let (admin, server) = try await replica.startAdmin()
+        defer { server.cancel(); replica.server.cancel() }
+        let client = TestRedis.uniqueClient("alerts")
+        let policies = AdminPolicyTests()
+        let set = await policies.post(admin, #"{"client_id":"\#(client)","policy":{"alert_thresholds":[90,25,90]}}"#, expect: 200)
+        #expect(try await TestRedis.hash(RedisKeys(client).limits)["alerts"] == "25,90")
+        #expect(set.json?["policy"]?["alert_thresholds"] == .array([.number("25"), .number("90")]))
+        #expect(set.json?["policy"]?["alert_thresholds_is_default"]?.bool == false)
+
+        _ = await policies.post(admin, #"{"client_id":"\#(client)","policy":{"alert_thresholds":"none"}}"#, expect: 200)
+        #expect(try await TestRedis.hash(RedisKeys(client).limits)["alerts"] == "none")
+        #expect(await policies.get(admin, client).json?["policy"]?["alert_thresholds"] == .array([]))
+
+        _ = await policies.post(admin, #"{"client_id":"\#(client)","policy":{"alert_thresholds":null}}"#, expect: 200)
+        let back = await policies.get(admin, client).json?["policy"]
+        #expect(back?["alert_thresholds"] == .array([.number("50"), .number("80"), .number("100")]))
+        #expect(back?["alert_thresholds_is_default"]?.bool == true)
+
+        for bad in [#"[0]"#, #"[50,"80"]"#, #""50,80""#, #"[1001]"#] {
+            let reply = await TestClient.shared.post(admin + "/v1/budgets", #"{"client_id":"\#(client)","policy":{"alert_thresholds":\#(bad)}}"#)
+            #expect(reply.status == 400, "\(bad)")
+            #expect(reply.text.contains("policy.alert_thresholds must be an array of percents from 1 to 1000"), "\(bad): \(reply.text)")
+        }
+        #expect(try await TestRedis.hash(RedisKeys(client).limits)["alerts"] == nil, "a refused edit writes nothing")
+    }
+}
