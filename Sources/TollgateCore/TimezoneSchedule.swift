@@ -1,4 +1,4 @@
-/// The budget timezone around now, as `lua/reserve_v3.lua` takes it: the UTC offset in force,
+/// The budget timezone around now, as `lua/reserve_v4.lua` takes it: the UTC offset in force,
 /// when it next changes, and the offset after that. One known change is enough: a script call
 /// looks at most to the end of the month, and zones change at most twice a year.
 ///
