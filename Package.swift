@@ -45,7 +45,11 @@ let package = Package(
             ]),
         .target(
             name: "TollgateUpstream",
-            dependencies: ["CCurl", "TollgateCore", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "CCurl", "TollgateCore", .product(name: "Logging", package: "swift-log"),
+                // NIOThreadPool: the blocking SMTP transfer of e-mail alerts runs there, off every event loop.
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .target(
             name: "TollgateServer",
             dependencies: [
@@ -89,6 +93,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
     ]
 )

@@ -102,6 +102,7 @@ public struct TollgateConfig: Sendable {
     public var budget = Budget()
     public var upstream = Upstream()
     public var analytics = Analytics()
+    public var alerts = Alerts()
     public var logLevel = "info"
 
     public init() {}
@@ -146,6 +147,7 @@ extension TollgateConfig {
         "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
         "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "server.shutdown_grace_seconds",
         "TOLLGATE_ADMIN_ENABLED": "admin.enabled", "TOLLGATE_ADMIN_HOST": "admin.host", "TOLLGATE_ADMIN_PORT": "admin.port",
+        "TOLLGATE_ALERTS_THRESHOLDS": "alerts.thresholds", "TOLLGATE_ALERTS_WEBHOOK_URL": "alerts.webhook.url",
     ]
 
     /// Parses YAML (may be empty), then applies environment overrides, then validates.
@@ -158,7 +160,7 @@ extension TollgateConfig {
         for (variable, key) in environmentOverrides {
             if let v = environment[variable] { values.override(key, with: v, from: variable) }
         }
-        return try values.build()
+        return try values.build(environment: environment)
     }
 
     public static func load(file path: String?, environment: [String: String]) throws -> TollgateConfig {

@@ -5,8 +5,10 @@ import Yams
 /// (a typo such as `budget.mdoe` would otherwise be silently ignored).
 struct ConfigValues {
     private var scalars: [String: String] = [:]
+    /// YAML lists of plain values (`to: [a@x, b@y]`); their key also holds `<list>` in `scalars`.
+    private var lists: [String: [String]] = [:]
     private var origins: [String: String] = [:]
-    private var present: Set<String> = []
+    private(set) var present: Set<String> = []
     private var unknown: [String] = []
 
     static let known: Set<String> = [
@@ -35,7 +37,8 @@ struct ConfigValues {
     private mutating func walk(_ node: Node, path: String) {
         if !path.isEmpty {
             present.insert(path)
-            if !Self.known.contains(path), !Self.policyKeys.contains(path), !path.hasPrefix(Self.downgradeModelsPrefix) {
+            if !Self.known.contains(path), !Self.policyKeys.contains(path), !Self.alertKeys.contains(path),
+               !path.hasPrefix(Self.downgradeModelsPrefix) {
                 unknown.append(path); return
             }
         }
@@ -45,6 +48,10 @@ struct ConfigValues {
         case .scalar(let s):
             // YAML null (`~`, `null`, empty) means "use the default".
             if !(s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)) { scalars[path] = s.string }
+        case .sequence(let items):
+            scalars[path] = "<list>"
+            let values = items.compactMap { $0.scalar?.string }
+            if values.count == items.count { lists[path] = values }
         default:
             scalars[path] = "<list>"
         }
@@ -52,6 +59,7 @@ struct ConfigValues {
 
     mutating func override(_ key: String, with value: String, from variable: String) {
         scalars[key] = value
+        lists[key] = nil
         origins[key] = variable
     }
 
@@ -67,6 +75,18 @@ struct ConfigValues {
     }
 
     func string(_ key: String) -> String? { scalars[key] }
+
+    /// A YAML list of plain values, or one comma-separated string; items trimmed, empty ones
+    /// dropped. A list of anything else (mappings, nested lists) is an error.
+    func list(_ key: String) throws -> [String]? {
+        if let items = lists[key] { return items.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        guard let s = scalars[key] else { return nil }
+        guard s != "<list>" else { throw fail(key, "must be a list of plain values or one comma-separated string") }
+        return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Whether any value is set under `prefix` (a section such as `alerts.webhook.`).
+    func has(under prefix: String) -> Bool { scalars.keys.contains { $0.hasPrefix(prefix) } }
 
     func int(_ key: String, in range: ClosedRange<Int>, _ hint: String) throws -> Int? {
         guard let s = scalars[key] else { return nil }
@@ -98,7 +118,8 @@ struct ConfigValues {
         return s.hasSuffix("/") ? String(s.dropLast()) : s
     }
 
-    func build() throws -> TollgateConfig {
+    /// `environment` resolves the `*_env` settings whose values the config keeps (`alerts.*`).
+    func build(environment: [String: String] = [:]) throws -> TollgateConfig {
         if let first = unknown.sorted().first {
             throw ConfigError(key: first, message: "is not a known setting; check the spelling against docs/config.md")
         }
@@ -190,6 +211,7 @@ struct ConfigValues {
             guard levels.contains(level) else { throw fail("log_level", "must be one of \(levels.joined(separator: ", ")) (got '\(level)')") }
             c.logLevel = level
         }
+        c.alerts = try alerts(environment: environment)
         return c
     }
 }

@@ -4,6 +4,7 @@ import Metrics
 import ServiceLifecycle
 import TollgateCore
 import TollgateRedis
+import TollgateUpstream
 
 /// Drains the alert outboxes into the sinks, in every replica, never on a request's path.
 ///

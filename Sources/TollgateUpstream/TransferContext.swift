@@ -29,7 +29,11 @@ final class TransferContext: @unchecked Sendable {
         tg_easy_setopt_string(h, CURLOPT_URL, request.url)
         tg_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
         tg_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeoutMilliseconds)
-        tg_easy_setopt_long(h, CURLOPT_TIMEOUT, settings.timeoutSeconds)
+        if let ms = request.timeoutMilliseconds {
+            tg_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, ms)
+        } else {
+            tg_easy_setopt_long(h, CURLOPT_TIMEOUT, settings.timeoutSeconds)
+        }
         tg_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
         if request.method == "GET" {
             tg_easy_setopt_long(h, CURLOPT_HTTPGET, 1)

@@ -7,13 +7,18 @@ public struct UpstreamRequest: Sendable {
     /// Deliver head, body and end together when the transfer completes (a non-streamed answer):
     /// one hand-over to the requesting task instead of one per chunk.
     public var collectBody: Bool
+    /// Whole-transfer limit for this request instead of the client's `timeoutSeconds` (an alert
+    /// webhook must not hold a sender for the ten minutes a model stream may take).
+    public var timeoutMilliseconds: Int?
 
-    public init(url: String, method: String, headers: [(name: String, value: String)], body: [UInt8], collectBody: Bool = false) {
+    public init(url: String, method: String, headers: [(name: String, value: String)], body: [UInt8], collectBody: Bool = false,
+                timeoutMilliseconds: Int? = nil) {
         self.url = url
         self.method = method
         self.headers = headers
         self.body = body
         self.collectBody = collectBody
+        self.timeoutMilliseconds = timeoutMilliseconds
     }
 }
 

@@ -1,0 +1,55 @@
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// A webhook receiver on a free loopback port, recording each request as it arrived.
+/// `POST /status/<code>[/<anything>]` answers `<code>` with a body that echoes the request's
+/// path (so a test can check that an error message never repeats a URL that is a credential).
+struct HookReceiver: Sendable {
+    struct Request: Sendable {
+        var path: String
+        /// Lowercased names.
+        var headers: [String: String]
+        var body: [UInt8]
+        func header(_ name: String) -> String? { headers[name.lowercased()] }
+    }
+
+    final class Log: Sendable {
+        let requests = Mutex<[Request]>([])
+    }
+
+    let port: Int
+    let log: Log
+    let server: Task<Void, any Error>
+
+    var requests: [Request] { log.requests.withLock { $0 } }
+    func url(_ path: String) -> String { "http://127.0.0.1:\(port)" + path }
+
+    static func start() async throws -> HookReceiver {
+        let log = Log()
+        let router = Router()
+        @Sendable func answer(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
+            let body = try await request.body.collect(upTo: 1 << 20)
+            var headers: [String: String] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = field.value }
+            log.requests.withLock { $0.append(Request(path: request.uri.path, headers: headers, body: Array(buffer: body))) }
+            let code = context.parameters.get("code", as: Int.self) ?? 200
+            return Response(status: .init(code: code), body: .init(byteBuffer: ByteBuffer(string: "answer \(code) for \(request.uri.path)")))
+        }
+        router.post("/status/:code", use: answer)
+        router.post("/status/:code/:token", use: answer)
+        var logger = Logger(label: "hook-receiver")
+        logger.logLevel = .critical
+        let (port, server) = try await Replica.run { onRunning in
+            Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                        onServerRunning: onRunning, logger: logger)
+        }
+        return HookReceiver(port: port, log: log, server: server)
+    }
+
+    func stop() async {
+        server.cancel()
+        _ = try? await server.value
+    }
+}
