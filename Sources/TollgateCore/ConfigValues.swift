@@ -212,6 +212,8 @@ struct ConfigValues {
             c.logLevel = level
         }
         c.alerts = try alerts(environment: environment)
+        // Clients without their own `alerts` field use these (ClientPolicy, the scripts' default).
+        c.clients.defaults.alertThresholds = c.alerts.thresholds
         return c
     }
 }

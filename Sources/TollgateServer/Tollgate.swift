@@ -59,9 +59,11 @@ public final class Tollgate: Sendable {
         policy.clockOffsetSeconds = clockOffsetSeconds
         policy.topSpendRetentionSeconds = config.analytics.retentionSeconds
         policy.clientDefaults = config.clients.defaults
+        policy.clientDefaults.alertThresholds = config.alerts.thresholds
+        policy.outboxMaxLength = config.alerts.outboxMaxLength
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
-                            defaultPolicy: config.clients.defaults,
+                            defaultPolicy: policy.clientDefaults,
                             timezone: { [config] in config.timezoneSchedule(at: $0) })
         keys = VirtualKeyStore(redis: redis)
         var keys: [APIFamily: String] = [:]
@@ -132,6 +134,19 @@ public final class Tollgate: Sendable {
             configuration: .init(address: .hostname(config.admin.host, port: config.admin.port), serverName: "tollgate-admin"),
             onServerRunning: onServerRunning,
             logger: logger)
+    }
+
+    /// The alert sender over the configured sinks (`alerts.webhook`, `.slack`, `.email`); nil
+    /// when none is configured. `serve` runs it as a service beside the HTTP servers.
+    public func alertSender() -> AlertSender? {
+        let sinks = AlertSinks.make(from: config.alerts, upstream: upstream)
+        guard !sinks.isEmpty else { return nil }
+        var settings = AlertSender.Settings(sinks: sinks)
+        settings.maxAttempts = config.alerts.maxAttempts
+        settings.initialBackoff = .milliseconds(config.alerts.initialBackoffMilliseconds)
+        settings.maxBackoff = .seconds(config.alerts.maxBackoffSeconds)
+        settings.pollInterval = .milliseconds(config.alerts.pollIntervalMilliseconds)
+        return AlertSender(outbox: AlertOutbox(redis: redis), settings: settings, logger: logger)
     }
 
     /// Stops the Redis and curl threads (after the HTTP server has stopped).

@@ -42,6 +42,7 @@ struct Serve: AsyncParsableCommand {
         defer { tollgate.shutdown() }
         var services: [any Service] = [tollgate.application()]
         if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        if let sender = tollgate.alertSender() { services.append(sender) }
         // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
         var lifecycle = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

@@ -5,7 +5,8 @@ import Synchronization
 
 /// A webhook receiver on a free loopback port, recording each request as it arrived.
 /// `POST /status/<code>[/<anything>]` answers `<code>` with a body that echoes the request's
-/// path (so a test can check that an error message never repeats a URL that is a credential).
+/// path (so a test can check that an error message never repeats a URL that is a credential);
+/// `POST /flaky/<n>` fails n times, then accepts.
 struct HookReceiver: Sendable {
     struct Request: Sendable {
         var path: String
@@ -36,6 +37,19 @@ struct HookReceiver: Sendable {
             log.requests.withLock { $0.append(Request(path: request.uri.path, headers: headers, body: Array(buffer: body))) }
             let code = context.parameters.get("code", as: Int.self) ?? 200
             return Response(status: .init(code: code), body: .init(byteBuffer: ByteBuffer(string: "answer \(code) for \(request.uri.path)")))
+        }
+        // `POST /flaky/<n>`: 500 for the first n requests to that path, 200 after.
+        router.post("/flaky/:failures") { request, context in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            var headers: [String: String] = [:]
+            for field in request.headers { headers[field.name.canonicalName] = field.value }
+            let path = request.uri.path
+            let seen = log.requests.withLock { requests in
+                requests.append(Request(path: path, headers: headers, body: Array(buffer: body)))
+                return requests.filter { $0.path == path }.count
+            }
+            let failures = context.parameters.get("failures", as: Int.self) ?? 0
+            return Response(status: seen > failures ? .ok : .internalServerError)
         }
         router.post("/status/:code", use: answer)
         router.post("/status/:code/:token", use: answer)
