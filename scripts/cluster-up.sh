@@ -37,7 +37,7 @@ for name in $(cluster_names); do
     die "already running ($name is pid $pid); stop it first: make cluster-stop"
   fi
 done
-rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/cluster.env"   # what a previous run left
+rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/cluster.env" "$cluster_dir/alerts.jsonl"   # what a previous run left
 
 # ---- every port free before anything starts --------------------------------------------------
 replica_ports=() admin_ports=()
@@ -101,7 +101,9 @@ wait_for redis "$cluster_logs/redis.log" redis-cli -p "$redis_port" ping
 
 if [ -z "$upstream" ]; then
   say "mock provider on 127.0.0.1:$mock_port"
-  start mock "$repo/.build/release/tollgate-mock-provider" --host 127.0.0.1 --port "$mock_port"
+  # The mock also receives alert webhooks (POST /hooks/alerts), kept in var/cluster/alerts.jsonl.
+  start mock "$repo/.build/release/tollgate-mock-provider" --host 127.0.0.1 --port "$mock_port" \
+    --alerts-file "$cluster_dir/alerts.jsonl"
   wait_for mock "$cluster_logs/mock.log" curl -fsS -m 2 "http://127.0.0.1:$mock_port/v1/models"
   upstream=http://127.0.0.1:$mock_port
   provider="mock provider http://127.0.0.1:$mock_port"

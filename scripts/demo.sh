@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: a client running out of budget on a 3-replica cluster, narrated. Starts the local
 # cluster against the mock provider (nothing leaves this machine, no keys needed), spends a small
-# daily budget through nginx until Tollgate answers 402, shows what Redis recorded, and stops
-# the cluster again however the script ends.
+# daily budget through nginx until Tollgate answers 402, shows what Redis recorded, the budget
+# policies and the threshold alerts, and ends with the spend dashboard's URL: on success the
+# cluster stays up for you to look (make cluster-stop); on failure it is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cluster-lib.sh
@@ -39,8 +40,10 @@ export CLUSTER_REPLICAS=3
 unset CLUSTER_UPSTREAM   # always the mock provider
 
 tmp=$(mktemp -d)
+keep_cluster=0
 cleanup() {
   local status=$?
+  if [ "$keep_cluster" = 1 ] && [ "$status" = 0 ]; then rm -rf "$tmp"; exit 0; fi
   step "Stopping the cluster (scripts/cluster-down.sh)"
   scripts/cluster-down.sh || true
   rm -rf "$tmp"
@@ -48,6 +51,20 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The replicas' config: the shipped one plus threshold alerts sent to the mock provider's webhook
+# receiver (it appends what it gets to var/cluster/alerts.jsonl).
+mkdir -p var/cluster
+export CLUSTER_CONFIG=$PWD/var/cluster/demo.yaml
+export TOLLGATE_ALERTS_WEBHOOK_SECRET=demo-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+alerts_file=$PWD/var/cluster/alerts.jsonl
+{ cat deploy/tollgate.yaml; cat <<YAML
+alerts:
+  thresholds: [50, 80, 100]
+  poll_interval_ms: 100
+  webhook: { url: "http://127.0.0.1:$CLUSTER_MOCK_PORT/hooks/alerts", secret_env: TOLLGATE_ALERTS_WEBHOOK_SECRET }
+YAML
+} >"$CLUSTER_CONFIG"
 
 step "Starting a local cluster: Redis, the mock provider, 3 Tollgate replicas, nginx in front"
 echo "    (the mock provider plays OpenAI and Anthropic; nothing leaves this machine)"
@@ -219,3 +236,40 @@ step "Header budget: X-Budget-Daily-USD only ever lowers the client's limit"
 policy_call "X-Budget-Daily-USD: 0.00001" demo-hdr "$small" -H 'X-Budget-Daily-USD: 0.00001'
 policy_call "X-Budget-Daily-USD: 1000" demo-hdr "$small" -H 'X-Budget-Daily-USD: 1000'
 policy_call "X-Budget-Daily-USD: lots" demo-hdr "$small" -H 'X-Budget-Daily-USD: lots'
+
+step "Threshold alerts: 50, 80 and 100 % of a budget, each fired once across the replicas"
+echo "    The scripts decide each crossing atomically and append it to the client's outbox in Redis;"
+echo "    each replica's sender drains the outboxes into the webhook (here: the mock provider's"
+echo "    /hooks/alerts, which appends every payload to $alerts_file)."
+for _ in $(seq 1 50); do
+  [ "$(grep -c "\"client\":\"$client\"" "$alerts_file" 2>/dev/null)" -ge 3 ] && break
+  sleep 0.1
+done
+python3 - "$alerts_file" "$client" <<'PY'
+import hashlib, hmac, json, os, sys
+secret = os.environ["TOLLGATE_ALERTS_WEBHOOK_SECRET"].encode()
+for line in open(sys.argv[1], encoding="utf-8"):
+    hook = json.loads(line)
+    a = hook["body"]
+    body = json.dumps(a, separators=(",", ":")).encode()
+    print(f"    {a['client']:<12} {a['period']:<8} {a['threshold_percent']:>3} %  {a['cause']:<8} spent ${a['spent_usd']} of ${a['limit_usd']}")
+# Verify one signature the way a receiver does: HMAC-SHA256 of "<timestamp>.<raw body>".
+PY
+first=$(head -n 1 "$alerts_file" 2>/dev/null || true)
+if [ -n "$first" ]; then
+  python3 - "$first" <<'PY'
+import hashlib, hmac, json, os, sys
+hook = json.loads(sys.argv[1])
+# The mock stored the body as it arrived; re-serialised compactly it is byte-identical (the
+# sender writes compact JSON with a fixed key order).
+raw = json.dumps(hook["body"], separators=(",", ":"), ensure_ascii=False).encode()
+mac = hmac.new(os.environ["TOLLGATE_ALERTS_WEBHOOK_SECRET"].encode(), hook["timestamp"].encode() + b"." + raw, hashlib.sha256).hexdigest()
+print("    signature of the first one: " + ("verified" if hmac.compare_digest("sha256=" + mac, hook["signature"]) else "MISMATCH"))
+PY
+fi
+
+keep_cluster=1
+step "Done. The cluster is still running, so you can look around:"
+echo "    spend dashboard:        http://127.0.0.1:$CLUSTER_ADMIN_PORT/   (admin listener of replica 1)"
+echo "    alert payloads:         $alerts_file"
+echo "    stop everything with:   make cluster-stop"

@@ -9,9 +9,12 @@ public struct MockProvider: Sendable {
     static let maxBodyBytes = 64 << 20
 
     public let recorder: MockRecorder
+    /// Where `POST /hooks/alerts` appends the alerts it receives (nil: accepted, not kept).
+    public var alertsFile: String?
 
-    public init(recorder: MockRecorder = MockRecorder()) {
+    public init(recorder: MockRecorder = MockRecorder(), alertsFile: String? = nil) {
         self.recorder = recorder
+        self.alertsFile = alertsFile
     }
 
     public func router() -> Router<BasicRequestContext> {
@@ -21,6 +24,7 @@ public struct MockProvider: Sendable {
         OpenAIResponsesRoute.add(to: router)
         OpenAIEmbeddingsAndModels.add(to: router)
         AnthropicMessagesRoute.add(to: router)
+        MockAlertHook.add(to: router, file: alertsFile)
         return router
     }
 
@@ -35,8 +39,8 @@ public struct MockProvider: Sendable {
     }
 
     /// Serves until SIGINT or SIGTERM (the executable's entry point).
-    public static func run(host: String, port: Int) async throws {
-        try await MockProvider().application(host: host, port: port).runService()
+    public static func run(host: String, port: Int, alertsFile: String? = nil) async throws {
+        try await MockProvider(alertsFile: alertsFile).application(host: host, port: port).runService()
     }
 
     /// Starts a mock in-process on `port` (0: any free port) and returns once it accepts

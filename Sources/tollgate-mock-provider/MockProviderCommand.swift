@@ -9,7 +9,8 @@ struct MockProviderCommand: AsyncParsableCommand {
         abstract: "A fake OpenAI and Anthropic API that never calls a real provider.",
         discussion: """
             Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, \
-            /v1/messages; GET /v1/models. Shape replies with the request headers \
+            /v1/messages; GET /v1/models; POST /hooks/alerts (a receiver for Tollgate's alert \
+            webhook). Shape replies with the request headers \
             \(MockHeader.completionTokens), \(MockHeader.cachedTokens), \(MockHeader.reasoningTokens), \
             \(MockHeader.status), \(MockHeader.latencyMs), \(MockHeader.chunkDelayMs), \
             \(MockHeader.dropAfterChunks).
@@ -21,7 +22,10 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on.")
     var port = 9090
 
+    @Option(help: "Append each alert POSTed to /hooks/alerts to this file, one JSON line each.")
+    var alertsFile: String?
+
     func run() async throws {
-        try await MockProvider.run(host: host, port: port)
+        try await MockProvider.run(host: host, port: port, alertsFile: alertsFile)
     }
 }
