@@ -212,6 +212,7 @@ struct ConfigValues {
             c.logLevel = level
         }
         c.alerts = try alerts(environment: environment)
+        c.clients.defaults.alertThresholds = try alertThresholds() ?? c.clients.defaults.alertThresholds
         return c
     }
 }
