@@ -1,10 +1,9 @@
 extension TollgateConfig {
     /// Threshold alerts (`alerts.*`, docs/config.md; README, "Alerts"). The scripts fire them
     /// into an outbox; the sender delivers them to every configured sink, retrying with backoff.
+    /// `alerts.thresholds` is read into `clients.defaults.alertThresholds`: the thresholds are
+    /// part of a client's policy, which its own `alerts` field overrides.
     public struct Alerts: Sendable {
-        /// Percent of a limit at which an alert fires, ascending; empty: no alerts. A client's
-        /// own `alerts` field in its limits hash replaces these.
-        public var thresholds = [50, 80, 100]
         public var webhook: Webhook?
         public var slack: Slack?
         public var email: Email?

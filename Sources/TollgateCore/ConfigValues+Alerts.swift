@@ -18,7 +18,6 @@ extension ConfigValues {
 
     func alerts(environment: [String: String]) throws -> TollgateConfig.Alerts {
         var a = TollgateConfig.Alerts()
-        if let items = try list("alerts.thresholds") { a.thresholds = try thresholds(items) }
         a.maxAttempts = try int("alerts.max_attempts", in: 1...1_000, "") ?? a.maxAttempts
         a.initialBackoffMilliseconds = try int("alerts.initial_backoff_ms", in: 1...3_600_000, "milliseconds ") ?? a.initialBackoffMilliseconds
         a.maxBackoffSeconds = try int("alerts.max_backoff_seconds", in: 1...86_400, "seconds ") ?? a.maxBackoffSeconds
@@ -33,18 +32,12 @@ extension ConfigValues {
         return a
     }
 
-    private func thresholds(_ items: [String]) throws -> [Int] {
+    /// `alerts.thresholds`: the default of every client's policy (`ClientPolicy.alertThresholds`).
+    func alertThresholds() throws -> [Int]? {
         let key = "alerts.thresholds"
-        if items.count == 1, items[0].lowercased() == "none" { return [] }
-        let values = try items.map { item in
-            guard let v = Int(item), (1...1_000).contains(v) else {
-                throw fail(key, "each threshold must be a percent from 1 to 1000, e.g. \"50,80,100\" (got '\(item)'); \"none\" turns alerts off")
-            }
-            return v
-        }.sorted()
-        if let twice = zip(values, values.dropFirst()).first(where: { $0 == $1 }) {
-            throw fail(key, "lists \(twice.0) twice; give each percent once")
-        }
+        guard let items = try list(key) else { return nil }
+        let text = items.joined(separator: ",")
+        guard let values = AlertThresholds.validated(text) else { throw fail(key, "must be \(AlertThresholds.rule) (got '\(text)')") }
         return values
     }
 

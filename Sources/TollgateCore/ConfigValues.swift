@@ -213,7 +213,7 @@ struct ConfigValues {
         }
         c.alerts = try alerts(environment: environment)
         // Clients without their own `alerts` field use these (ClientPolicy, the scripts' default).
-        c.clients.defaults.alertThresholds = c.alerts.thresholds
+        c.clients.defaults.alertThresholds = try alertThresholds() ?? c.clients.defaults.alertThresholds
         return c
     }
 }

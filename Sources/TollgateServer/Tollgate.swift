@@ -59,7 +59,6 @@ public final class Tollgate: Sendable {
         policy.clockOffsetSeconds = clockOffsetSeconds
         policy.topSpendRetentionSeconds = config.analytics.retentionSeconds
         policy.clientDefaults = config.clients.defaults
-        policy.clientDefaults.alertThresholds = config.alerts.thresholds
         policy.outboxMaxLength = config.alerts.outboxMaxLength
         budget = BudgetStore(redis: redis, scripts: scripts, policy: policy)
         admin = BudgetAdmin(redis: redis, defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
