@@ -1,8 +1,9 @@
 # The two set-up commands: `make run` and `make test`. Both install what is missing first.
 .PHONY: deps build release run test mock clean
 
-## The Debian packages Tollgate needs, installed when missing (apt-get update first).
-APT_PACKAGES := redis-server redis-tools libhiredis-dev libcurl4-openssl-dev pkg-config wrk nginx-light
+## The Debian packages Tollgate needs, installed when missing (apt-get update first);
+## chromium is for the dashboard's browser test (DashboardTests).
+APT_PACKAGES := redis-server redis-tools libhiredis-dev libcurl4-openssl-dev pkg-config wrk nginx-light chromium
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

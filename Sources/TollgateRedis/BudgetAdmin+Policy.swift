@@ -28,10 +28,14 @@ extension BudgetAdmin {
     /// A client's limits and the policy in force, from one read of its limits hash.
     public func budget(_ client: ClientID) async throws -> (limits: Limits, policy: EffectivePolicy) {
         let hash = try await redis.call(.command(["HGETALL", RedisKeys(client).limits])).hash
+        return (limits(limitsHash: hash), EffectivePolicy(own: OwnPolicy(hash: hash), defaults: defaultPolicy))
+    }
+
+    /// The limits in a client's limits hash (`tollgate:{C}:limits`), an absent field the default.
+    public func limits(limitsHash hash: [String: String]) -> Limits {
         let daily = hash["daily"].flatMap { Int64($0) }, monthly = hash["monthly"].flatMap { Int64($0) }
-        let limits = Limits(daily: daily.map(NanoUSD.init) ?? defaultDailyLimit, monthly: monthly.map(NanoUSD.init) ?? defaultMonthlyLimit,
-                            dailyIsDefault: daily == nil, monthlyIsDefault: monthly == nil)
-        return (limits, EffectivePolicy(own: OwnPolicy(hash: hash), defaults: defaultPolicy))
+        return Limits(daily: daily.map(NanoUSD.init) ?? defaultDailyLimit, monthly: monthly.map(NanoUSD.init) ?? defaultMonthlyLimit,
+                      dailyIsDefault: daily == nil, monthlyIsDefault: monthly == nil)
     }
 
     /// Applies `edit` with one HSET and one HDEL; every replica's next reservation sees it.

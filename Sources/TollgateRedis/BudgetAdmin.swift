@@ -55,9 +55,14 @@ public struct BudgetAdmin: Sendable {
         public var month: PeriodSpend
     }
 
+    /// Redis TIME: the one clock the scripts and every replica share.
+    public func now() async throws -> UnixTime {
+        UnixTime(seconds: try await redis.call(.command(["TIME"])).array?.first?.int ?? 0)
+    }
+
     /// Today in the budget timezone, by Redis TIME: the same clock the scripts use.
     public func today() async throws -> String {
-        let now = UnixTime(seconds: try await redis.call(.command(["TIME"])).array?.first?.int ?? 0)
+        let now = try await now()
         return timezone(now).day(at: now)
     }
 
@@ -74,8 +79,8 @@ public struct BudgetAdmin: Sendable {
         async let month = redis.call(.command(["HGETALL", keys.month(String(date.prefix(7)))]))
         let (l, d, m) = try await (limits, day.hash, month.hash)
         func period(_ name: String, _ h: [String: String], _ limit: NanoUSD, _ end: UnixTime) -> PeriodSpend {
-            PeriodSpend(period: name, spent: NanoUSD(Int64(h["spent"] ?? "") ?? 0), reserved: NanoUSD(Int64(h["reserved"] ?? "") ?? 0),
-                        requests: Int64(h["requests"] ?? "") ?? 0, refused: Int64(h["refused"] ?? "") ?? 0, limit: limit, resetsAt: end)
+            let c = SpendCounters(hash: h)
+            return PeriodSpend(period: name, spent: c.spent, reserved: c.reserved, requests: c.requests, refused: c.refused, limit: limit, resetsAt: end)
         }
         return ClientSpend(client: client, day: period(date, d, l.daily, ends.dayEnd),
                            month: period(String(date.prefix(7)), m, l.monthly, ends.monthEnd))

@@ -4,12 +4,16 @@ import NIOCore
 import TollgateCore
 import TollgateRedis
 
-/// The operators' API on its own listener (docs/admin-openapi.yaml is its contract).
+/// The operators' API on its own listener (docs/admin-openapi.yaml is its contract), and the
+/// spend dashboard (Dashboard.swift) on the same listener behind the same token.
 /// Errors share one shape: `{"error":{"code":"…","message":"…how to fix…"}}`.
 struct AdminAPI: Sendable {
     let admin: BudgetAdmin
     let keys: VirtualKeyStore
     let token: String?
+    /// `budget.timezone`, named on the dashboard.
+    var timezone = "UTC"
+    var analytics: SpendAnalytics { SpendAnalytics(admin: admin) }
 
     func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
@@ -18,11 +22,14 @@ struct AdminAPI: Sendable {
         router.post("/v1/budgets") { request, _ in await api.handle { try await api.setBudget(request) } }
         router.get("/v1/budgets/:client_id") { _, context in await api.handle { try await api.getBudget(context) } }
         router.delete("/v1/budgets/:client_id") { _, context in await api.handle { try await api.resetBudget(context) } }
+        // Registered before the client route; a constant path segment wins over a parameter anyway.
+        router.get("/v1/spend/top") { request, _ in await api.handle { try await api.topSpend(request) } }
         router.get("/v1/spend/:client_id") { request, context in await api.handle { try await api.spend(request, context) } }
         router.get("/v1/spend") { request, _ in await api.handle { try await api.allSpend(request) } }
         router.post("/v1/keys") { request, _ in await api.handle { try await api.createKey(request) } }
         router.get("/v1/keys") { request, _ in await api.handle { try await api.listKeys(request) } }
         router.delete("/v1/keys/:id") { _, context in await api.handle { try await api.revokeKey(context) } }
+        Dashboard(analytics: analytics, timezone: timezone, token: token).register(on: router)
         return router
     }
 
@@ -39,6 +46,8 @@ struct AdminAPI: Sendable {
             return Self.json(status, json)
         } catch let f as Failure {
             return Self.error(f.status, f.code, f.message)
+        } catch let problem as DateRange.Problem {
+            return Self.error(.badRequest, "invalid_request", problem.description)
         } catch {
             return Self.error(.serviceUnavailable, "redis_unavailable", "Redis did not answer (\(error)). Check that Redis is up, then retry.")
         }
@@ -89,12 +98,6 @@ struct AdminAPI: Sendable {
     }
 
     // MARK: spend
-
-    func spend(_ request: Request, _ context: BasicRequestContext) async throws -> (HTTPResponse.Status, JSONValue) {
-        let client = try Self.clientID(context.parameters.get("client_id"), field: "client_id")
-        let date = try await self.date(request)
-        return (.ok, Self.spendJSON(try await admin.spend(client, date: date), date: date))
-    }
 
     func allSpend(_ request: Request) async throws -> (HTTPResponse.Status, JSONValue) {
         let date = try await self.date(request)
@@ -184,32 +187,6 @@ struct AdminAPI: Sendable {
             throw Failure.bad("\(field) must be a USD amount from 0 to 9000000 with at most 9 decimals, or null for the default.")
         }
         return v
-    }
-}
-
-/// Bearer-token check for the admin listener (constant-time compare).
-struct AdminGuard: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let token: String?
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if let token {
-            let presented = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? ""
-            guard Self.constantTimeEqual(presented, token) else {
-                return AdminAPI.error(.unauthorized, "unauthorized", "Send the admin token as Authorization: Bearer <token> (see admin.token_env).")
-            }
-        }
-        do {
-            return try await next(request, context)
-        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
-            return AdminAPI.error(.notFound, "not_found", "No admin endpoint \(request.method.rawValue) \(request.uri.path). See docs/admin-openapi.yaml.")
-        }
-    }
-
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

@@ -129,7 +129,7 @@ public final class Tollgate: Sendable {
     /// The operators' listener (`admin.host`:`admin.port`).
     public func adminApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
-            router: AdminAPI(admin: admin, keys: keys, token: adminToken).router(),
+            router: AdminAPI(admin: admin, keys: keys, token: adminToken, timezone: config.budget.timezone).router(),
             configuration: .init(address: .hostname(config.admin.host, port: config.admin.port), serverName: "tollgate-admin"),
             onServerRunning: onServerRunning,
             logger: logger)

@@ -161,58 +161,6 @@ func printBudget(_ client: ClientID, _ budget: (limits: BudgetAdmin.Limits, poli
     print("  alerts at:     \(p.alertThresholds.value.isEmpty ? "none" : p.alertThresholds.value.map { "\($0)%" }.joined(separator: ", "))\(mark(p.alertThresholds))")
 }
 
-struct Spend: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show spend for one client or all clients on a day.")
-    @OptionGroup var redis: RedisOptions
-    @Argument(help: "Client id; all clients when omitted.") var client: String?
-    @Option(help: "Day, YYYY-MM-DD (default: today in budget.timezone).") var date: String?
-    @Flag(help: "Print JSON instead of a table.") var json = false
-
-    func run() async throws {
-        if let date, CivilDate.parseDay(date) == nil { throw ValidationError("--date must be YYYY-MM-DD (got \(date))") }
-        let only = try client.map(clientArgument)
-        let (day, rows) = try await redis.withAdmin { admin, _ in
-            let day: String
-            if let date { day = date } else { day = try await admin.today() }
-            guard let only else { return (day, try await admin.allSpend(date: day)) }
-            return (day, [try await admin.spend(only, date: day)])
-        }
-        if json {
-            print(JSONValue.array(rows.map(SpendTable.json)).serialized)
-        } else {
-            print(SpendTable.render(rows, date: day))
-        }
-    }
-}
-
-/// The readable table of `tollgate spend`.
-enum SpendTable {
-    static func render(_ rows: [BudgetAdmin.ClientSpend], date: String) -> String {
-        let header = ["CLIENT", "DAY SPENT", "RESERVED", "DAY LIMIT", "LEFT TODAY", "REQUESTS", "REFUSED", "MONTH SPENT", "MONTH LIMIT"]
-        let body = rows.map { r in
-            [r.client.rawValue, "$" + r.day.spent.usdString, "$" + r.day.reserved.usdString, "$" + r.day.limit.usdString,
-             "$" + r.day.remaining.usdString, String(r.day.requests), String(r.day.refused), "$" + r.month.spent.usdString,
-             "$" + r.month.limit.usdString]
-        }
-        let widths = header.indices.map { i in ([header] + body).map { $0[i].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ")
-        }
-        let title = "Spend on \(date)" + (rows.isEmpty ? ": no clients" : "")
-        return ([title, line(header)] + body.map(line)).joined(separator: "\n")
-    }
-
-    static func json(_ r: BudgetAdmin.ClientSpend) -> JSONValue {
-        func p(_ s: BudgetAdmin.PeriodSpend) -> JSONValue {
-            .object([("period", .string(s.period)), ("spent_usd", .number(s.spent.usdString)), ("reserved_usd", .number(s.reserved.usdString)),
-                     ("requests", .number(String(s.requests))), ("refused", .number(String(s.refused))), ("limit_usd", .number(s.limit.usdString)),
-                     ("remaining_usd", .number(s.remaining.usdString)), ("resets_at", .string(s.resetsAt.rfc3339))])
-        }
-        return .object([("client_id", .string(r.client.rawValue)), ("day", p(r.day)), ("month", p(r.month))])
-    }
-}
-
 struct Keys: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Manage virtual keys (clients.auth: keys).", subcommands: [Create.self, List.self, Revoke.self])
 

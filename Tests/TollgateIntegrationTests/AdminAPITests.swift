@@ -55,6 +55,13 @@ struct AdminAPITests {
         #expect(spent.value == (try await TestRedis.int(try await TestRedis.periodKeys(client).day, "spent")))
         #expect(spend.json?["day"]?["requests"]?.int == 1)
         _ = await call("GET", "/v1/spend/\(client)?date=2026-13-01", "/v1/spend/{client_id}", expect: 400)
+        #expect(elements(spend.json?["days"]).count == 30, "the last 30 days come along")
+        let range = await call("GET", "/v1/spend/\(client)?from=\(today)&to=\(today)", "/v1/spend/{client_id}", expect: 200)
+        #expect(range.json?["total"]?["spent_nano_usd"]?.int == spent.value)
+        _ = await call("GET", "/v1/spend/\(client)?from=2026-02-30", "/v1/spend/{client_id}", expect: 400)
+        _ = await call("GET", "/v1/spend/top?day=\(today)&limit=1000", "/v1/spend/top", expect: 200)
+        _ = await call("GET", "/v1/spend/top?month=\(today.prefix(7))", "/v1/spend/top", expect: 200)
+        _ = await call("GET", "/v1/spend/top?limit=0", "/v1/spend/top", expect: 400)
         let all = await call("GET", "/v1/spend?date=\(today)", "/v1/spend", expect: 200)
         guard case .array(let rows)? = all.json?["clients"] else { Issue.record("no clients array"); return }
         #expect(rows.contains { $0["client_id"]?.string == client.rawValue })

@@ -97,4 +97,55 @@ struct CLITests {
         #expect(try await TestRedis.hash(RedisKeys(client).limits) == [:])
         #expect(r.output.contains("on limit:      block (default)"))
     }
+
+    @Test("spend --by model / --by day over --days, for one client or every client that spent, as CSV, a table or JSON")
+    func spendBreakdown() async throws {
+        let (a, b) = (TestRedis.uniqueClient("clia"), TestRedis.uniqueClient("clib"))
+        let first = Seed.randomPastDay()
+        let (d1, d2, d3) = (dayName(first), dayName(first + 1), dayName(first + 2))
+        // A model name with a comma and quotes (clients choose it), and spend no model accounts for.
+        try await Seed.hash(RedisKeys(a).day(d1), ["spent": 1_500_000_000, "requests": 3, "model:gpt-4o": 1_000_000_000, #"model:gpt,"4""#: 400_000_000])
+        try await Seed.hash(RedisKeys(b).day(d2), ["spent": 2_000_000_000, "requests": 4, "model:gpt-4o": 2_000_000_000])
+        try await Seed.hash(RedisKeys(a).day(d3), ["spent": 250_000_001, "requests": 1, "refused": 2, "model:gpt-4o-mini": 250_000_001])
+        try await Seed.top(SharedRedisKeys.topDay(d1), [(a.rawValue, 1_500_000_000)])
+        try await Seed.top(SharedRedisKeys.topDay(d2), [(b.rawValue, 2_000_000_000)])
+        try await Seed.top(SharedRedisKeys.topDay(d3), [(a.rawValue, 250_000_001)])
+
+        let byModel = #"""
+            model,spent_nano_usd,spent_usd,share_percent
+            gpt-4o,1000000000,1,57.1
+            "gpt,""4""",400000000,0.4,22.8
+            gpt-4o-mini,250000001,0.250000001,14.2
+            (not by model),100000000,0.1,5.7
+
+            """#
+        var r = try run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--csv"])
+        #expect(r.status == 0 && r.output == byModel, "\(r.output)")
+        let byDay = """
+            date,spent_nano_usd,spent_usd,requests,refused,downgrades,loop_trips
+            \(d1),1500000000,1.5,3,0,0,0
+            \(d2),2000000000,2,4,0,0,0
+            \(d3),250000001,0.250000001,1,2,0,0
+
+            """
+        r = try run(["spend", "--by", "day", "--days", "3", "--date", d3, "--csv"])
+        #expect(r.status == 0 && r.output == byDay, "every client in the days' top sets, summed: \(r.output)")
+        r = try run(["spend", a.rawValue, "--by", "model", "--days", "3", "--date", d3])
+        #expect(r.output.hasPrefix("Spend by model, \(d1) to \(d3), client \(a)\nMODEL"), "\(r.output)")
+        let lines = r.output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(lines.contains(["MODEL", "SPENT", "SHARE"]) && lines.contains(["gpt-4o", "$1", "57.1%"]), "\(r.output)")
+        #expect(lines.contains(["(not", "by", "model)", "$0.1", "5.7%"]), "\(r.output)")
+        r = try run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--json"])
+        let json = try JSONValue.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(json["client_id"]?.string == a.rawValue && json["total"]?["spent_nano_usd"]?.int == 1_750_000_001)
+        r = try run(["spend", a.rawValue, "--date", d1, "--csv"])
+        #expect(r.output == "client,date,day_spent_usd,reserved_usd,day_limit_usd,left_today_usd,requests,refused,month_spent_usd,month_limit_usd\n"
+                + "\(a),\(d1),1.5,0,10,8.5,3,0,0,200\n", "\(r.output)")
+
+        for (arguments, hint) in [(["--by", "model", "--days", "0"], "--days must be from 1 to 400"), (["--days", "3"], "--days needs --by"),
+                                  (["--csv", "--json"], "not both"), (["--by", "week"], "model"), (["x", "--client", "y"], "give the client once")] {
+            r = try run(["spend"] + arguments)
+            #expect(r.status != 0 && r.output.contains(hint), "\(arguments): \(r.output)")
+        }
+    }
 }
