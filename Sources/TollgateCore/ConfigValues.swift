@@ -134,6 +134,11 @@ struct ConfigValues {
         c.admin.host = string("admin.host") ?? c.admin.host
         c.admin.port = try int("admin.port", in: 0...65535, "") ?? c.admin.port
         if present.contains("admin.token_env") { c.admin.tokenEnv = string("admin.token_env") }
+        // The same rule `serve` enforces, so `check-config` does not pass a file `serve` refuses.
+        if c.admin.enabled, !c.admin.isLoopback, (c.admin.tokenEnv.flatMap { environment[$0] } ?? "").isEmpty {
+            throw fail("admin.host", "the admin API may listen on \(c.admin.host) only with a token: set the environment variable "
+                       + "\(c.admin.tokenEnv ?? "named by admin.token_env"), or keep admin.host 127.0.0.1")
+        }
         c.clients.auth = try choice("clients.auth", TollgateConfig.ClientAuth.self, options: ["header", "keys"]) ?? c.clients.auth
         if let url = string("redis.url") {
             guard RedisEndpoint(url: url) != nil else {

@@ -61,9 +61,9 @@ struct AdminGuard: RouterMiddleware {
         }
     }
 
+    /// Compares SHA-256 digests (fixed length, compared in constant time by swift-crypto), so
+    /// neither the time nor an early exit on a length mismatch tells how long the token is.
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        return zip(x, y).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        SHA256.hash(data: Array(a.utf8)) == SHA256.hash(data: Array(b.utf8))
     }
 }

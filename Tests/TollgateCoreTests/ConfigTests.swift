@@ -334,3 +334,17 @@ struct StrictAllowanceConfigTests {
         #expect(c.defaultPrice?.hiddenReasoning == true)
     }
 }
+
+@Suite("admin listener rules at load")
+struct AdminListenerConfigTests {
+    @Test("an admin API on a non-loopback address without its token is refused when the file is read (check-config too)")
+    func adminHostNeedsToken() throws {
+        let yaml = "admin: { host: 0.0.0.0 }\n"
+        let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: yaml, environment: [:]) }
+        #expect(error?.key == "admin.host")
+        #expect(error?.message.contains("TOLLGATE_ADMIN_TOKEN") == true)
+        let config = try TollgateConfig.load(yaml: yaml, environment: ["TOLLGATE_ADMIN_TOKEN": "s3cret-token-value"])
+        #expect(config.admin.host == "0.0.0.0")
+        #expect(try TollgateConfig.load(yaml: "admin: { host: 0.0.0.0, enabled: false }\n", environment: [:]).admin.enabled == false)
+    }
+}

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 import NIOCore
 import TollgateCore
 import TollgateMockProvider
@@ -31,9 +32,21 @@ struct Replica: Sendable {
             report.yield(channel.localAddress?.port ?? 0)
             report.finish()
         }
+        // Cancelling the returned task shuts the server down gracefully: cancelling a Hummingbird
+        // server outright while connections wait in its accept queue deinits their channels
+        // unfinished, which NIO traps on ("Deinited NIOAsyncWriter without calling finish()").
+        var configuration = ServiceGroupConfiguration(services: [app], logger: Logger(label: "test-server"))
+        configuration.maximumGracefulShutdownDuration = .seconds(2)
+        let group = ServiceGroup(configuration: configuration)
         let task = Task {
             defer { report.finish() }
-            try await app.run()
+            // Not a child: the outer task's cancellation must not cancel the server abruptly.
+            let running = Task { try await group.run() }
+            try await withTaskCancellationHandler {
+                try await running.value
+            } onCancel: {
+                Task { await group.triggerGracefulShutdown() }
+            }
         }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CancellationError() }
