@@ -28,9 +28,18 @@ public struct TollgateConfig: Sendable {
         public var tokenEnv: String? = "TOLLGATE_ADMIN_TOKEN"
         public var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
     }
+    /// Where Redis is and how to log in (`endpoint(environment:)` adds the password).
     public struct Redis: Sendable {
+        /// May carry a user and password; never print it (print the endpoint, which redacts).
         public var url = "redis://127.0.0.1:6379/0"
         public var timeoutMilliseconds = 250
+        /// The ACL user, overriding the URL's.
+        public var username: String?
+        /// Where the password is read at start; either overrides a password in the URL.
+        public var passwordEnv: String?
+        public var passwordFile: String?
+        /// Used with `rediss://` only.
+        public var tls = RedisTLS()
     }
     public struct Provider: Sendable {
         public var baseURL: String

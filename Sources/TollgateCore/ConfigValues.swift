@@ -37,7 +37,7 @@ struct ConfigValues {
     private mutating func walk(_ node: Node, path: String) {
         if !path.isEmpty {
             present.insert(path)
-            if !Self.known.contains(path), !Self.policyKeys.contains(path), !Self.alertKeys.contains(path),
+            if !Self.known.contains(path), !Self.policyKeys.contains(path), !Self.alertKeys.contains(path), !Self.redisKeys.contains(path),
                !path.hasPrefix(Self.downgradeModelsPrefix) {
                 unknown.append(path); return
             }
@@ -121,7 +121,10 @@ struct ConfigValues {
     /// `environment` resolves the `*_env` settings whose values the config keeps (`alerts.*`).
     func build(environment: [String: String] = [:]) throws -> TollgateConfig {
         if let first = unknown.sorted().first {
-            throw ConfigError(key: first, message: "is not a known setting; check the spelling against docs/config.md")
+            // A password in the file would sit beside settings that get printed, diffed and committed.
+            let fix = first == "redis.password" ? "keep the password out of the config: name the variable or file holding it in redis.password_env or redis.password_file"
+                : "check the spelling against docs/config.md"
+            throw ConfigError(key: first, message: "is not a known setting; \(fix)")
         }
         var c = TollgateConfig()
         c.server.host = string("server.host") ?? c.server.host
@@ -140,13 +143,7 @@ struct ConfigValues {
                        + "\(c.admin.tokenEnv ?? "named by admin.token_env"), or keep admin.host 127.0.0.1")
         }
         c.clients.auth = try choice("clients.auth", TollgateConfig.ClientAuth.self, options: ["header", "keys"]) ?? c.clients.auth
-        if let url = string("redis.url") {
-            guard RedisEndpoint(url: url) != nil else {
-                throw fail("redis.url", "must look like redis://HOST:PORT/DB (got '\(url)'); TLS and passwords are not supported yet")
-            }
-            c.redis.url = url
-        }
-        c.redis.timeoutMilliseconds = try int("redis.timeout_ms", in: 1...60_000, "milliseconds ") ?? c.redis.timeoutMilliseconds
+        c.redis = try redis()
         c.openAI.baseURL = try url("providers.openai.base_url") ?? c.openAI.baseURL
         c.anthropic.baseURL = try url("providers.anthropic.base_url") ?? c.anthropic.baseURL
         if present.contains("providers.openai.api_key_env") { c.openAI.apiKeyEnv = string("providers.openai.api_key_env") }
@@ -220,23 +217,5 @@ struct ConfigValues {
         // Clients without their own `alerts` field use these (ClientPolicy, the scripts' default).
         c.clients.defaults.alertThresholds = try alertThresholds() ?? c.clients.defaults.alertThresholds
         return c
-    }
-}
-
-/// `redis://HOST[:PORT][/DB]`.
-public struct RedisEndpoint: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var database: Int
-
-    public init?(url: String) {
-        guard let u = URLComponents(string: url), u.scheme == "redis", let host = u.host, !host.isEmpty,
-              u.user == nil, u.password == nil else { return nil }
-        self.host = host
-        guard (1...65535).contains(u.port ?? 6379) else { return nil }
-        self.port = u.port ?? 6379
-        let path = u.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        guard let db = path.isEmpty ? 0 : Int(path), db >= 0 else { return nil }
-        self.database = db
     }
 }

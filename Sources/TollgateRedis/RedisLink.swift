@@ -17,22 +17,19 @@ final class RedisLink: @unchecked Sendable {
         func resume(throwing error: any Error) { caller?.resume(throwing: error) }
     }
 
-    struct Settings {
-        let endpoint: RedisEndpoint
-        let timeout: TimeAmount
-        /// Loaded on every (re)connect, so a restarted Redis (empty script cache) does not send
-        /// every caller into NOSCRIPT at once.
-        let scripts: [RedisScript]
-        let logger: Logger
-        /// Appends a command in RESP; false when it cannot be encoded. A seam for tests.
-        var encode: @Sendable (_ args: [String], _ buffer: inout ByteBuffer) -> Bool = RedisWire.write
-    }
+    /// Reconnects back off from 50 ms to 250 ms only: until a link reconnects, its callers are
+    /// refused, and a Redis that restarts is back within moments (a refused connect costs it nothing).
+    static let firstBackoff = TimeAmount.milliseconds(50), maxBackoff = TimeAmount.milliseconds(250)
+    /// A loading Redis is retried at this pace, whatever the backoff.
+    static let loadingRetry = TimeAmount.milliseconds(100)
+    /// A refused login or setup repeats the same mistake: retried rarely, and logged once.
+    static let refusedRetry = TimeAmount.seconds(2)
 
     private enum State {
         /// Not connected. Callers fail fast until `retryAt`, then the next call reconnects.
-        case down(retryAt: NIODeadline, why: String)
+        case down(retryAt: NIODeadline, outage: RedisOutage)
         case connecting
-        /// Connected; SELECT and SCRIPT LOAD are in flight. Callers wait in `waiting`.
+        /// Connected; AUTH, SELECT and SCRIPT LOAD are in flight. Callers wait in `waiting`.
         case settingUp(any Channel)
         case ready(any Channel)
         case shutDown
@@ -40,12 +37,14 @@ final class RedisLink: @unchecked Sendable {
 
     private enum Entry {
         case caller(RedisCommand, Reply, retried: Bool)
-        /// SELECT / SCRIPT LOAD: their replies complete the setup (or fail the connection).
+        /// AUTH / SELECT / SCRIPT LOAD, named by their step (never their arguments: AUTH carries
+        /// the password): their replies complete the setup (or fail the connection).
         case setup(String)
     }
 
     let eventLoop: any EventLoop
     private let settings: Settings
+    var endpoint: RedisEndpoint { settings.endpoint }
     private var state: State
     /// EVALSHA names scripts by the SHA-1 of their source, which SCRIPT LOAD also returns.
     private var shas: [String: String] = [:]
@@ -56,7 +55,9 @@ final class RedisLink: @unchecked Sendable {
     private var reader = RedisReplyReader()
     private var flushScheduled = false
     private var timer: Scheduled<Void>?
-    private var backoff = TimeAmount.milliseconds(50)
+    private var backoff = RedisLink.firstBackoff
+    /// The last outage logged, so a Redis that stays down is reported once, not on every retry.
+    private var reported: RedisOutage?
     private var setupPending = 0
     /// SCRIPT LOADs sent after a NOSCRIPT and not answered yet.
     private var reloadsPending = 0
@@ -68,7 +69,7 @@ final class RedisLink: @unchecked Sendable {
     init(eventLoop: any EventLoop, settings: Settings) {
         self.eventLoop = eventLoop
         self.settings = settings
-        state = .down(retryAt: .now(), why: "not connected yet")
+        state = .down(retryAt: .now(), outage: .lost("not connected yet"))
     }
 
     private var current: (any Channel)? {
@@ -85,9 +86,9 @@ final class RedisLink: @unchecked Sendable {
         switch state {
         case .shutDown:
             reply.resume(throwing: RedisError.unavailable("connection is shut down"))
-        case .down(let retryAt, let why):
+        case .down(let retryAt, let outage):
             guard retryAt <= .now() else {
-                reply.resume(throwing: RedisError.unavailable(why))
+                reply.resume(throwing: outage.unsent)
                 return
             }
             waiting.append((command, reply))
@@ -103,20 +104,25 @@ final class RedisLink: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         if case .down = state {} else { return }
         state = .connecting
-        let (ep, timeout, eventLoop) = (settings.endpoint, settings.timeout, self.eventLoop)
+        let (ep, transport, timeout, eventLoop) = (settings.endpoint, settings.transport, settings.timeout, self.eventLoop)
+        if case .unusable(let why) = transport { return failed(.refused(why), channel: nil) }
         NIOThreadPool.singleton.runIfActive(eventLoop: eventLoop) {
             try RedisSocket.connect(host: ep.host, port: ep.port, timeoutMilliseconds: Int(timeout.nanoseconds / 1_000_000))
         }.flatMap { [self] fd in
             ClientBootstrap(group: eventLoop)
                 .channelInitializer { [self] channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RedisLinkHandler(link: self)) }
+                    channel.eventLoop.makeCompletedFuture {
+                        // TLS below the Redis handler: the link reads and writes plain RESP.
+                        if case .tls(let tls) = transport { try channel.pipeline.syncOperations.addHandler(tls.handler()) }
+                        try channel.pipeline.syncOperations.addHandler(RedisLinkHandler(link: self))
+                    }
                 }
                 .withConnectedSocket(fd)
                 .map { ($0, fd) }
         }.whenComplete { [self] result in
             switch result {
             case .success(let (channel, fd)): connected(channel, socket: fd)
-            case .failure(let error): failed("\(error)", channel: nil)
+            case .failure(let error): failed(.error(error, endpoint: ep), channel: nil)
             }
         }
     }
@@ -141,24 +147,27 @@ final class RedisLink: @unchecked Sendable {
         state = .settingUp(channel)
         self.socket = socket
         reader = RedisReplyReader()
-        let database = settings.endpoint.database
-        setupPending = settings.scripts.count + (database != 0 ? 1 : 0)
-        if database != 0, !write(.setup("SELECT"), args: ["SELECT", String(database)], on: channel) { return }
+        let handshake = settings.handshake
+        setupPending = handshake.count + settings.scripts.count
+        for (step, args) in handshake {
+            guard write(.setup(step), args: args, on: channel) else { return }
+        }
         guard loadScripts(on: channel) else { return }
         if setupPending == 0 { becomeReady(channel) }
     }
 
     private func becomeReady(_ channel: any Channel) {
         state = .ready(channel)
-        backoff = .milliseconds(50)
-        settings.logger.info("connected to Redis", metadata: ["redis": "\(settings.endpoint.host):\(settings.endpoint.port)/\(settings.endpoint.database)"])
+        backoff = Self.firstBackoff
+        reported = nil
+        settings.logger.info("connected to Redis", metadata: ["redis": "\(settings.endpoint)"])
         let queued = waiting
         waiting.removeAll()
         for (command, reply) in queued { write(.caller(command, reply, retried: false), on: channel) }
     }
 
     /// The connection is unusable: what was sent has an unknown outcome, what waited was not sent.
-    func failed(_ why: String, channel: (any Channel)?) {
+    func failed(_ outage: RedisOutage, channel: (any Channel)?) {
         switch state {
         case .shutDown, .down: return
         case .connecting, .settingUp, .ready: break
@@ -166,12 +175,29 @@ final class RedisLink: @unchecked Sendable {
         // A late event from an older channel must not take down the current one (or a connect in progress).
         let broken = current
         if let channel, channel !== broken { return }
-        state = .down(retryAt: .now() + backoff, why: why)
+        let retryIn: TimeAmount
+        switch outage {
+        case .lost:
+            retryIn = backoff
+            backoff = min(backoff * 2, Self.maxBackoff)
+        case .loading: retryIn = Self.loadingRetry
+        case .refused: retryIn = Self.refusedRetry
+        }
+        state = .down(retryAt: .now() + retryIn, outage: outage)
         socket = nil
-        backoff = min(backoff * 2, .seconds(2))
-        settings.logger.warning("Redis connection down", metadata: ["reason": "\(why)"])
-        failAll(inFlightWith: .unknownOutcome(why), waitingWith: .unavailable(why))
+        report(outage)
+        failAll(inFlightWith: .unknownOutcome(outage.why), waitingWith: outage.unsent)
         broken?.close(promise: nil)
+    }
+
+    private func report(_ outage: RedisOutage) {
+        guard outage != reported else { return }
+        reported = outage
+        if case .refused = outage {
+            settings.logger.error("Redis refused Tollgate's connection", metadata: ["reason": "\(outage.why)", "redis": "\(settings.endpoint)"])
+        } else {
+            settings.logger.warning("Redis connection down", metadata: ["reason": "\(outage.why)", "redis": "\(settings.endpoint)"])
+        }
     }
 
     private func failAll(inFlightWith sent: RedisError, waitingWith unsent: RedisError) {
@@ -204,7 +230,7 @@ final class RedisLink: @unchecked Sendable {
             let why = "\(args.first ?? "command") could not be encoded (over 2 GiB, or out of memory)"
             switch entry {
             case .caller(_, let reply, _): reply.resume(throwing: RedisError.unavailable("\(why); not sent"))
-            case .setup: failed(why, channel: channel)
+            case .setup: failed(.lost(why), channel: channel)
             }
             return false
         }
@@ -270,7 +296,7 @@ final class RedisLink: @unchecked Sendable {
             // Bytes waiting in the socket: Redis did answer, but NIO runs every queued task
             // before it polls sockets again and this loop has been busy. Look again shortly.
             if let socket, RedisSocket.unreadBytes(socket) > 0 { return armTimer(at: .now() + .milliseconds(10)) }
-            failed("no reply within \(settings.timeout.nanoseconds / 1_000_000) ms", channel: nil)
+            failed(.lost("no reply within \(settings.timeout.nanoseconds / 1_000_000) ms"), channel: nil)
         }
     }
 
@@ -282,13 +308,13 @@ final class RedisLink: @unchecked Sendable {
         do {
             while let reply = try reader.next() {
                 guard let item = inFlight.popFirst() else {
-                    failed("reply without a request", channel: channel)
+                    failed(.lost("reply without a request"), channel: channel)
                     return
                 }
                 handle(reply, for: item.entry, channel: channel)
             }
         } catch {
-            failed("\(error)", channel: channel)
+            failed(.lost("\(error)"), channel: channel)
         }
     }
 
@@ -296,7 +322,7 @@ final class RedisLink: @unchecked Sendable {
         switch entry {
         case .setup(let what):
             if case .error(let message) = reply {
-                failed("\(what) failed: \(message)", channel: channel)
+                failed(.reply(to: what, message, endpoint: settings.endpoint), channel: channel)
                 return
             }
             guard case .settingUp = state else { // a NOSCRIPT reload while ready
@@ -334,12 +360,12 @@ private final class RedisLinkHandler: ChannelInboundHandler, @unchecked Sendable
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        link.failed("connection closed by Redis", channel: context.channel)
+        link.failed(.lost("connection closed by Redis"), channel: context.channel)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        link.failed("\(error)", channel: context.channel)
+        link.failed(.error(error, endpoint: link.endpoint), channel: context.channel)
         context.close(promise: nil)
     }
 }

@@ -67,6 +67,9 @@ public enum RedisError: Error, Equatable, CustomStringConvertible {
     case unknownOutcome(String)
     /// Redis answered with an error reply.
     case server(String)
+    /// Redis, or the TLS in front of it, refused Tollgate's login or setup: a password, user,
+    /// permission, database or certificate setting must change. The message names it.
+    case misconfigured(String)
     /// The reply did not have the shape the caller expects (a script contract mismatch).
     case unexpectedReply(String)
 
@@ -75,6 +78,7 @@ public enum RedisError: Error, Equatable, CustomStringConvertible {
         case .unavailable(let why): return "Redis unavailable: \(why)"
         case .unknownOutcome(let why): return "Redis connection lost before the reply: \(why)"
         case .server(let message): return "Redis error: \(message)"
+        case .misconfigured(let why): return "Redis connection misconfigured: \(why)"
         case .unexpectedReply(let what): return "unexpected Redis reply: \(what)"
         }
     }

@@ -39,9 +39,7 @@ public final class Tollgate: Sendable {
             try PriceTable.parse(yaml: String(contentsOfFile: path, encoding: .utf8), origin: path)
         } ?? PriceTable.bundled()
         prices.defaultPrice = config.defaultPrice
-        guard let endpoint = RedisEndpoint(url: config.redis.url) else {
-            throw ConfigError(key: "redis.url", message: "must look like redis://HOST:PORT/DB")
-        }
+        let endpoint = try config.redis.endpoint(environment: environment)
         let scripts = try BudgetScripts.load()
         redis = RedisConnection(endpoint: endpoint, timeoutMilliseconds: config.redis.timeoutMilliseconds, scripts: scripts.all, logger: logger)
         var settings = UpstreamClient.Settings()

@@ -4,18 +4,32 @@ import Logging
 import TollgateCore
 import TollgateRedis
 
-/// Options shared by the commands that talk to Redis directly (no replica needed).
+/// Options shared by the commands that talk to Redis directly (no replica needed). The config's
+/// `redis.*` settings apply (AUTH, TLS); the flags override the common ones.
 struct RedisOptions: ParsableArguments {
-    @Option(name: .long, help: "YAML config file for the Redis URL, default limits and timezone.")
+    @Option(name: .long, help: "YAML config file for the Redis URL, login, TLS, default limits and timezone.")
     var config: String?
-    @Option(name: .long, help: "Redis URL, overriding the config (also TOLLGATE_REDIS_URL).")
+    @Option(name: .long, help: "Redis URL, overriding the config (also TOLLGATE_REDIS_URL): redis://[USER:PASSWORD@]HOST[:PORT][/DB], rediss:// for TLS.")
     var redis: String?
+    @Option(name: .customLong("redis-user"), help: "Redis ACL user (redis.username).")
+    var redisUser: String?
+    @Option(name: .customLong("redis-password-env"), help: ArgumentHelp("Environment variable holding the Redis password (redis.password_env).", valueName: "VAR"))
+    var redisPasswordEnv: String?
+    @Option(name: .customLong("redis-tls-ca"), help: ArgumentHelp("PEM CA file that signed Redis's certificate, for rediss:// (redis.tls.ca_file).", valueName: "FILE"))
+    var redisTLSCA: String?
 
     /// Runs `body` with a connection that is closed afterwards.
     func withAdmin<T>(_ body: (BudgetAdmin, VirtualKeyStore) async throws -> T) async throws -> T {
         let (admin, keys, connection) = try self.admin()
         defer { connection.shutdown() }
-        do { return try await body(admin, keys) } catch let error as RedisError {
+        do {
+            // A refused login names its setting here, rather than as the first command's NOAUTH.
+            try await connection.verify()
+            return try await body(admin, keys)
+        } catch let error as RedisError {
+            if case .misconfigured = error {
+                throw ValidationError("\(error). The CLI reads the login from --config FILE, or --redis-user, --redis-password-env and --redis-tls-ca.")
+            }
             throw ValidationError("\(error). Point the CLI at your Redis with --redis URL, --config FILE or TOLLGATE_REDIS_URL.")
         }
     }
@@ -23,9 +37,14 @@ struct RedisOptions: ParsableArguments {
     private func admin() throws -> (BudgetAdmin, VirtualKeyStore, RedisConnection) {
         var settings = try loadConfig(config)
         if let redis { settings.redis.url = redis }
-        guard let endpoint = RedisEndpoint(url: settings.redis.url) else {
-            throw ValidationError("--redis must look like redis://HOST:PORT/DB (got \(settings.redis.url))")
+        if let redisUser { settings.redis.username = redisUser }
+        if let redisPasswordEnv { (settings.redis.passwordEnv, settings.redis.passwordFile) = (redisPasswordEnv, nil) }
+        if let redisTLSCA { settings.redis.tls.caFile = redisTLSCA }
+        let endpoint: RedisEndpoint
+        do { endpoint = try settings.redis.endpoint(environment: ProcessInfo.processInfo.environment) } catch let error as ConfigError {
+            throw ValidationError("\(error) (the CLI's --redis, --redis-user and --redis-password-env set the same)")
         }
+        if redisTLSCA != nil, endpoint.tls == nil { throw ValidationError("--redis-tls-ca needs a rediss:// URL (got \(endpoint))") }
         var logger = Logger(label: "tollgate-cli")
         logger.logLevel = .error
         let connection = RedisConnection(endpoint: endpoint, timeoutMilliseconds: max(settings.redis.timeoutMilliseconds, 2_000), scripts: [], logger: logger)

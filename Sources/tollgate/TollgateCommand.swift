@@ -8,6 +8,7 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import TollgateCore
+import TollgateRedis
 import TollgateServer
 
 @main
@@ -40,6 +41,7 @@ struct Serve: AsyncParsableCommand {
             throw ConfigProblem(error: error)
         }
         defer { tollgate.shutdown() }
+        try await verifyRedis(tollgate.redis, logger: logger)
         var services: [any Service] = [tollgate.application()]
         if settings.admin.enabled { services.append(tollgate.adminApplication()) }
         if let sender = tollgate.alertSender() { services.append(sender) }
@@ -54,7 +56,7 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(configuration: lifecycle)
         logger.info("tollgate starting", metadata: [
             "address": "\(settings.server.host):\(settings.server.port)", "admin": "\(settings.admin.enabled ? "\(settings.admin.host):\(settings.admin.port)" : "off")",
-            "mode": "\(settings.budget.mode.rawValue)", "auth": "\(settings.clients.auth.rawValue)",
+            "mode": "\(settings.budget.mode.rawValue)", "auth": "\(settings.clients.auth.rawValue)", "redis": "\(settings.redis.redacted)",
         ])
         try await group.run()
     }
@@ -66,7 +68,7 @@ struct CheckConfig: ParsableCommand {
 
     func run() throws {
         let c = try loadConfig(file)
-        print("ok: \(file) (mode \(c.budget.mode.rawValue), redis \(c.redis.url), port \(c.server.port))")
+        print("ok: \(file) (mode \(c.budget.mode.rawValue), redis \(c.redis.redacted), port \(c.server.port))")
     }
 }
 
@@ -81,6 +83,22 @@ func loadConfig(_ path: String?) throws -> TollgateConfig {
     do { return try TollgateConfig.load(file: path, environment: ProcessInfo.processInfo.environment) } catch let error as ConfigError {
         throw ConfigProblem(error: error)
     }
+}
+
+/// Fails the start when Redis refuses Tollgate (a password, user, permission or certificate to
+/// fix), so a bad rollout stops at once instead of answering 503 forever. A Redis that does not
+/// answer yet is no reason to stop: it may start after us, and /readyz says so meanwhile.
+func verifyRedis(_ redis: RedisConnection, logger: Logger) async throws {
+    do { try await redis.verify() } catch let error as RedisError {
+        if case .misconfigured = error { throw RedisProblem(error: error) }
+        logger.warning("Redis does not answer yet; starting anyway, /readyz reports not ready until it does",
+                       metadata: ["reason": "\(error)", "redis": "\(redis.endpoint)"])
+    }
+}
+
+struct RedisProblem: Error, CustomStringConvertible {
+    let error: RedisError
+    var description: String { error.description }
 }
 
 /// Printed as "Error: config error at 'key': how to fix", without the usage text: the command

@@ -161,7 +161,7 @@ struct ConfigErrorTests {
         ("server:\n  port: -1", "server.port"),
         ("server:\n  port: http", "server.port"),
         ("redis:\n  url: http://localhost:6379", "redis.url"),
-        ("redis:\n  url: redis://:secret@localhost:6379/0", "redis.url"),
+        ("redis:\n  url: redis://:secret@localhost:6379/db0", "redis.url"),
         ("redis:\n  url: redis://localhost/abc", "redis.url"),
         ("redis:\n  url: localhost:6379", "redis.url"),
         ("redis:\n  timeout_ms: 0", "redis.timeout_ms"),

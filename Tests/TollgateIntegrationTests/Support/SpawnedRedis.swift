@@ -1,21 +1,40 @@
 import Foundation
 
-/// A private redis-server for tests that stop, freeze or restart Redis (the shared one must
-/// stay up for the tests running beside them).
+/// A private redis-server for tests that stop, freeze or restart Redis, or that need a password,
+/// ACL users or TLS (the shared one must stay up, and open, for the tests running beside them).
 final class SpawnedRedis: @unchecked Sendable {
     let port: Int
+    /// Its working directory (the RDB file), removed with it.
+    let dir: String
+    /// Extra `redis-server` arguments, e.g. `["--requirepass", "…"]`; later ones win.
+    let arguments: [String]
+    /// Serves TLS only (`--tls-port`), with `TestCertificates`' server certificate.
+    let tls: Bool
     private var process: Process?
-    var url: String { "redis://127.0.0.1:\(port)/0" }
+    /// With TLS the host is `localhost`, the name the test server certificate carries.
+    var url: String { tls ? "rediss://localhost:\(port)/0" : "redis://127.0.0.1:\(port)/0" }
 
-    init() throws {
+    init(_ arguments: [String] = [], tls: Bool = false) throws {
         port = try SpawnedRedis.freePort()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("tollgate-redis-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        self.arguments = arguments
+        self.tls = tls
         try start()
     }
 
-    func start() throws {
+    /// Starts the server and returns once it accepts connections (it may still be loading its RDB).
+    func start(_ more: [String] = []) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        var listen = ["--port", String(port)]
+        if tls {
+            let c = try TestCertificates.shared()
+            listen = ["--port", "0", "--tls-port", String(port), "--tls-cert-file", c.serverCert, "--tls-key-file", c.serverKey,
+                      "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "no"]
+        }
+        p.arguments = ["redis-server"] + listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir]
+            + arguments + more
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -32,7 +51,10 @@ final class SpawnedRedis: @unchecked Sendable {
         process = nil
     }
 
-    deinit { stop() }
+    deinit {
+        stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
 
     static func accepts(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -57,5 +79,51 @@ final class SpawnedRedis: @unchecked Sendable {
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+/// A throw-away CA, a server certificate for `localhost` (and no IP address, so that a connection
+/// to 127.0.0.1 must name it in `server_name`), a client certificate, and a second CA that signed
+/// neither, made once per test run with the openssl CLI.
+struct TestCertificates: Sendable {
+    let dir: String
+    var ca: String { dir + "/ca.pem" }
+    var otherCA: String { dir + "/other-ca.pem" }
+    var serverCert: String { dir + "/server.pem" }
+    var serverKey: String { dir + "/server.key" }
+    var clientCert: String { dir + "/client.pem" }
+    var clientKey: String { dir + "/client.key" }
+
+    private static let made: Result<TestCertificates, CertificateFailure> = make()
+    static func shared() throws -> TestCertificates { try made.get() }
+
+    private static func make() -> Result<TestCertificates, CertificateFailure> {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tollgate-certs-\(UUID().uuidString.prefix(8))").path
+        let script = """
+            set -e
+            cd '\(dir)'
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=tollgate-test-ca
+            openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=some-other-ca
+            openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+            printf 'subjectAltName=DNS:localhost\\n' > server.ext
+            openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+            openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=tollgate
+            openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "mkdir -p '\(dir)'\n" + script]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return .failure(CertificateFailure(dir: dir)) }
+        // Polled rather than waitUntilExit (see SpawnedRedis.stop).
+        for _ in 0..<3_000 where p.isRunning { usleep(10_000) }
+        guard !p.isRunning, p.terminationStatus == 0 else { return .failure(CertificateFailure(dir: dir)) }
+        return .success(TestCertificates(dir: dir))
+    }
+
+    struct CertificateFailure: Error, CustomStringConvertible {
+        let dir: String
+        var description: String { "openssl could not make the test certificates in \(dir)" }
     }
 }

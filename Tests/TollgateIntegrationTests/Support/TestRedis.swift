@@ -51,12 +51,12 @@ enum TestRedis {
 
 extension BudgetStore {
     static func forTests(dailyUSD: Int64 = 10, monthlyUSD: Int64 = 200, leaseSeconds: Int = 600, clockOffset: Int64 = 0,
-                         timezone: TimezoneSchedule = .utc) -> BudgetStore {
+                         timezone: TimezoneSchedule = .utc, redis: RedisConnection = TestRedis.shared) -> BudgetStore {
         var policy = Policy(
             defaultDailyLimit: NanoUSD(dailyUSD * NanoUSD.perUSD), defaultMonthlyLimit: NanoUSD(monthlyUSD * NanoUSD.perUSD),
             leaseSeconds: leaseSeconds, dayGraceSeconds: 3600, monthGraceSeconds: 3600, timezone: { timezone })
         policy.clockOffsetSeconds = clockOffset
-        return BudgetStore(redis: TestRedis.shared, scripts: TestRedis.scripts, policy: policy)
+        return BudgetStore(redis: redis, scripts: TestRedis.scripts, policy: policy)
     }
 
     /// Reserves and expects a grant: the lease that settle and renew take.
