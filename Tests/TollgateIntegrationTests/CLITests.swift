@@ -6,72 +6,66 @@ import TollgateRedis
 /// The `tollgate` binary's operator commands, run as a process against the real test Redis.
 @Suite("CLI", .timeLimit(.minutes(2)), .enabled(if: ReplicaProcess.binaryExists, "needs the built tollgate binary"))
 struct CLITests {
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = ReplicaProcess.binary
         p.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["TOLLGATE_REDIS_URL"] = TestRedis.url
         p.environment = environment
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return try await ChildProcess.run(p)
     }
 
     @Test("budgets set/get/reset, spend and keys work against Redis with no replica running")
     func operatorCommands() async throws {
         let client = TestRedis.uniqueClient("cli")
-        var r = try run(["budgets", "set", client.rawValue, "--daily", "5", "--monthly", "100.25"])
+        var r = try await run(["budgets", "set", client.rawValue, "--daily", "5", "--monthly", "100.25"])
         #expect(r.status == 0, "\(r.output)")
         #expect(try await TestRedis.hash(RedisKeys(client).limits) == ["daily": "5000000000", "monthly": "100250000000"])
-        r = try run(["budgets", "get", client.rawValue])
+        r = try await run(["budgets", "get", client.rawValue])
         #expect(r.output.contains("daily $5,") && r.output.contains("monthly $100.25"))
-        r = try run(["budgets", "reset", client.rawValue])
+        r = try await run(["budgets", "reset", client.rawValue])
         #expect(r.output.contains("(default)"))
 
         let store = BudgetStore.forTests()
         let grant = try await store.grant(client, estimate: .fixed(1_500_000))
         _ = try await store.settle(client, grant.lease, actual: NanoUSD(1_234_567))
-        r = try run(["spend", client.rawValue, "--json"])
+        r = try await run(["spend", client.rawValue, "--json"])
         let rows = try JSONValue.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
         guard case .array(let list) = rows, let row = list.first else { Issue.record("not a JSON array: \(r.output)"); return }
         #expect(row["day"]?["spent_usd"] == .number("0.001234567"))
         #expect(row["day"]?["requests"]?.int == 1)
-        r = try run(["spend"])
+        r = try await run(["spend"])
         #expect(r.output.contains(client.rawValue) && r.output.contains("$0.001234567"), "the table lists the client")
 
-        r = try run(["keys", "create", client.rawValue, "--name", "cli-test"])
+        r = try await run(["keys", "create", client.rawValue, "--name", "cli-test"])
         let secret = try #require(r.output.split(separator: "\n").first.map(String.init))
         #expect(VirtualKey.looksLikeKey(secret))
         #expect(try await VirtualKeyStore(redis: TestRedis.shared).client(forSecret: secret) == client)
-        r = try run(["keys", "list", "--client", client.rawValue])
+        r = try await run(["keys", "list", "--client", client.rawValue])
         let keyID = try #require(r.output.split(separator: " ").first.map(String.init))
         #expect(!r.output.contains(secret))
-        r = try run(["keys", "revoke", keyID])
+        r = try await run(["keys", "revoke", keyID])
         #expect(r.status == 0)
         #expect(try await VirtualKeyStore(redis: TestRedis.shared).client(forSecret: secret) == nil)
 
-        r = try run(["budgets", "set", "bad client", "--daily", "5"])
+        r = try await run(["budgets", "set", "bad client", "--daily", "5"])
         #expect(r.status != 0 && r.output.contains("must be"))
-        r = try run(["budgets", "set", client.rawValue, "--daily", "lots"])
+        r = try await run(["budgets", "set", client.rawValue, "--daily", "lots"])
         #expect(r.status != 0 && r.output.contains("USD amount"))
     }
 
     @Test("budget set takes policy options, budget show prints the policy in force, and 'default' removes a value")
     func policyCommands() async throws {
         let client = TestRedis.uniqueClient("clipol")
-        var r = try run(["budget", "set", client.rawValue, "--on-limit", "warn", "--downgrade-at", "80", "--downgrade", "gpt-4o=gpt-4o-mini",
+        var r = try await run(["budget", "set", client.rawValue, "--on-limit", "warn", "--downgrade-at", "80", "--downgrade", "gpt-4o=gpt-4o-mini",
                          "--downgrade", "o3=none", "--loop-max", "20", "--loop-window", "60", "--run-limit", "5"])
         #expect(r.status == 0, "\(r.output)")
         #expect(try await TestRedis.hash(RedisKeys(client).limits) == [
             "on_limit": "warn", "downgrade_at": "80", "downgrade:gpt-4o": "gpt-4o-mini", "downgrade:o3": "none",
             "loop_max": "20", "loop_window": "60", "run_limit": "5000000000",
         ])
-        r = try run(["budget", "show", client.rawValue])
+        r = try await run(["budget", "show", client.rawValue])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("daily $10 (default)"))
         #expect(r.output.contains("on limit:      warn\n"), "\(r.output)")
@@ -80,7 +74,7 @@ struct CLITests {
         #expect(r.output.contains("loop breaker:  20 repeats, window 60 s\n"))
         #expect(r.output.contains("run limit:     $5\n"))
 
-        r = try run(["budgets", "set", client.rawValue, "--on-limit", "default", "--downgrade", "o3=default", "--daily", "1e-06"])
+        r = try await run(["budgets", "set", client.rawValue, "--on-limit", "default", "--downgrade", "o3=default", "--daily", "1e-06"])
         #expect(r.status == 0, "\(r.output)")
         #expect(try await TestRedis.hash(RedisKeys(client).limits) == [
             "daily": "1000", "downgrade_at": "80", "downgrade:gpt-4o": "gpt-4o-mini", "loop_max": "20", "loop_window": "60", "run_limit": "5000000000",
@@ -90,10 +84,10 @@ struct CLITests {
         for (arguments, hint) in [(["--on-limit", "sometimes"], "block, warn, stop"), (["--downgrade", "gpt-4o"], "MODEL=CHEAPER"),
                                   (["--downgrade-at", "101"], "from 0 to 100"), (["--loop-window", "0"], "from 1 to 86400"),
                                   (["--run-limit", "lots"], "USD amount"), ([], "give --daily")] {
-            r = try run(["budgets", "set", client.rawValue] + arguments)
+            r = try await run(["budgets", "set", client.rawValue] + arguments)
             #expect(r.status != 0 && r.output.contains(hint), "\(arguments): \(r.output)")
         }
-        r = try run(["budgets", "reset", client.rawValue])
+        r = try await run(["budgets", "reset", client.rawValue])
         #expect(try await TestRedis.hash(RedisKeys(client).limits) == [:])
         #expect(r.output.contains("on limit:      block (default)"))
     }
@@ -119,7 +113,7 @@ struct CLITests {
             (not by model),100000000,0.1,5.7
 
             """#
-        var r = try run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--csv"])
+        var r = try await run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--csv"])
         #expect(r.status == 0 && r.output == byModel, "\(r.output)")
         let byDay = """
             date,spent_nano_usd,spent_usd,requests,refused,downgrades,loop_trips
@@ -128,23 +122,23 @@ struct CLITests {
             \(d3),250000001,0.250000001,1,2,0,0
 
             """
-        r = try run(["spend", "--by", "day", "--days", "3", "--date", d3, "--csv"])
+        r = try await run(["spend", "--by", "day", "--days", "3", "--date", d3, "--csv"])
         #expect(r.status == 0 && r.output == byDay, "every client in the days' top sets, summed: \(r.output)")
-        r = try run(["spend", a.rawValue, "--by", "model", "--days", "3", "--date", d3])
+        r = try await run(["spend", a.rawValue, "--by", "model", "--days", "3", "--date", d3])
         #expect(r.output.hasPrefix("Spend by model, \(d1) to \(d3), client \(a)\nMODEL"), "\(r.output)")
         let lines = r.output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         #expect(lines.contains(["MODEL", "SPENT", "SHARE"]) && lines.contains(["gpt-4o", "$1", "57.1%"]), "\(r.output)")
         #expect(lines.contains(["(not", "by", "model)", "$0.1", "5.7%"]), "\(r.output)")
-        r = try run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--json"])
+        r = try await run(["spend", "--by", "model", "--days", "3", "--date", d3, "--client", a.rawValue, "--json"])
         let json = try JSONValue.parse(r.output.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(json["client_id"]?.string == a.rawValue && json["total"]?["spent_nano_usd"]?.int == 1_750_000_001)
-        r = try run(["spend", a.rawValue, "--date", d1, "--csv"])
+        r = try await run(["spend", a.rawValue, "--date", d1, "--csv"])
         #expect(r.output == "client,date,day_spent_usd,reserved_usd,day_limit_usd,left_today_usd,requests,refused,month_spent_usd,month_limit_usd\n"
                 + "\(a),\(d1),1.5,0,10,8.5,3,0,0,200\n", "\(r.output)")
 
         for (arguments, hint) in [(["--by", "model", "--days", "0"], "--days must be from 1 to 400"), (["--days", "3"], "--days needs --by"),
                                   (["--csv", "--json"], "not both"), (["--by", "week"], "model"), (["x", "--client", "y"], "give the client once")] {
-            r = try run(["spend"] + arguments)
+            r = try await run(["spend"] + arguments)
             #expect(r.status != 0 && r.output.contains(hint), "\(arguments): \(r.output)")
         }
     }

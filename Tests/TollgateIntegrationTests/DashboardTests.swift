@@ -70,7 +70,7 @@ struct DashboardTests {
             #expect(html.contains("&lt;b&gt;x&lt;/b&gt;") && !html.contains("<b>x</b>"))
             #expect(html.contains("&lt;script&gt;window.__xss=true&lt;/script&gt;") && !html.contains("<script"))
 
-            let result = try Browser.run(chromium: chromium, url: admin.url, token: AdminServer.token)
+            let result = try await Browser.run(chromium: chromium, url: admin.url, token: AdminServer.token)
             let page = try #require(result["page"])
             #expect(result["firstPath"]?.string == "/login", "the browser was sent to sign in first")
             #expect(page["path"]?.string == "/", "signed in through the form, the browser is back on the dashboard")

@@ -124,13 +124,8 @@ struct PolicyTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", script.path, pair.replicas[0].baseURL, client.rawValue]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = out
-            try process.run()
-            let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0, "\(output)")
+            let (status, output) = try await ChildProcess.run(process)
+            #expect(status == 0, "\(output)")
             #expect(output.contains("all 6 SDK calls parsed a stop answer"), "\(output)")
             #expect(pair.mock.recorder.count == 0)
         }

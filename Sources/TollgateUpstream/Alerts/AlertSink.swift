@@ -44,7 +44,7 @@ public enum AlertSinks {
     /// `threadPool` (the shared NIO pool by default: alerts are rare and each transfer is bounded
     /// by `alerts.email.timeout_seconds`).
     public static func make(from alerts: TollgateConfig.Alerts, upstream: UpstreamClient,
-                            threadPool: NIOThreadPool = .singleton) -> [any AlertSink] {
+                            threadPool: NIOThreadPool = EmailSink.submissionPool) -> [any AlertSink] {
         var sinks: [any AlertSink] = []
         if let webhook = alerts.webhook { sinks.append(WebhookSink(webhook, upstream: upstream)) }
         if let slack = alerts.slack { sinks.append(SlackSink(slack, upstream: upstream)) }

@@ -9,7 +9,16 @@ public struct EmailSink: AlertSink {
     let settings: TollgateConfig.Alerts.Email
     let threadPool: NIOThreadPool
 
-    public init(_ settings: TollgateConfig.Alerts.Email, threadPool: NIOThreadPool = .singleton) {
+    /// SMTP submissions block their thread for up to `timeout_seconds`. They get a thread of
+    /// their own: on NIO's shared blocking pool (as many threads as cores) a hanging mail server
+    /// would hold up everything else queued there, Redis reconnects included.
+    public static let submissionPool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
+
+    public init(_ settings: TollgateConfig.Alerts.Email, threadPool: NIOThreadPool = EmailSink.submissionPool) {
         self.settings = settings
         self.threadPool = threadPool
     }

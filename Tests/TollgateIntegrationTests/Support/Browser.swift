@@ -20,18 +20,12 @@ enum Browser {
 
     /// Signs in at `url` through the form, reads the dashboard and takes screenshots; returns
     /// what the script wrote to result.json.
-    static func run(chromium: String, url: String, token: String) throws -> JSONValue {
+    static func run(chromium: String, url: String, token: String) async throws -> JSONValue {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", script.path, "--url", url, "--token", token, "--out", artifacts.path, "--chromium", chromium]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        // Read to the end before waiting: waitUntilExit alone can hang in an async test.
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw Failed(description: "dashboard.py failed (\(p.terminationStatus)): \(output)") }
+        let (status, output) = try await ChildProcess.run(p)
+        guard status == 0 else { throw Failed(description: "dashboard.py failed (\(status)): \(output)") }
         let result = artifacts.appendingPathComponent("result.json")
         return try JSONValue.parse(Array(try Data(contentsOf: result)))
     }
