@@ -26,7 +26,8 @@ struct FailureTests {
         #expect(frozen.status == 503)
         #expect(frozen.json?["error"]?["type"]?.string == "budget_unavailable")
         // Not a speed measurement: Redis stays frozen for 4 s, the answer must not wait for it.
-        #expect(ContinuousClock.now - started < .seconds(3), "bounded by redis.timeout_ms, not by Redis")
+        // Waiting for Redis would take ~3.9 s; the slack is for a 2-core box running every suite.
+        #expect(ContinuousClock.now - started < .seconds(3.5), "bounded by redis.timeout_ms, not by Redis")
         #expect(mock.recorder.count == before, "nothing is forwarded unreserved")
 
         _ = try await freeze.value

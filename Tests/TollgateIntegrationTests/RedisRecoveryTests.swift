@@ -7,8 +7,9 @@ import TollgateRedis
 /// after that is a 503 a client did not need to see.
 @Suite("Redis recovery after a restart", .timeLimit(.minutes(2)))
 struct RedisRecoveryTests {
-    /// Generous for a loaded 2-core box; a reconnect backoff that grows to seconds cannot meet it.
-    static let bound = Duration.milliseconds(500)
+    /// Generous for a 2-core box running the whole suite at once (0.95 s seen there; alone it is
+    /// well under 0.3 s). The old backoff, growing to 2 s, measured 1.31 and 1.47 s unloaded.
+    static let bound = Duration.milliseconds(1_200)
 
     /// Reserves every 10 ms, as steady traffic would, until one is granted; when it was, or nil.
     static func firstGrant(_ store: BudgetStore, _ client: ClientID, until deadline: ContinuousClock.Instant) async -> ContinuousClock.Instant? {
@@ -61,7 +62,7 @@ struct RedisRecoveryTests {
         return nil
     }
 
-    @Test("while Redis loads its dataset (-LOADING), the link retries quickly: the first reserve is granted within 500 ms of the load's end")
+    @Test("while Redis loads its dataset (-LOADING), the link retries quickly: the first reserve is granted soon after the load's end")
     func loading() async throws {
         let redis = try SpawnedRedis(["--enable-debug-command", "yes"])
         let admin = Self.connection(redis, scripts: [])
