@@ -33,7 +33,7 @@ struct RedisRecoveryTests {
         return (connection, store, client)
     }
 
-    @Test("after a restart, the first reserve is granted within 500 ms of Redis accepting connections")
+    @Test("after a restart, the first reserve is granted soon after Redis accepts connections")
     func restart() async throws {
         let redis = try SpawnedRedis()
         let (connection, store, client) = try await Self.serving(redis, "restart")
