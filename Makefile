@@ -3,7 +3,7 @@
 
 ## The Debian packages Tollgate needs, installed when missing (apt-get update first);
 ## chromium is for the dashboard's browser test (DashboardTests).
-APT_PACKAGES := redis-server redis-tools libhiredis-dev libcurl4-openssl-dev pkg-config wrk nginx-light chromium
+APT_PACKAGES := redis-server redis-tools libhiredis-dev libcurl4-openssl-dev pkg-config wrk nginx-light chromium openssl
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
