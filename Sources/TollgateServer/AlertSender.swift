@@ -62,8 +62,10 @@ public final class AlertSender: Service, Sendable {
                         lastRescan = .now
                     }
                     try await takeNew(into: &retrying)
+                    // Oldest first (stream ids grow with time), so a receiver sees 50 % before 80 %.
                     let now = ContinuousClock.now
-                    for (key, delivery) in retrying where delivery.due <= now {
+                    let due = retrying.filter { $0.value.due <= now }.sorted { Self.streamOrder($0.value.entry.id) < Self.streamOrder($1.value.entry.id) }
+                    for (key, delivery) in due {
                         retrying[key] = await attempt(delivery)
                     }
                 } catch is CancellationError {
@@ -140,6 +142,12 @@ public final class AlertSender: Service, Sendable {
             later.due = .now + settings.pollInterval
             return later
         }
+    }
+
+    /// A stream entry id `<ms>-<seq>` as numbers; ids of different clients' streams compare by time.
+    static func streamOrder(_ id: String) -> (UInt64, UInt64) {
+        let parts = id.split(separator: "-")
+        return (parts.first.flatMap { UInt64($0) } ?? 0, parts.count > 1 ? UInt64(parts[1]) ?? 0 : 0)
     }
 
     /// initial · 2^(attempts − 1), at most maxBackoff.

@@ -77,8 +77,8 @@ struct AlertDeliveryTests {
             // Every sender polls every 50 ms: a second copy would have arrived by now.
             try await Task.sleep(for: .seconds(1))
             let delivered = alerts(hook, client)
-            let thresholds = delivered.compactMap { $0["threshold_percent"]?.int }.sorted()
-            #expect(thresholds == [50, 80, 100], "\(delivered.map(\.serialized))")
+            let thresholds = delivered.compactMap { $0["threshold_percent"]?.int }
+            #expect(thresholds.sorted() == [50, 80, 100], "\(delivered.map(\.serialized))")
             #expect(Set(delivered.compactMap { $0["id"]?.string }).count == delivered.count, "one delivery per alert id")
             #expect(delivered.allSatisfy { $0["period"]?.string == "daily" && $0["limit_nano_usd"]?.int == 200_000 })
 
@@ -120,6 +120,19 @@ struct AlertDeliveryTests {
             #expect(try await eventually {
                 try await redis.call(.command(["XLEN", RedisKeys(client).alerts])).int == 0
             })
+        }
+    }
+
+    @Test("thresholds crossed by one settle reach the receiver in order: 50 % before 80 %")
+    func deliveredInOrder() async throws {
+        let hook = try await HookReceiver.start()
+        defer { Task { await hook.stop() } }
+        try await withReplicas(1, hook: hook.url("/status/200")) { _, redis in
+            let client = TestRedis.uniqueClient("order")
+            let store = BudgetStore(redis: redis, scripts: TestRedis.scripts, policy: BudgetStore.forTests(dailyUSD: 1).policy)
+            try await AlertScriptTests.spend(store, client, 850_000_000)
+            #expect(try await eventually { alerts(hook, client).count >= 2 })
+            #expect(alerts(hook, client).compactMap { $0["threshold_percent"]?.int } == [50, 80])
         }
     }
 }
