@@ -44,6 +44,8 @@ public enum RequestProblem: Error, Equatable, Sendable {
     case unboundedCost(UnboundedCost)
     /// A budget header (`X-Budget-…`) that is not valid; the message says what a valid one is.
     case invalidHeader(String, String)
+    /// The HTTP body itself could not be read (a malformed chunked encoding, a cut upload).
+    case malformedBody(String)
 
     public var message: String {
         switch self {
@@ -57,6 +59,8 @@ public enum RequestProblem: Error, Equatable, Sendable {
             return problem.message
         case .invalidHeader(_, let message):
             return message
+        case .malformedBody(let why):
+            return "The request body could not be read (\(why)). Send it whole, with a valid Content-Length or chunked encoding."
         }
     }
 }

@@ -193,13 +193,22 @@ struct ProxyPipeline: Sendable {
         do {
             let buffer = try await request.body.collect(upTo: Self.maxBodyBytes)
             return Array(buffer.readableBytesView)
-        } catch {
+        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw ProxyError.bodyTooLarge(limit: Self.maxBodyBytes)
+        } catch {
+            // A broken chunked encoding or a cut upload is the client's mistake, not a size.
+            throw ProxyError.badRequest(.malformedBody(String(describing: error).prefix(120).description))
         }
     }
 
+    /// The path as the router matched it: `//v1/chat/completions` and `/v1/chat/completions/`
+    /// reach the chat route, so the provider gets `/v1/chat/completions`, not the raw spelling.
+    static func canonicalPath(_ path: String) -> String {
+        "/" + path.split(separator: "/").joined(separator: "/")
+    }
+
     func upstreamRequest(_ family: APIFamily, _ request: Request, body: [UInt8]) -> UpstreamRequest {
-        var url = config.provider(family).baseURL + request.uri.path
+        var url = config.provider(family).baseURL + Self.canonicalPath(request.uri.path)
         if let query = request.uri.query, !query.isEmpty { url += "?" + query }
         let headers = ForwardedHeaders.upstream(
             from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family],
