@@ -30,24 +30,25 @@ struct HookReceiver: Sendable {
     static func start() async throws -> HookReceiver {
         let log = Log()
         let router = Router()
-        @Sendable func answer(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
+        /// Records the request; returns how many requests its path has had, this one included.
+        @Sendable func record(_ request: Hummingbird.Request) async throws -> Int {
             let body = try await request.body.collect(upTo: 1 << 20)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
-            log.requests.withLock { $0.append(Request(path: request.uri.path, headers: headers, body: Array(buffer: body))) }
+            let path = request.uri.path
+            return log.requests.withLock { requests in
+                requests.append(Request(path: path, headers: headers, body: Array(buffer: body)))
+                return requests.filter { $0.path == path }.count
+            }
+        }
+        @Sendable func answer(_ request: Hummingbird.Request, _ context: BasicRequestContext) async throws -> Response {
+            _ = try await record(request)
             let code = context.parameters.get("code", as: Int.self) ?? 200
             return Response(status: .init(code: code), body: .init(byteBuffer: ByteBuffer(string: "answer \(code) for \(request.uri.path)")))
         }
         // `POST /flaky/<n>`: 500 for the first n requests to that path, 200 after.
         router.post("/flaky/:failures") { request, context in
-            let body = try await request.body.collect(upTo: 1 << 20)
-            var headers: [String: String] = [:]
-            for field in request.headers { headers[field.name.canonicalName] = field.value }
-            let path = request.uri.path
-            let seen = log.requests.withLock { requests in
-                requests.append(Request(path: path, headers: headers, body: Array(buffer: body)))
-                return requests.filter { $0.path == path }.count
-            }
+            let seen = try await record(request)
             let failures = context.parameters.get("failures", as: Int.self) ?? 0
             return Response(status: seen > failures ? .ok : .internalServerError)
         }
