@@ -26,7 +26,7 @@ rm -rf "$work" && mkdir -p "$work"
 sed -e "s/lease_seconds: [0-9]*/lease_seconds: $lease/" deploy/tollgate.yaml >"$work/tollgate.yaml"
 grep -q "lease_seconds: $lease" "$work/tollgate.yaml" || { echo "chaos: deploy/tollgate.yaml has no budget.lease_seconds to shorten" >&2; exit 1; }
 
-step "starting the local cluster (logs in var/cluster/logs/)"
+step "starting the local cluster (logs in ${cluster_dir#$PWD/}/logs/)"
 if ! CLUSTER_REDIS_PERSIST=1 CLUSTER_CONFIG="$work/tollgate.yaml" scripts/cluster-up.sh >"$work/cluster-up.log" 2>&1; then
   cat "$work/cluster-up.log" >&2
   exit 1

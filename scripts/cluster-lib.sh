@@ -12,7 +12,7 @@
 #   nginx/                    nginx prefix: generated nginx.conf + tollgate.conf, temp dirs
 #   cluster.env               the ports in use, for demo.sh and you
 
-cluster_dir=$PWD/var/cluster
+cluster_dir=${CLUSTER_DIR:-$PWD/var/cluster}   # CLUSTER_DIR: another cluster beside it (the chaos smoke in make test)
 cluster_pids=$cluster_dir/pids
 cluster_logs=$cluster_dir/logs
 
