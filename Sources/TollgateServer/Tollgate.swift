@@ -22,11 +22,12 @@ public final class Tollgate: Sendable {
     let metrics: PrometheusCollectorRegistry?
 
     /// - Parameters:
-    ///   - accessLog: receives one JSON line per request (nil: no access log).
+    ///   - accessLog: receives one JSON line per request (nil: no access log); `serve` passes an
+    ///     `AccessLogWriter`'s `writeLine`.
     ///   - metrics: the registry swift-metrics was bootstrapped with (nil: no /metrics).
     ///   - clockOffsetSeconds: shifts Redis TIME in the scripts; tests only.
     public init(config: TollgateConfig, environment: [String: String], logger: Logger,
-                accessLog: (@Sendable (String) -> Void)? = StandardOutput.writeLine, metrics: PrometheusCollectorRegistry? = nil,
+                accessLog: (@Sendable (String) -> Void)?, metrics: PrometheusCollectorRegistry? = nil,
                 clockOffsetSeconds: Int64 = 0) throws {
         self.config = config
         self.logger = logger
@@ -151,7 +152,6 @@ public final class Tollgate: Sendable {
         pipeline.renewer.stop()
         upstream.shutdown()
         redis.shutdown()
-        StandardOutput.flush()
     }
 }
 

@@ -37,12 +37,16 @@ struct Serve: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let tollgate: Tollgate
-        do { tollgate = try Tollgate(config: settings, environment: environment, logger: logger, metrics: registry) } catch let error as ConfigError {
+        let accessLog = AccessLogWriter()
+        do {
+            tollgate = try Tollgate(config: settings, environment: environment, logger: logger, accessLog: accessLog.writeLine, metrics: registry)
+        } catch let error as ConfigError {
             throw ConfigProblem(error: error)
         }
         defer { tollgate.shutdown() }
         try await verifyRedis(tollgate.redis, logger: logger)
-        var services: [any Service] = [tollgate.application()]
+        // Shut down in reverse order: the HTTP servers drain first, the access log writes last.
+        var services: [any Service] = [accessLog, tollgate.application()]
         if settings.admin.enabled { services.append(tollgate.adminApplication()) }
         if let sender = tollgate.alertSender() { services.append(sender) }
         // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
