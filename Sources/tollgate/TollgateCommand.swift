@@ -42,9 +42,12 @@ struct Serve: AsyncParsableCommand {
         }
         defer { tollgate.shutdown() }
         try await verifyRedis(tollgate.redis, logger: logger)
-        var services: [any Service] = [tollgate.application()]
-        if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        // Shut down in reverse: the HTTP servers drain first (their requests settle), then the
+        // alert sender, the settle retrier, the lease renewer, and Redis and curl close last.
+        var services = tollgate.services()
         if let sender = tollgate.alertSender() { services.append(sender) }
+        if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        services.append(tollgate.application())
         // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
         var lifecycle = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
