@@ -41,7 +41,7 @@ public enum SettleJournalFormat {
 
     /// A stretch of the file that is not a valid record.
     public struct Skipped: Sendable, Equatable {
-        public enum Reason: String, Sendable {
+        public enum Reason: String, Sendable, Error {
             /// The last line has no newline: the replica stopped mid-append.
             case tornTail = "torn tail"
             case checksumMismatch = "checksum mismatch"

@@ -136,6 +136,8 @@ public final class SettleRetrier: Service, Sendable {
     /// Replays every journaled settle and removes the ones Redis took. True when none is left.
     public func replayJournal() async -> Bool {
         guard let journal, journal.bytes > 0 else { return true }
+        // While Redis is away, a PING says so without reading (and parsing) the whole journal.
+        guard (try? await budget.redis.call(.command(["PING"]))) != nil else { return false }
         let scan: SettleJournalFormat.Scan
         do { scan = try await journal.read() } catch {
             logger.error("cannot read the settle journal", metadata: ["error": "\(error)"])

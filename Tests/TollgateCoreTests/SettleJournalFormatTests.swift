@@ -1,5 +1,5 @@
 import Testing
-import TollgateCore
+@testable import TollgateCore
 
 @Suite("settle journal format")
 struct SettleJournalFormatTests {

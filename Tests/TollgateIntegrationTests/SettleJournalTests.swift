@@ -36,6 +36,11 @@ struct SettleJournalTests {
         return Totals(spent: Int64(h["spent"] ?? "0")!, reserved: Int64(h["reserved"] ?? "0")!)
     }
 
+    /// Leases the client holds; nil while Redis does not answer (or still loads its data).
+    static func leases(_ client: ClientID, on redis: RedisConnection) async -> Int64? {
+        try? await redis.call(.command(["ZCARD", RedisKeys(client).leases])).int
+    }
+
     /// The sum of a metric's samples (all label sets), read from /metrics' text.
     func metric(_ name: String, _ labels: String = "") -> Int64 {
         let text = String(decoding: registry.emitToBuffer(), as: UTF8.self)
@@ -103,7 +108,7 @@ struct SettleJournalTests {
             }
         }
         // Every request holds its reservation (so it was forwarded); then Redis dies.
-        #expect(try await eventually { try await admin.call(.command(["ZCARD", RedisKeys(client).leases])).int == Int64(2 * perKind) })
+        #expect(try await eventually { await Self.leases(client, on: admin) == Int64(2 * perKind) })
         redis.stop()
 
         let done = await replies.value
@@ -126,12 +131,12 @@ struct SettleJournalTests {
         defer { store.shutdown() }
         var totals = Totals(spent: -1, reserved: -1)
         _ = try await eventually {
-            totals = try await Self.totals(client, on: store)
+            totals = (try? await Self.totals(client, on: store)) ?? totals
             return totals == Totals(spent: bill, reserved: 0) && replica.tollgate.settleRetrier.journal?.bytes == 0
         }
         #expect(totals == Totals(spent: bill, reserved: 0), "the counters are the provider's bill")
         #expect(replica.tollgate.settleRetrier.journal?.bytes == 0, "the journal is emptied once replayed")
-        #expect(try await store.call(.command(["ZCARD", RedisKeys(client).leases])).int == 0, "no lease left to reap")
+        #expect(await Self.leases(client, on: store) == 0, "no lease left to reap")
         #expect(metric("tollgate_settle_replayed_total") - replayedBefore >= Int64(2 * perKind))
         await replica.stop()
         await mock.stop()
@@ -152,7 +157,7 @@ struct SettleJournalTests {
 
         let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", Self.streamedChat,
                                                headers: [("X-Client-ID", client.rawValue), ("X-Mock-Chunk-Delay-Ms", "100")])
-        #expect(try await eventually { try await admin.call(.command(["ZCARD", RedisKeys(client).leases])).int == 1 })
+        #expect(try await eventually { await Self.leases(client, on: admin) == 1 })
         redis.stop()
         var text = ""
         var journaledAtDone: [JournaledSettle]?
@@ -170,7 +175,7 @@ struct SettleJournalTests {
         try redis.start()
         let store = RedisRecoveryTests.connection(redis, scripts: [])
         defer { store.shutdown() }
-        #expect(try await eventually { try await Self.totals(client, on: store) == Totals(spent: bill, reserved: 0) })
+        #expect(try await eventually { (try? await Self.totals(client, on: store)) == Totals(spent: bill, reserved: 0) })
         await replica.stop()
         await mock.stop()
     }
@@ -237,6 +242,8 @@ struct SettleJournalTests {
         let connection = RedisRecoveryTests.connection(redis)
         defer { connection.shutdown() }
         let store = BudgetStore.forTests(redis: connection)
+        // Started moments ago, it may still be loading its (empty) append-only file.
+        #expect(try await eventually { (try? await connection.call(.command(["SET", "tollgate:ready", "1"]))) != nil })
         let client = TestRedis.uniqueClient("full")
         let settles = try await Self.settles(store, client, costs: [1_000, 2_000, 4_000])
         let directory = Self.temporaryDirectory("journal")
