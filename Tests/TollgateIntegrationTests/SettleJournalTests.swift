@@ -78,14 +78,8 @@ struct SettleJournalTests {
 
     @Test("Redis killed under load (streamed and not): every response ends, and once Redis is back the counters equal the provider's bill, 0 settles lost")
     func outageUnderLoad() async throws {
-        let redis = try Self.durableRedis()
-        let directory = Self.temporaryDirectory("journal")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let mock = try await MockProvider.start()
-        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url, configure: { $0.redis.journal.directory = directory },
-                                              metrics: registry)
-        let admin = RedisRecoveryTests.connection(redis, scripts: [])
-        defer { admin.shutdown() }
+        let bench = try await OutageBench.start(metrics: registry)
+        let (redis, directory, replica, admin) = (bench.redis, bench.directory, bench.replica, bench.admin)
         let client = TestRedis.uniqueClient("outage")
         let journaledBefore = metric("tollgate_settle_journaled_total")
         let replayedBefore = metric("tollgate_settle_replayed_total")
@@ -138,21 +132,15 @@ struct SettleJournalTests {
         #expect(replica.tollgate.settleRetrier.journal?.bytes == 0, "the journal is emptied once replayed")
         #expect(await Self.leases(client, on: store) == 0, "no lease left to reap")
         #expect(metric("tollgate_settle_replayed_total") - replayedBefore >= Int64(2 * perKind))
-        await replica.stop()
-        await mock.stop()
+        await bench.stop()
     }
 
     // MARK: (d) A stream's end during the outage
 
     @Test("a stream that ends while Redis is down: the client gets [DONE] only once its charge is in the journal")
     func streamEndHeldForJournal() async throws {
-        let redis = try Self.durableRedis()
-        let directory = Self.temporaryDirectory("journal")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let mock = try await MockProvider.start()
-        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url, configure: { $0.redis.journal.directory = directory })
-        let admin = RedisRecoveryTests.connection(redis, scripts: [])
-        defer { admin.shutdown() }
+        let bench = try await OutageBench.start()
+        let (redis, directory, replica, admin) = (bench.redis, bench.directory, bench.replica, bench.admin)
         let client = TestRedis.uniqueClient("done")
 
         let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", Self.streamedChat,
@@ -176,8 +164,7 @@ struct SettleJournalTests {
         let store = RedisRecoveryTests.connection(redis, scripts: [])
         defer { store.shutdown() }
         #expect(try await eventually { (try? await Self.totals(client, on: store)) == Totals(spent: bill, reserved: 0) })
-        await replica.stop()
-        await mock.stop()
+        await bench.stop()
     }
 
     // MARK: (b) Exactly once
@@ -269,5 +256,33 @@ struct SettleJournalTests {
         defer { admin.shutdown() }
         #expect(try await Self.totals(client, on: admin) == Totals(spent: 7_000, reserved: 0))
         #expect(journal.bytes == 0)
+    }
+}
+
+/// A replica with a settle journal, its own append-only Redis (to kill and restart) and a mock
+/// provider: what the outage tests share.
+struct OutageBench {
+    let redis: SpawnedRedis
+    let directory: String
+    let mock: RunningMockProvider
+    let replica: Replica
+    /// A connection of the test's own to `redis`, to watch leases while requests run.
+    let admin: RedisConnection
+
+    static func start(metrics: PrometheusCollectorRegistry? = nil) async throws -> OutageBench {
+        let redis = try SettleJournalTests.durableRedis()
+        let directory = SettleJournalTests.temporaryDirectory("journal")
+        let mock = try await MockProvider.start()
+        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url,
+                                              configure: { $0.redis.journal.directory = directory }, metrics: metrics)
+        return OutageBench(redis: redis, directory: directory, mock: mock, replica: replica,
+                           admin: RedisRecoveryTests.connection(redis, scripts: []))
+    }
+
+    func stop() async {
+        await replica.stop()
+        await mock.stop()
+        admin.shutdown()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
