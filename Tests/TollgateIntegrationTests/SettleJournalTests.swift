@@ -167,6 +167,34 @@ struct SettleJournalTests {
         await bench.stop()
     }
 
+    // MARK: Shutdown and the next start
+
+    @Test("SIGTERM during an outage: the stream in flight drains and journals its charge before the journal closes; the next start replays it")
+    func shutdownThenStartupReplay() async throws {
+        let bench = try await OutageBench.start()
+        let client = TestRedis.uniqueClient("restart")
+        let transfer = TestClient.shared.start(bench.replica.baseURL + "/v1/chat/completions", Self.streamedChat,
+                                               headers: [("X-Client-ID", client.rawValue), ("X-Mock-Chunk-Delay-Ms", "50")])
+        #expect(try await eventually { await Self.leases(client, on: bench.admin) == 1 })
+        bench.redis.stop()
+        // Graceful shutdown at once: the HTTP server drains first, so the stream still ends (and
+        // journals its charge) before the settle retrier and the journal stop.
+        async let stopped: Void = bench.replica.stop()
+        let reply = await TestClient.shared.collect(transfer)
+        await stopped
+        #expect(reply.text.contains("data: [DONE]"))
+        let bill = try #require(Self.billed(Self.streamedUsage(reply.text)))
+        #expect(Self.journalRecords(bench.directory).settles.map(\.cost.value) == [bill])
+
+        try bench.redis.start()
+        let next = try await Replica.start(upstream: bench.mock.baseURL, redisURL: bench.redis.url,
+                                           configure: { $0.redis.journal.directory = bench.directory })
+        #expect(try await eventually { (try? await Self.totals(client, on: bench.admin)) == Totals(spent: bill, reserved: 0) })
+        #expect(try await eventually { next.tollgate.settleRetrier.journal?.bytes == 0 })
+        await next.stop()
+        await bench.stop()
+    }
+
     // MARK: (b) Exactly once
 
     @Test("replaying the same journal twice charges once: the counters do not move after the first replay")
