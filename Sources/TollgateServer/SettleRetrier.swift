@@ -188,8 +188,21 @@ public final class SettleRetrier: Service, Sendable {
     private func settleAll(_ settles: ArraySlice<JournaledSettle>) async -> [JournaledSettle] {
         await withTaskGroup(of: JournaledSettle?.self) { group in
             for s in settles {
-                group.addTask { [budget] in
-                    (try? await budget.settle(s.client, s.lease, actual: s.cost, model: s.model)) != nil ? s : nil
+                group.addTask { [budget, logger] in
+                    do {
+                        _ = try await budget.settle(s.client, s.lease, actual: s.cost, model: s.model)
+                        return s
+                    } catch let error as RedisError {
+                        // Redis answered but refused it: not an outage, so an operator must look.
+                        switch error {
+                        case .server, .unexpectedReply, .misconfigured:
+                            logger.warning("Redis refused a journaled settle; retrying", metadata: [
+                                "client": "\(s.client)", "reservation": "\(s.lease.reservation)", "error": "\(error)",
+                            ])
+                        default: break // unavailable, unknown outcome: the outage itself
+                        }
+                        return nil
+                    } catch { return nil }
                 }
             }
             var done: [JournaledSettle] = []
