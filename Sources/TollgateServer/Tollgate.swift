@@ -162,8 +162,8 @@ public final class Tollgate: Sendable {
             return nil
         }
         do { return try SettleJournal(directory: directory, maxBytes: settings.maxBytes, logger: logger) } catch {
-            throw ConfigError(key: "redis.journal.dir", message: "\(error). Point it at a directory this process may write, one per replica, "
-                              + "on a volume that outlives the process")
+            throw ConfigError(key: "redis.journal.dir", message: "\(error) (it must be a directory this process may write, "
+                              + "on a volume that outlives the process)")
         }
     }
 
