@@ -87,5 +87,14 @@ for ((i = 1; i <= clients; i++)); do
 done
 sleep 1
 
+# Settles journaled during the Redis outage, summed over the replicas' /metrics (a replica
+# killed later lost its count, not its journal).
+journaled=0
+for port in "${ports[@]}"; do
+  n=$(curl -fsS -m 2 "http://127.0.0.1:$port/metrics" | awk '/^tollgate_settle_journaled_total/ { s += $2 } END { print s + 0 }') || n=0
+  journaled=$((journaled + ${n%.*}))
+done
+
 python3 scripts/chaos_check.py "$CLUSTER_REDIS_PORT" "$clients" "$limit" "$day" \
-  Sources/TollgateCore/Resources/pricing.yaml "$cluster_dir/usage.jsonl" "$(cat "$work/load.json")"
+  Sources/TollgateCore/Resources/pricing.yaml "$cluster_dir/usage.jsonl" "$(cat "$work/load.json")" \
+  "$cluster_dir/journal" "$journaled"

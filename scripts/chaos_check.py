@@ -4,9 +4,11 @@
 Redis, client by client. Prints the report; exits 1 on overshoot or a lost settlement.
 
   overshoot        spent + reserved past the client's daily limit (must be <= 0)
-  lost settlement  a client whose counted spend is below what the provider billed it, or a
-                   lease still open after the drain (must be 0)
+  lost settlement  a client whose counted spend is below what the provider billed it, a lease
+                   still open after the drain, or a settle still waiting in a replica's journal
+                   (must be 0)
 """
+import glob
 import json
 import math
 import re
@@ -15,7 +17,7 @@ import sys
 from collections import defaultdict
 from fractions import Fraction
 
-redis_port, clients, limit, day, pricing, usage, load = sys.argv[1:8]
+redis_port, clients, limit, day, pricing, usage, load, journal_dir, journaled = sys.argv[1:10]
 clients, limit = int(clients), int(limit)
 load = json.loads(load)
 
@@ -63,6 +65,9 @@ for i in range(1, clients + 1):
     reaped += h.get("leases_reaped", 0)
     rows.append((c, replies[c], billed[c], spent, reserved, over, short, len(leases)))
 
+waiting = sum(1 for f in glob.glob(f"{journal_dir}/*/settles.journal") for line in open(f) if line.strip())
+lost += waiting
+
 print(f"requests   served {load['served']}  refused {load['refused']}  errored {load['errored']}  "
       f"(streams completed {load['streams_completed']}, cut {load['streams_cut']})")
 print(f"           by status: {json.dumps(load['statuses'], sort_keys=True)}")
@@ -71,6 +76,7 @@ print(f"{'client':<10} {'replies':>7} {'billed':>10} {'spent':>10} {'reserved':>
 for r in rows:
     print(f"{r[0]:<10} {r[1]:>7} {r[2]:>10} {r[3]:>10} {r[4]:>9} {r[5]:>10} {r[6]:>6} {r[7]:>5}")
 print(f"overshoot         {overshoot} nano-USD (max over clients of spent + reserved - limit {limit}; must be <= 0)")
-print(f"lost settlements  {lost}  (clients charged below what the provider billed, plus leases still open: {open_leases})")
+print(f"settle journal    {journaled} settles journaled while Redis was away (replicas alive at the end); {waiting} still waiting")
+print(f"lost settlements  {lost}  (clients charged below what the provider billed, leases still open: {open_leases}, journal records not replayed: {waiting})")
 print(f"leases reclaimed  {reaped}  (leases of killed requests, reaped and charged their reservation)")
 sys.exit(0 if overshoot <= 0 and lost == 0 else 1)

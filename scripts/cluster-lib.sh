@@ -8,6 +8,7 @@
 #                             scripts/chaos.sh can start it again after killing it
 #   logs/                     one log per process, nginx access and error logs
 #   redis/                    redis-server's working directory (persisted only with CLUSTER_REDIS_PERSIST=1)
+#   journal/tollgate-N/       each replica's settle journal (redis.journal.dir)
 #   usage.jsonl               what the mock provider billed, one line per reply (--usage-log)
 #   nginx/                    nginx prefix: generated nginx.conf + tollgate.conf, temp dirs
 #   cluster.env               the ports in use, for demo.sh and you

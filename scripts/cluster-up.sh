@@ -39,7 +39,7 @@ for name in $(cluster_names); do
     die "already running ($name is pid $pid); stop it first: make cluster-stop"
   fi
 done
-rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/run" "$cluster_dir/redis" "$cluster_dir/cluster.env" \
+rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/run" "$cluster_dir/redis" "$cluster_dir/journal" "$cluster_dir/cluster.env" \
   "$cluster_dir/alerts.jsonl" "$cluster_dir/usage.jsonl"   # what a previous run left
 
 # ---- every port free before anything starts --------------------------------------------------
@@ -69,7 +69,7 @@ done
 # ---- from here on, a failure stops whatever was started --------------------------------------
 started=false
 trap '$started || { say "start-up failed: stopping what was started"; scripts/cluster-down.sh >/dev/null || true; }' EXIT
-mkdir -p "$cluster_pids" "$cluster_logs" "$cluster_dir/redis" "$cluster_dir/nginx/temp"
+mkdir -p "$cluster_pids" "$cluster_logs" "$cluster_dir/redis" "$cluster_dir/journal" "$cluster_dir/nginx/temp"
 
 # Waits until `"$@"` succeeds; fails naming NAME (and showing its log) if NAME dies or time runs out.
 wait_for() {
@@ -112,6 +112,8 @@ for ((i = 0; i < replicas; i++)); do
     # The admin API listens on one port per process: replicas on one host need one each.
     export TOLLGATE_ADMIN_HOST=127.0.0.1 TOLLGATE_ADMIN_PORT=${admin_ports[i]}
     export TOLLGATE_REDIS_URL=redis://127.0.0.1:$redis_port/0 TOLLGATE_LUA_DIR=$repo/lua
+    # Each replica its own settle journal (a settle Redis cannot take waits there, on disk).
+    export TOLLGATE_REDIS_JOURNAL_DIR=$cluster_dir/journal/tollgate-$((i + 1))
     export TOLLGATE_OPENAI_BASE_URL=$upstream TOLLGATE_ANTHROPIC_BASE_URL=$upstream
     # Real provider keys never go to the mock.
     [ -n "${CLUSTER_UPSTREAM:-}" ] || unset OPENAI_API_KEY ANTHROPIC_API_KEY

@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import Prometheus
 import ServiceLifecycle
-import Synchronization
+import NIOConcurrencyHelpers
 import TollgateCore
 import TollgateRedis
 import TollgateUpstream
@@ -22,7 +22,9 @@ public final class Tollgate: Sendable {
     /// Replays the settle journal and retries settles Redis did not take; a service (`services`).
     public let settleRetrier: SettleRetrier
     let pipeline: ProxyPipeline
-    private let stopped = Atomic<Bool>(false)
+    // A lock box, not `Atomic`: a noncopyable stored property in this class's throwing init
+    // crashes the Swift 6.3 optimizer (release builds: "Found outside of lifetime use").
+    private let stopped = NIOLockedValueBox(false)
     let logger: Logger
     let adminToken: String?
     /// Where /metrics reads from; `serve` bootstraps swift-metrics with the same registry.
@@ -179,7 +181,7 @@ public final class Tollgate: Sendable {
     /// Stops the Redis and curl threads and closes the journal (after the HTTP server has
     /// stopped). Runs once; `services()` calls it last on graceful shutdown.
     public func shutdown() {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard !stopped.withLockedValue({ stopped in defer { stopped = true }; return stopped }) else { return }
         upstream.shutdown()
         redis.shutdown()
         settleRetrier.journal?.close()
