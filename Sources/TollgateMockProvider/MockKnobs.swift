@@ -31,6 +31,14 @@ public enum MockHeader {
     /// Provider-run tool calls the reply reports (Anthropic `server_tool_use.web_search_requests`,
     /// OpenAI Responses `web_search_call` output items).
     public static let webSearchCalls = "X-Mock-Web-Search-Calls"
+    /// Chat streams: content events until this many bytes have been written, generated as they
+    /// are sent (a 50 MB stream costs the mock no memory), then the usual end. For back-pressure tests.
+    public static let streamBytes = "X-Mock-Stream-Bytes"
+    /// With `X-Mock-Stream-Bytes`: the size of each content event (default 4096); larger than the
+    /// stream, it is one event that never ends.
+    public static let eventBytes = "X-Mock-Event-Bytes"
+    /// Add response headers of about this many bytes in all (1000-byte `x-mock-padding-N` headers).
+    public static let headerBytes = "X-Mock-Header-Bytes"
 }
 
 /// The knobs of one request, read from its headers.
@@ -50,6 +58,9 @@ struct MockKnobs: Sendable {
     var cacheWriteTokens = 0
     var cacheWrite1hTokens = 0
     var webSearchCalls = 0
+    var streamBytes: Int?
+    var eventBytes = 4_096
+    var headerBytes = 0
 
     init(headers: HTTPFields) {
         func number(_ name: String) -> Int? {
@@ -72,5 +83,8 @@ struct MockKnobs: Sendable {
         cacheWriteTokens = number(MockHeader.cacheWriteTokens) ?? 0
         cacheWrite1hTokens = number(MockHeader.cacheWrite1hTokens) ?? 0
         webSearchCalls = number(MockHeader.webSearchCalls) ?? 0
+        streamBytes = number(MockHeader.streamBytes)
+        eventBytes = max(64, number(MockHeader.eventBytes) ?? eventBytes)
+        headerBytes = number(MockHeader.headerBytes) ?? 0
     }
 }

@@ -70,6 +70,27 @@ enum ProviderFamily: Sendable {
     }
 }
 
+extension ProviderFamily {
+    /// `X-Mock-Stream-Bytes`: `first`, then `event` over and over until `total` bytes are out,
+    /// then `last`. Each write waits for the connection, so a reader that pushes back stops it.
+    func generatedStream(first: String, event: String, last: [String], total: Int) -> Response {
+        let repeated = ByteBuffer(string: event)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", requestIDField.name: requestIDField.value],
+            body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: first))
+                var sent = first.utf8.count
+                while sent < total {
+                    try await writer.write(repeated)
+                    sent += repeated.readableBytes
+                }
+                for event in last { try await writer.write(ByteBuffer(string: event)) }
+                try await writer.finish(nil)
+            })
+    }
+}
+
 /// Thrown from a response body to tear its connection down (`X-Mock-Drop-After-Chunks`).
 struct StreamDropped: Error {}
 
@@ -125,7 +146,11 @@ extension Router {
                 }
                 body = parsed
             }
-            return try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family))
+            var response = try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family))
+            for i in 0..<(knobs.headerBytes + 999) / 1_000 {
+                response.headers[HTTPField.Name("x-mock-padding-\(i)")!] = String(repeating: "p", count: 980)
+            }
+            return response
         }
     }
 }
