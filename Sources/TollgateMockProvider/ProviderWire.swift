@@ -72,7 +72,7 @@ enum ProviderFamily: Sendable {
 
 extension ProviderFamily {
     /// `X-Mock-Stream-Bytes`: `first`, then `event` over and over until `total` bytes are out,
-    /// then `last`. Each write waits for the connection, so a reader that pushes back stops it.
+    /// then `last`, generated as it is written: a 50 MB stream costs the mock one event.
     func generatedStream(first: String, event: String, last: [String], total: Int) -> Response {
         let repeated = ByteBuffer(string: event)
         return Response(

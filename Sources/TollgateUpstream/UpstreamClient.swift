@@ -136,6 +136,8 @@ public final class UpstreamClient: Sendable {
 
     /// Body bytes received and not yet read, across this client's transfers.
     public var bufferedBytes: Int { bufferStats.total }
+    /// Streamed body bytes this client has taken from providers since it started.
+    public var receivedBodyBytes: Int { bufferStats.received }
     /// The most body bytes one transfer has had waiting for its reader, since this client started:
     /// at most the high watermark plus one chunk from curl (16 KiB).
     public var peakBufferedBytesPerTransfer: Int { bufferStats.peakPerTransfer }

@@ -138,9 +138,11 @@ final class BufferStats: Sendable {
     static let gauge = Meter(label: UpstreamMetrics.bufferedBytes)
     private let totalBytes = Atomic<Int>(0)
     private let peakBytes = Atomic<Int>(0)
+    private let receivedBytes = Atomic<Int>(0)
 
     func add(_ delta: Int, transferNow: Int) {
         totalBytes.wrappingAdd(delta, ordering: .relaxed)
+        if delta > 0 { receivedBytes.wrappingAdd(delta, ordering: .relaxed) }
         var peak = peakBytes.load(ordering: .relaxed)
         while transferNow > peak {
             let (exchanged, seen) = peakBytes.compareExchange(expected: peak, desired: transferNow, ordering: .relaxed)
@@ -151,6 +153,8 @@ final class BufferStats: Sendable {
     }
 
     var total: Int { totalBytes.load(ordering: .relaxed) }
+    /// Body bytes taken from providers' sockets, ever (a paused transfer takes none).
+    var received: Int { receivedBytes.load(ordering: .relaxed) }
     /// The most one transfer has had buffered at once since the client started.
     var peakPerTransfer: Int { peakBytes.load(ordering: .relaxed) }
 }

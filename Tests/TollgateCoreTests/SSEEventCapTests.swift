@@ -18,7 +18,7 @@ struct SSEEventCapTests {
         #expect(parser.eventTooLarge)
         #expect(parser.buffered.isEmpty, "the partial event is not held, and not passed on at the end")
         // Whatever follows is ignored: a blank line now would start mid-event.
-        #expect(parser.feed(Array("\n\n".utf8 + Self.small.utf8)).isEmpty)
+        #expect(parser.feed(Array(("\n\n" + Self.small).utf8)).isEmpty)
     }
 
     @Test("a complete event over the cap in one chunk is cut too; the events before it still come out")
