@@ -63,10 +63,7 @@ struct BackPressureTests {
 
         // The client hung up: the transfer is cancelled, its buffer freed and its lease settled.
         #expect(try await eventually { replica.tollgate.upstream.bufferedBytes == 0 })
-        #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 },
-                "no lease is left behind")
-        #expect(try await eventually { log.all.contains { $0.contains(client.rawValue) } })
-        let line = try #require(log.all.first { $0.contains(client.rawValue) }.flatMap { try? JSONValue.parse(Array($0.utf8)) })
+        let line = try await Self.settled(client, log)
         #expect(line["outcome"]?.string == "client_disconnected")
         #expect(["bound", "reservation"].contains(line["charged"]?.string ?? ""), "a cut stream is charged by the cut-stream rule")
         await replica.stop()
@@ -75,82 +72,90 @@ struct BackPressureTests {
 
     @Test("an SSE event larger than upstream.max_sse_event_bytes cuts the stream, counted, and the stream is settled")
     func endlessEventCutsStream() async throws {
-        let registry = MetricsTests.registry
-        let before = Self.limitCount("sse_event", registry)
-        let mock = try await MockProvider.start()
-        let log = Lines()
-        let replica = try await Replica.start(upstream: mock.baseURL, configure: { $0.upstream.maxSSEEventBytes = 64 << 10 },
-                                              accessLog: { log.append($0) }, metrics: registry)
-        let client = TestRedis.uniqueClient("sse-cap")
-        // One event of 2 MiB that does not end within the 1 MiB stream.
-        let reply = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
-            ("X-Client-ID", client.rawValue), (MockHeader.streamBytes, "1048576"), (MockHeader.eventBytes, "2097152"),
-        ])
-        #expect(reply.status == 200, "the stream had started")
-        #expect(reply.text.contains("chat.completion.chunk"), "events before the oversized one went out")
-        #expect(!reply.text.contains("[DONE]"), "the stream was cut, not completed")
-        #expect(!reply.text.contains("xxxxxxxx"), "no part of the oversized event reached the client")
-        #expect(reply.body.count < 64 << 10)
-        #expect(Self.limitCount("sse_event", registry) >= before + 1)
-        #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 })
-        #expect(try await eventually { log.all.contains { $0.contains(client.rawValue) } })
-        let line = try #require(log.all.first { $0.contains(client.rawValue) }.flatMap { try? JSONValue.parse(Array($0.utf8)) })
-        #expect(line["outcome"]?.string == "upstream_error")
-        #expect(["bound", "reservation"].contains(line["charged"]?.string ?? ""))
-        await replica.stop()
-        await mock.stop()
+        try await Self.withLimit(.sseEvent, configure: { $0.upstream.maxSSEEventBytes = 64 << 10 }) { replica, log in
+            let client = TestRedis.uniqueClient("sse-cap")
+            // One event of 2 MiB that does not end within the 1 MiB stream.
+            let reply = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
+                ("X-Client-ID", client.rawValue), (MockHeader.streamBytes, "1048576"), (MockHeader.eventBytes, "2097152"),
+            ])
+            #expect(reply.status == 200, "the stream had started")
+            #expect(reply.text.contains("chat.completion.chunk"), "events before the oversized one went out")
+            #expect(!reply.text.contains("[DONE]"), "the stream was cut, not completed")
+            #expect(!reply.text.contains("xxxxxxxx"), "no part of the oversized event reached the client")
+            #expect(reply.body.count < 64 << 10)
+            let line = try await Self.settled(client, log)
+            #expect(line["outcome"]?.string == "upstream_error")
+            #expect(["bound", "reservation"].contains(line["charged"]?.string ?? ""))
+        }
     }
 
     @Test("response headers over upstream.max_header_bytes: a 502 in the family's shape, counted, the reservation charged")
     func headerCap() async throws {
-        let registry = MetricsTests.registry
-        let before = Self.limitCount("header", registry)
-        let mock = try await MockProvider.start()
-        let log = Lines()
-        let replica = try await Replica.start(upstream: mock.baseURL, configure: { $0.upstream.maxHeaderBytes = 8_192 },
-                                              accessLog: { log.append($0) }, metrics: registry)
-        let client = TestRedis.uniqueClient("header-cap")
-        let body = #"{"model":"claude-haiku-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
-        let reply = await TestClient.shared.post(replica.baseURL + "/v1/messages", body, headers: [
-            ("X-Client-ID", client.rawValue), ("anthropic-version", "2023-06-01"), (MockHeader.headerBytes, "20000"),
-        ])
-        #expect(reply.status == 502)
-        #expect(reply.json?["type"]?.string == "error", "Anthropic's error shape")
-        #expect(reply.json?["error"]?["type"]?.string == "upstream_limit_exceeded")
-        #expect(reply.json?["error"]?["message"]?.string?.contains("upstream.max_header_bytes") == true)
-        #expect(Self.limitCount("header", registry) >= before + 1)
-        #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 })
-        #expect(try await eventually { log.all.contains { $0.contains(client.rawValue) } })
-        let line = try #require(log.all.first { $0.contains(client.rawValue) }.flatMap { try? JSONValue.parse(Array($0.utf8)) })
-        #expect(line["charged"]?.string == "reservation", "the request reached the provider")
-        await replica.stop()
-        await mock.stop()
+        try await Self.withLimit(.header, configure: { $0.upstream.maxHeaderBytes = 8_192 }) { replica, log in
+            let client = TestRedis.uniqueClient("header-cap")
+            let body = #"{"model":"claude-haiku-4-5","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#
+            let reply = await TestClient.shared.post(replica.baseURL + "/v1/messages", body, headers: [
+                ("X-Client-ID", client.rawValue), ("anthropic-version", "2023-06-01"), (MockHeader.headerBytes, "20000"),
+            ])
+            #expect(reply.status == 502)
+            #expect(reply.json?["type"]?.string == "error", "Anthropic's error shape")
+            #expect(reply.json?["error"]?["type"]?.string == "upstream_limit_exceeded")
+            #expect(reply.json?["error"]?["message"]?.string?.contains("upstream.max_header_bytes") == true)
+            let line = try await Self.settled(client, log)
+            #expect(line["charged"]?.string == "reservation", "the request reached the provider")
+        }
     }
 
     @Test("upstream.timeout_seconds caps a stream's duration: a late head is a 504, a long stream is cut and settled")
     func durationCap() async throws {
+        try await Self.withLimit(.duration, hits: 2, configure: { $0.upstream.timeoutSeconds = 2 }) { replica, _ in
+            let client = TestRedis.uniqueClient("duration-cap")
+            // 20 events 300 ms apart: 6 s, cut at 2 s (2, not 1: a busy 2-core box may take a
+            // second to get the head through).
+            let cut = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
+                ("X-Client-ID", client.rawValue), (MockHeader.completionTokens, "20"), (MockHeader.chunkDelayMs, "300"),
+            ])
+            #expect(cut.status == 200)
+            #expect(cut.text.contains("chat.completion.chunk"))
+            #expect(!cut.text.contains("[DONE]"), "cut at the cap")
+            let late = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
+                ("X-Client-ID", client.rawValue), (MockHeader.latencyMs, "4000"),
+            ])
+            #expect(late.status == 504)
+            #expect(late.json?["error"]?["type"]?.string == "upstream_limit_exceeded", "OpenAI's error shape")
+            #expect(late.json?["error"]?["message"]?.string?.contains("upstream.timeout_seconds") == true)
+            let settled = try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 }
+            #expect(settled, "no lease is left behind")
+        }
+    }
+
+    /// Runs `body` against a replica configured by `configure` (and its own mock), then checks
+    /// that `tollgate_upstream_limit_exceeded_total{limit}` went up by at least `hits`.
+    static func withLimit(_ limit: UpstreamLimit, hits: Int = 1, configure: (inout TollgateConfig) -> Void,
+                          _ body: (Replica, Lines) async throws -> Void) async throws {
         let registry = MetricsTests.registry
-        let before = Self.limitCount("duration", registry)
+        let before = limitCount(limit.rawValue, registry)
         let mock = try await MockProvider.start()
-        let replica = try await Replica.start(upstream: mock.baseURL, configure: { $0.upstream.timeoutSeconds = 1 }, metrics: registry)
-        let client = TestRedis.uniqueClient("duration-cap")
-        // 20 events 300 ms apart: 6 s, cut at 1 s.
-        let cut = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
-            ("X-Client-ID", client.rawValue), (MockHeader.completionTokens, "20"), (MockHeader.chunkDelayMs, "300"),
-        ])
-        #expect(cut.status == 200)
-        #expect(cut.text.contains("chat.completion.chunk"))
-        #expect(!cut.text.contains("[DONE]"), "cut at the cap")
-        let late = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [
-            ("X-Client-ID", client.rawValue), (MockHeader.latencyMs, "2500"),
-        ])
-        #expect(late.status == 504)
-        #expect(late.json?["error"]?["type"]?.string == "upstream_limit_exceeded", "OpenAI's error shape")
-        #expect(late.json?["error"]?["message"]?.string?.contains("upstream.timeout_seconds") == true)
-        #expect(Self.limitCount("duration", registry) >= before + 2)
-        #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 })
+        let log = Lines()
+        let replica = try await Replica.start(upstream: mock.baseURL, configure: configure, accessLog: { log.append($0) }, metrics: registry)
+        do {
+            try await body(replica, log)
+        } catch {
+            await replica.stop()
+            await mock.stop()
+            throw error
+        }
+        #expect(limitCount(limit.rawValue, registry) >= before + hits, "the \(limit.rawValue) limit was counted")
         await replica.stop()
         await mock.stop()
+    }
+
+    /// Waits until `client` has no lease left (its request was settled) and returns its access-log line.
+    static func settled(_ client: ClientID, _ log: Lines) async throws -> JSONValue {
+        #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 },
+                "no lease is left behind")
+        #expect(try await eventually { log.all.contains { $0.contains(client.rawValue) } })
+        return try #require(log.all.first { $0.contains(client.rawValue) }.flatMap { try? JSONValue.parse(Array($0.utf8)) })
     }
 
     /// `tollgate_upstream_limit_exceeded_total{limit=…}` as /metrics renders it.
