@@ -51,6 +51,9 @@ let package = Package(
             name: "TollgateUpstream",
             dependencies: [
                 "CCurl", "TollgateCore", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                // NIOAsyncSequenceProducer: the bounded, back-pressured buffer between curl and a transfer's reader.
+                .product(name: "NIOCore", package: "swift-nio"),
                 // NIOThreadPool: the blocking SMTP transfer of e-mail alerts runs there, off every event loop.
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),

@@ -89,10 +89,16 @@ public struct TollgateConfig: Sendable {
     }
     public struct Upstream: Sendable {
         public var connectTimeoutMilliseconds = 5_000
-        /// Whole-transfer limit; streams longer than this are cut (and settled).
+        /// Whole-transfer limit; streams longer than this are cut (and settled). The stream
+        /// duration cap (`UpstreamLimit.duration`).
         public var timeoutSeconds = 600
         /// curl queues transfers beyond this, so it bounds concurrent upstream streams too.
         public var maxConnections = 4_096
+        /// All header bytes of one provider answer; a provider's headers are a few KiB.
+        public var maxHeaderBytes = 64 << 10
+        /// One server-sent event, which the relay must hold whole before passing it on. Large
+        /// enough for a Responses API `response.completed` event that repeats a long answer.
+        public var maxSSEEventBytes = 8 << 20
     }
 
     public struct Analytics: Sendable {

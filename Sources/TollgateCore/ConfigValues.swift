@@ -26,6 +26,7 @@ struct ConfigValues {
         "budget.estimate_output_tokens", "budget.unseen_input", "budget.server_tools", "budget.server_tool_max_calls",
         "budget.background", "budget.allowed_betas",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
+        "upstream.max_header_bytes", "upstream.max_sse_event_bytes",
         "analytics", "analytics.retention_days",
         "log_level",
     ]
@@ -210,6 +211,8 @@ struct ConfigValues {
         c.upstream.connectTimeoutMilliseconds = try int("upstream.connect_timeout_ms", in: 1...600_000, "") ?? c.upstream.connectTimeoutMilliseconds
         c.upstream.timeoutSeconds = try int("upstream.timeout_seconds", in: 1...86_400, "") ?? c.upstream.timeoutSeconds
         c.upstream.maxConnections = try int("upstream.max_connections", in: 1...65_536, "") ?? c.upstream.maxConnections
+        c.upstream.maxHeaderBytes = try int("upstream.max_header_bytes", in: 1_024...(16 << 20), "bytes ") ?? c.upstream.maxHeaderBytes
+        c.upstream.maxSSEEventBytes = try int("upstream.max_sse_event_bytes", in: 1_024...(256 << 20), "bytes ") ?? c.upstream.maxSSEEventBytes
         if let level = string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(level) else { throw fail("log_level", "must be one of \(levels.joined(separator: ", ")) (got '\(level)')") }

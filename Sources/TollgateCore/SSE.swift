@@ -10,13 +10,21 @@ public struct SSEEvent: Sendable {
 public struct SSEParser: Sendable {
     private var pending: [UInt8] = []
     private var scanFrom = 0
+    /// The most bytes one event may take: an event that never ends must not grow without bound.
+    public let maxEventBytes: Int
+    /// An event passed `maxEventBytes`: the parser dropped it and takes nothing more. The stream
+    /// can only be cut now (a later blank line would start mid-event, so no resync is safe).
+    public private(set) var eventTooLarge = false
 
-    public init() {}
+    public init(maxEventBytes: Int = .max) {
+        self.maxEventBytes = maxEventBytes
+    }
 
     /// Bytes received but not yet part of a complete event.
     public var buffered: [UInt8] { pending }
 
     public mutating func feed(_ chunk: some Collection<UInt8>) -> [SSEEvent] {
+        guard !eventTooLarge else { return [] }
         pending.append(contentsOf: chunk)
         var events: [SSEEvent] = []
         var eventStart = 0
@@ -41,6 +49,16 @@ public struct SSEParser: Sendable {
             i += 1
         }
         if eventStart > 0 { pending.removeFirst(eventStart) }
+        // An oversized event, complete or still open: the events before it still go out, the
+        // rest is dropped.
+        let oversized = events.firstIndex { $0.raw.count > maxEventBytes }
+        if oversized != nil || pending.count > maxEventBytes {
+            if let oversized { events.removeSubrange(oversized...) }
+            eventTooLarge = true
+            pending = []
+            scanFrom = 0
+            return events
+        }
         // Re-examine the last two bytes next time: a terminator may straddle the chunk boundary.
         scanFrom = max(0, pending.count - 2)
         return events

@@ -33,6 +33,14 @@ public enum MockHeader {
     public static let webSearchCalls = "X-Mock-Web-Search-Calls"
     /// Copied into the usage log (`--usage-log`), e.g. the client a chaos run sent the request for.
     public static let tag = "X-Mock-Tag"
+    /// Chat streams: content events until this many bytes have been written, generated as they
+    /// are sent (a 50 MB stream costs the mock no memory), then the usual end. For back-pressure tests.
+    public static let streamBytes = "X-Mock-Stream-Bytes"
+    /// With `X-Mock-Stream-Bytes`: the size of each content event (default 4096); larger than the
+    /// stream, it is one event that never ends.
+    public static let eventBytes = "X-Mock-Event-Bytes"
+    /// Add response headers of about this many bytes in all (1000-byte `x-mock-padding-N` headers).
+    public static let headerBytes = "X-Mock-Header-Bytes"
 }
 
 /// The knobs of one request, read from its headers.
@@ -53,6 +61,9 @@ struct MockKnobs: Sendable {
     var cacheWrite1hTokens = 0
     var webSearchCalls = 0
     var tag: String?
+    var streamBytes: Int?
+    var eventBytes = 4_096
+    var headerBytes = 0
 
     init(headers: HTTPFields) {
         func number(_ name: String) -> Int? {
@@ -76,5 +87,8 @@ struct MockKnobs: Sendable {
         cacheWrite1hTokens = number(MockHeader.cacheWrite1hTokens) ?? 0
         webSearchCalls = number(MockHeader.webSearchCalls) ?? 0
         tag = HTTPField.Name(MockHeader.tag).flatMap { headers[$0] }
+        streamBytes = number(MockHeader.streamBytes)
+        eventBytes = max(64, number(MockHeader.eventBytes) ?? eventBytes)
+        headerBytes = number(MockHeader.headerBytes) ?? 0
     }
 }

@@ -8,6 +8,7 @@ enum OpenAIChatRoutes {
             let prompt = PromptTokens.count(call.body["messages"])
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_completion_tokens", "max_tokens"), knobs: call.knobs)
             let reply = ChatReply(call: call, completion: completion, id: MockIdentity.id("chatcmpl-"), created: MockIdentity.now)
+            if call.isStream, let total = call.knobs.streamBytes { return reply.generatedChatStream(total: total) }
             return call.answer(completion, stream: reply.chatEvents, json: reply.chatCompletion)
         }
         router.mockRoute(.post, "/v1/completions", family: .openAI) { call in
@@ -47,6 +48,18 @@ struct ChatReply {
         events += Array(repeating: chunk(#"{"content":\#(jsonQuoted(MockCompletion.token))}"#), count: completion.visibleTokens)
         events.append(chunk("{}", finish: "\"\(finishReason)\""))
         return finishingStream(events, usageChunk: chatChunk(choices: "[]", usage: completion.openAIUsage))
+    }
+
+    /// `X-Mock-Stream-Bytes`: the role chunk, content chunks of `X-Mock-Event-Bytes` each until
+    /// the total is reached, then the usual finish. An event larger than the total never ends.
+    func generatedChatStream(total: Int) -> Response {
+        let events = chatEvents
+        let shell = SSE.data(chatChunk(choices: #"[{"index":0,"delta":{"content":""},"logprobs":null,"finish_reason":null}]"#))
+        let padding = String(repeating: "x", count: max(1, call.knobs.eventBytes - shell.utf8.count))
+        let content = chatChunk(choices: #"[{"index":0,"delta":{"content":"\#(padding)"},"logprobs":null,"finish_reason":null}]"#)
+        let event = call.knobs.eventBytes > total ? "data: " + content : SSE.data(content)
+        // The generated chatEvents: role chunk first; finish, usage and [DONE] last.
+        return call.family.generatedStream(first: events[0], event: event, last: Array(events.suffix(call.includeUsage && !call.knobs.omitUsage ? 3 : 2)), total: total)
     }
 
     private func chatChunk(choices: String, usage: String = "null") -> String {

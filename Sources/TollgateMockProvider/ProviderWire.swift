@@ -89,6 +89,27 @@ enum ProviderFamily: Sendable {
     }
 }
 
+extension ProviderFamily {
+    /// `X-Mock-Stream-Bytes`: `first`, then `event` over and over until `total` bytes are out,
+    /// then `last`, generated as it is written: a 50 MB stream costs the mock one event.
+    func generatedStream(first: String, event: String, last: [String], total: Int) -> Response {
+        let repeated = ByteBuffer(string: event)
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", requestIDField.name: requestIDField.value],
+            body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: first))
+                var sent = first.utf8.count
+                while sent < total {
+                    try await writer.write(repeated)
+                    sent += repeated.readableBytes
+                }
+                for event in last { try await writer.write(ByteBuffer(string: event)) }
+                try await writer.finish(nil)
+            })
+    }
+}
+
 /// Thrown from a response body to tear its connection down (`X-Mock-Drop-After-Chunks`).
 struct StreamDropped: Error {}
 
@@ -162,7 +183,12 @@ extension Router {
                 }
                 body = parsed
             }
-            return try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family, usageLog: MockUsageLog.current))
+            var response = try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family,
+                                                    usageLog: MockUsageLog.current))
+            for i in 0..<(knobs.headerBytes + 999) / 1_000 {
+                response.headers[HTTPField.Name("x-mock-padding-\(i)")!] = String(repeating: "p", count: 980)
+            }
+            return response
         }
     }
 }

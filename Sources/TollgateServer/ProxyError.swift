@@ -19,6 +19,8 @@ enum ProxyError: Error {
     case loopDetected(LoopTrip)
     case budgetUnavailable(RedisError)
     case upstreamUnavailable(UpstreamError, provider: String)
+    /// The provider's answer passed one of Tollgate's bounds before it started (`UpstreamLimit`).
+    case upstreamLimit(UpstreamError, UpstreamLimit)
     case notFound(method: String, path: String)
     /// The client hung up before the answer; nobody reads this response (nginx's 499).
     case clientDisconnected
@@ -29,7 +31,7 @@ enum ProxyError: Error {
         case .loopDetected: return .refusedLoop
         case .unauthorized, .missingClientID, .invalidClientID: return .refusedAuth
         case .budgetUnavailable: return .redisError
-        case .upstreamUnavailable: return .upstreamError
+        case .upstreamUnavailable, .upstreamLimit: return .upstreamError
         case .clientDisconnected: return .clientGone
         default: return .badRequest
         }
@@ -44,6 +46,7 @@ enum ProxyError: Error {
         case .loopDetected: return .tooManyRequests
         case .budgetUnavailable: return .serviceUnavailable
         case .upstreamUnavailable: return .badGateway
+        case .upstreamLimit(_, let limit): return limit == .duration ? .gatewayTimeout : .badGateway
         case .notFound: return .notFound
         case .clientDisconnected: return .init(code: 499, reasonPhrase: "Client Closed Request")
         }
@@ -57,6 +60,7 @@ enum ProxyError: Error {
         case .loopDetected: return "loop_detected"
         case .budgetUnavailable: return "budget_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
+        case .upstreamLimit: return "upstream_limit_exceeded"
         case .notFound: return "not_found_error"
         case .clientDisconnected: return "client_disconnected"
         }
@@ -87,6 +91,8 @@ enum ProxyError: Error {
             return "Tollgate cannot reach its budget store (\(e)), so the request was not forwarded. Retry shortly; if it persists, check that Redis is up."
         case .upstreamUnavailable(let e, let provider):
             return "Could not reach the provider at \(provider): \(e.message). Nothing was charged; retry later."
+        case .upstreamLimit(let e, let limit):
+            return "Tollgate stopped the provider's answer: \(e.message). The request reached the provider, so it was charged as a cut answer. Ask the operator to raise \(limit.configKey) if such answers are expected."
         case .clientDisconnected:
             return "The client closed the connection before the answer."
         case .notFound(let method, let path):

@@ -109,7 +109,8 @@ struct ProxyPipeline: Sendable {
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
                 route: route, bill: bill, estimate: estimate, settlement: settlement, transfer: transfer,
-                hideInjectedUsage: injectUsage, observability: observability, record: record, watch: watch)
+                hideInjectedUsage: injectUsage, observability: observability, record: record, watch: watch,
+                maxEventBytes: config.upstream.maxSSEEventBytes)
             return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
         }
 
@@ -148,6 +149,7 @@ struct ProxyPipeline: Sendable {
             ending = .cut(bound: nil)
         }
         await settle(settlement, bill.charge(ending), usage: usage, &record)
+        if let limit = e.limit { return .upstreamLimit(e, limit) }
         return e.kind == .cancelled ? .clientDisconnected : .upstreamUnavailable(e, provider: config.provider(route.family).baseURL)
     }
 

@@ -18,6 +18,8 @@ struct StreamRelay: Sendable {
     let observability: Observability
     let record: RequestRecord
     let watch: ConnectionWatch?
+    /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
+    let maxEventBytes: Int
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
         Observability.streamsInFlight.increment()
@@ -25,7 +27,7 @@ struct StreamRelay: Sendable {
             Observability.streamsInFlight.decrement()
             watch?.unwatch()
         }
-        var parser = SSEParser()
+        var parser = SSEParser(maxEventBytes: maxEventBytes)
         var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
 
         var completed = false
@@ -49,11 +51,20 @@ struct StreamRelay: Sendable {
                     }
                     batch.writeBytes(out)
                 }
-                guard batch.readableBytes > 0 else { continue }
-                do {
-                    try await writer.write(batch)
-                } catch {
-                    clientGone = true
+                if batch.readableBytes > 0 {
+                    do {
+                        try await writer.write(batch)
+                    } catch {
+                        clientGone = true
+                        transfer.cancel()
+                        break streaming
+                    }
+                }
+                if parser.eventTooLarge {
+                    // Cut like a broken stream: settled below by the cut-stream rule.
+                    UpstreamMetrics.exceeded(.sseEvent)
+                    settlement.logger.warning("upstream stream cut at a limit", metadata: [
+                        "limit": "\(UpstreamLimit.sseEvent.rawValue)", "max_bytes": "\(maxEventBytes)"])
                     transfer.cancel()
                     break streaming
                 }

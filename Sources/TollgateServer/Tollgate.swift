@@ -57,7 +57,10 @@ public final class Tollgate: Sendable {
         settings.connectTimeoutMilliseconds = config.upstream.connectTimeoutMilliseconds
         settings.timeoutSeconds = config.upstream.timeoutSeconds
         settings.maxConnections = config.upstream.maxConnections
-        upstream = UpstreamClient(settings: settings)
+        settings.maxHeaderBytes = config.upstream.maxHeaderBytes
+        do { upstream = try UpstreamClient(settings: settings, logger: logger) } catch {
+            throw ConfigError(key: "upstream", message: "the upstream client could not start: \(error)")
+        }
         var policy = BudgetStore.Policy(
             defaultDailyLimit: config.clients.dailyLimit, defaultMonthlyLimit: config.clients.monthlyLimit,
             // A period's hash outlives it by the analytics retention (spend by day and model), at

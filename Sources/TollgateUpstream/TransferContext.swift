@@ -1,11 +1,15 @@
 import CCurl
 import Foundation
+import Logging
+import Synchronization
 
 /// One easy handle's state. Touched only by the curl thread (begin, callbacks, end), which is
-/// why it can be `@unchecked Sendable`; the outside world sees only the AsyncStream.
+/// why it can be `@unchecked Sendable`; the outside world sees only `UpstreamParts`, and the
+/// reader's side (`TransferDemand`) reads nothing here but `isDelivered`.
 final class TransferContext: @unchecked Sendable {
     let request: UpstreamRequest
-    let continuation: AsyncStream<UpstreamPart>.Continuation
+    var source: UpstreamParts.Producer.Source!
+    let buffer: TransferBuffer
     var easy: UnsafeMutableRawPointer?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var status = 0
@@ -14,10 +18,30 @@ final class TransferContext: @unchecked Sendable {
     var finished = false
     /// `request.collectBody`: the body gathered here and handed over once, at the end.
     var collected: [UInt8] = []
+    /// The reader asked us to stop (`stopProducing`): the next chunk is refused with
+    /// `CURL_WRITEFUNC_PAUSE`, which curl keeps and delivers again after `resume`.
+    var paused = false
+    /// curl holds a refused chunk and reads nothing until `curl_easy_pause(CURLPAUSE_CONT)`.
+    var curlPaused = false
+    /// Header bytes of this answer so far (all header blocks), against `maxHeaderBytes`.
+    var headerBytes = 0
+    let maxHeaderBytes: Int
+    /// The bound that stopped this transfer, so its failure says which (`complete`).
+    var limitHit: UpstreamLimit?
+    /// The last part has been handed to the producer: a reader leaving now cancels nothing.
+    private let delivered = Atomic<Bool>(false)
+    var isDelivered: Bool { delivered.load(ordering: .acquiring) }
 
-    init(request: UpstreamRequest, continuation: AsyncStream<UpstreamPart>.Continuation) {
+    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int) {
         self.request = request
-        self.continuation = continuation
+        self.buffer = buffer
+        self.maxHeaderBytes = maxHeaderBytes
+    }
+
+    /// A refused option is a failed transfer with a message that names it, never a transfer that
+    /// runs with half its settings.
+    struct OptionRefused: Error {
+        let message: String
     }
 
     func begin(multi: UnsafeMutableRawPointer, settings: UpstreamClient.Settings) -> Bool {
@@ -26,55 +50,88 @@ final class TransferContext: @unchecked Sendable {
             return false
         }
         easy = h
-        tg_easy_setopt_string(h, CURLOPT_URL, request.url)
-        tg_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-        tg_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeoutMilliseconds)
-        if let ms = request.timeoutMilliseconds {
-            tg_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, ms)
-        } else {
-            tg_easy_setopt_long(h, CURLOPT_TIMEOUT, settings.timeoutSeconds)
+        do {
+            try configure(h, settings: settings)
+        } catch {
+            // Not yet added to the multi handle: clean up here and say which option failed.
+            curl_easy_cleanup(h)
+            easy = nil
+            curl_slist_free_all(headerList)
+            headerList = nil
+            finish(.failed(UpstreamError(kind: .connect, message: error.message)))
+            return false
         }
-        tg_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
-        if request.method == "GET" {
-            tg_easy_setopt_long(h, CURLOPT_HTTPGET, 1)
+        // The thread's `active` table keeps this object alive while curl holds the pointer.
+        let added = curl_multi_add_handle(multi, h)
+        guard added == CURLM_OK else {
+            curl_easy_cleanup(h)
+            easy = nil
+            curl_slist_free_all(headerList)
+            headerList = nil
+            finish(.failed(UpstreamError(kind: .connect, message: "curl_multi_add_handle failed: \(String(cString: curl_multi_strerror(added)))")))
+            return false
+        }
+        return true
+    }
+
+    private func configure(_ h: UnsafeMutableRawPointer, settings: UpstreamClient.Settings) throws(OptionRefused) {
+        func check(_ code: CURLcode, _ option: String) throws(OptionRefused) {
+            guard code != CURLE_OK else { return }
+            throw OptionRefused(message: "libcurl refused \(option): \(String(cString: curl_easy_strerror(code)))")
+        }
+        try check(tg_easy_setopt_string(h, CURLOPT_URL, request.url), "CURLOPT_URL")
+        try check(tg_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1), "CURLOPT_NOSIGNAL")
+        try check(tg_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, settings.connectTimeoutMilliseconds), "CURLOPT_CONNECTTIMEOUT_MS")
+        if let ms = request.timeoutMilliseconds {
+            try check(tg_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, ms), "CURLOPT_TIMEOUT_MS")
         } else {
-            tg_easy_setopt_long(h, CURLOPT_POST, 1)
-            tg_easy_setopt_off_t(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count))
-            request.body.withUnsafeBufferPointer { buf in
-                _ = buf.baseAddress.map { tg_easy_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0)) }
-            }
-            if request.body.isEmpty { tg_easy_setopt_string(h, CURLOPT_COPYPOSTFIELDS, "") }
-            if request.method != "POST" { tg_easy_setopt_string(h, CURLOPT_CUSTOMREQUEST, request.method) }
+            try check(tg_easy_setopt_long(h, CURLOPT_TIMEOUT, settings.timeoutSeconds), "CURLOPT_TIMEOUT")
+        }
+        try check(tg_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1), "CURLOPT_TCP_KEEPALIVE")
+        if request.method == "GET" {
+            try check(tg_easy_setopt_long(h, CURLOPT_HTTPGET, 1), "CURLOPT_HTTPGET")
+        } else {
+            try check(tg_easy_setopt_long(h, CURLOPT_POST, 1), "CURLOPT_POST")
+            try check(tg_easy_setopt_off_t(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)), "CURLOPT_POSTFIELDSIZE_LARGE")
+            let copied = request.body.isEmpty
+                ? tg_easy_setopt_string(h, CURLOPT_COPYPOSTFIELDS, "")
+                : request.body.withUnsafeBufferPointer { tg_easy_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress!)) }
+            try check(copied, "CURLOPT_COPYPOSTFIELDS")
+            if request.method != "POST" { try check(tg_easy_setopt_string(h, CURLOPT_CUSTOMREQUEST, request.method), "CURLOPT_CUSTOMREQUEST") }
         }
         // An empty Expect: stops curl waiting for 100-continue on bodies over 1 KB.
         for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
-            headerList = curl_slist_append(headerList, line)
+            guard let list = curl_slist_append(headerList, line) else { throw OptionRefused(message: "curl_slist_append failed (out of memory)") }
+            headerList = list
         }
-        tg_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
+        try check(tg_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headerList), "CURLOPT_HTTPHEADER")
         let me = Unmanaged.passUnretained(self).toOpaque()
-        tg_easy_setopt_pointer(h, CURLOPT_PRIVATE, me)
-        tg_easy_setopt_pointer(h, CURLOPT_WRITEDATA, me)
-        tg_easy_setopt_pointer(h, CURLOPT_HEADERDATA, me)
-        tg_easy_setopt_data_callback(h, CURLOPT_WRITEFUNCTION, { ptr, size, count, userdata in
+        try check(tg_easy_setopt_pointer(h, CURLOPT_PRIVATE, me), "CURLOPT_PRIVATE")
+        try check(tg_easy_setopt_pointer(h, CURLOPT_WRITEDATA, me), "CURLOPT_WRITEDATA")
+        try check(tg_easy_setopt_pointer(h, CURLOPT_HEADERDATA, me), "CURLOPT_HEADERDATA")
+        // Both callbacks may run inside `curl_easy_pause` (see `resume`), so they only touch this
+        // object's state, never the multi handle.
+        try check(tg_easy_setopt_data_callback(h, CURLOPT_WRITEFUNCTION) { ptr, size, count, userdata in
+            let context = Unmanaged<TransferContext>.fromOpaque(userdata!).takeUnretainedValue()
+            return context.received(UnsafeRawBufferPointer(start: ptr, count: size * count))
+        }, "CURLOPT_WRITEFUNCTION")
+        try check(tg_easy_setopt_data_callback(h, CURLOPT_HEADERFUNCTION) { ptr, size, count, userdata in
             let context = Unmanaged<TransferContext>.fromOpaque(userdata!).takeUnretainedValue()
             let n = size * count
-            context.received(UnsafeRawBufferPointer(start: ptr, count: n))
-            return n
-        })
-        tg_easy_setopt_data_callback(h, CURLOPT_HEADERFUNCTION, { ptr, size, count, userdata in
-            let context = Unmanaged<TransferContext>.fromOpaque(userdata!).takeUnretainedValue()
-            let n = size * count
-            context.receivedHeader(UnsafeRawBufferPointer(start: ptr, count: n))
-            return n
-        })
-        // The thread's `active` table keeps this object alive while curl holds the pointer.
-        curl_multi_add_handle(multi, h)
-        return true
+            // Returning less than n makes curl fail the transfer (CURLE_WRITE_ERROR).
+            return context.receivedHeader(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
+        }, "CURLOPT_HEADERFUNCTION")
     }
 
     /// Parses one header line on bytes: Foundation's trimming bridges through NSString and was
     /// the largest single cost per request in the profile.
-    func receivedHeader(_ line: UnsafeRawBufferPointer) {
+    /// False when the answer's headers passed `maxHeaderBytes`: the transfer is then failed.
+    func receivedHeader(_ line: UnsafeRawBufferPointer) -> Bool {
+        headerBytes += line.count
+        guard headerBytes <= maxHeaderBytes else {
+            limitHit = .header
+            return false
+        }
         var end = line.count
         while end > 0, Self.isSpace(line[end - 1]) { end -= 1 }
         let bytes = UnsafeRawBufferPointer(rebasing: line[0..<end])
@@ -90,29 +147,71 @@ final class TransferContext: @unchecked Sendable {
             while start < bytes.count, Self.isSpace(bytes[start]) { start += 1 }
             headers.append((String(decoding: bytes[0..<colon], as: UTF8.self), String(decoding: bytes[start...], as: UTF8.self)))
         }
+        return true
     }
 
     static let statusPrefix = Array("HTTP/".utf8)
     static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
 
-    func received(_ chunk: UnsafeRawBufferPointer) {
+    /// The write callback's answer: the bytes taken, or `CURL_WRITEFUNC_PAUSE` (curl keeps the
+    /// chunk and hands it over again after `resume`, libcurl >= 7.18).
+    func received(_ chunk: UnsafeRawBufferPointer) -> Int {
         if request.collectBody {
             collected.append(contentsOf: chunk)
-            return
+            return chunk.count
+        }
+        if paused {
+            if !curlPaused { UpstreamMetrics.pauseCounter.increment() }
+            curlPaused = true
+            return Int(CURL_WRITEFUNC_PAUSE)
         }
         sendHeadIfNeeded()
-        continuation.yield(.body(Array(chunk)))
+        deliver(.body(Array(chunk)))
+        return chunk.count
     }
 
     func sendHeadIfNeeded() {
         guard !headSent else { return }
         headSent = true
-        continuation.yield(.head(UpstreamResponseHead(status: status, headers: headers)))
+        deliver(.head(UpstreamResponseHead(status: status, headers: headers)))
     }
 
-    func complete(multi: UnsafeMutableRawPointer, result: CURLcode) {
+    /// Hands one part to the reader's bounded buffer and notes whether it wants more.
+    private func deliver(_ part: UpstreamPart) {
+        let size = if case .body(let chunk) = part { chunk.count } else { 0 }
+        buffer.willYield(size)
+        switch source.yield(part) {
+        case .produceMore: break
+        case .stopProducing: paused = true
+        case .dropped: buffer.dropped(size)
+        }
+    }
+
+    /// The reader drained its buffer to the low watermark (`TransferDemand.produceMore`). curl may
+    /// deliver the chunk it kept from inside `curl_easy_pause`, which can pause it again.
+    /// - Returns: curl's answer; anything but CURLE_OK makes the caller end the transfer.
+    func resume() -> CURLcode {
+        paused = false
+        guard curlPaused, let h = easy else { return CURLE_OK }
+        curlPaused = false
+        return curl_easy_pause(h, CURLPAUSE_CONT)
+    }
+
+    func complete(multi: UnsafeMutableRawPointer, result: CURLcode, settings: UpstreamClient.Settings, logger: Logger?) {
         if result == CURLE_OK {
             end(multi: multi, with: .end)
+            return
+        }
+        // The whole-transfer limit of a provider call (`upstream.timeout_seconds`) is the stream
+        // duration cap; a webhook's own short limit is just a failed delivery.
+        if result == CURLE_OPERATION_TIMEDOUT, request.timeoutMilliseconds == nil, connected { limitHit = .duration }
+        if let limit = limitHit {
+            UpstreamMetrics.exceeded(limit)
+            let message = limitMessage(limit, settings: settings)
+            logger?.warning("upstream answer stopped at a limit", metadata: [
+                "limit": "\(limit.rawValue)", "detail": "\(message)",
+            ])
+            end(multi: multi, with: .failed(UpstreamError(kind: .transfer, message: message, limit: limit)))
             return
         }
         let message = String(cString: curl_easy_strerror(result))
@@ -122,6 +221,17 @@ final class TransferContext: @unchecked Sendable {
         let connectFailure = [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY].contains(result)
             || (result == CURLE_OPERATION_TIMEDOUT && status == 0 && !headSent && !connected)
         end(multi: multi, with: .failed(UpstreamError(kind: connectFailure ? .connect : .transfer, message: message)))
+    }
+
+    func limitMessage(_ limit: UpstreamLimit, settings: UpstreamClient.Settings) -> String {
+        switch limit {
+        case .header:
+            return "the provider's response headers are larger than \(limit.configKey) (\(maxHeaderBytes) bytes)"
+        case .duration:
+            return "the provider's answer took longer than \(limit.configKey) (\(settings.timeoutSeconds) s)"
+        case .sseEvent:
+            return "a server-sent event is larger than \(limit.configKey)"
+        }
     }
 
     /// Whether a connection to the provider was made (curl's connect time is 0 until then).
@@ -142,7 +252,7 @@ final class TransferContext: @unchecked Sendable {
         headerList = nil
         if !collected.isEmpty {
             sendHeadIfNeeded()
-            continuation.yield(.body(collected))
+            deliver(.body(collected))
             collected = []
         }
         if case .end = last { sendHeadIfNeeded() }
@@ -152,7 +262,8 @@ final class TransferContext: @unchecked Sendable {
     func finish(_ last: UpstreamPart) {
         guard !finished else { return }
         finished = true
-        continuation.yield(last)
-        continuation.finish()
+        delivered.store(true, ordering: .releasing)
+        _ = source.yield(last)
+        source.finish()
     }
 }

@@ -1,28 +1,46 @@
 import CCurl
 import Foundation
+import Logging
+import NIOCore
 import Synchronization
 
 /// libcurl's multi interface on one dedicated thread, driven by its socket interface
 /// (`curl_multi_socket_action` + epoll): each wakeup touches only the transfers whose sockets
 /// are ready, so the cost per event stays flat with thousands of open streams (polling every
 /// transfer on every wakeup cost ~100 µs per request at 32 connections). Transfers are handed
-/// over through a locked queue plus an eventfd; their output comes back as an `AsyncStream`,
-/// chunk by chunk as the provider sends it. Connections are kept alive and reused across
+/// over through a locked queue plus an eventfd; their output comes back as `UpstreamParts`,
+/// chunk by chunk as the provider sends it, through a bounded buffer that pauses the transfer
+/// while its reader is behind. Connections are kept alive and reused across
 /// requests by the multi handle's connection cache. No event loop ever blocks on curl.
 public final class UpstreamClient: Sendable {
     public struct Settings: Sendable {
         public var connectTimeoutMilliseconds = 5_000
         public var timeoutSeconds = 600
         public var maxConnections = 256
+        /// Per transfer: curl is paused when this many body bytes wait for the reader...
+        public var bufferHighWatermarkBytes = 256 << 10
+        /// ...and resumed when the reader has drained them to this many.
+        public var bufferLowWatermarkBytes = 64 << 10
+        /// Header bytes of one answer (all header blocks); more fails the transfer.
+        public var maxHeaderBytes = 64 << 10
         public init() {}
     }
 
     enum Command {
         case start(TransferContext)
         case cancel(TransferContext)
+        /// The reader drained its buffer: take data again.
+        case resume(TransferContext)
+    }
+
+    /// Why the client could not start: a refused multi option or a failed syscall.
+    public struct SetupError: Error, CustomStringConvertible {
+        public let description: String
     }
 
     let settings: Settings
+    let logger: Logger?
+    let bufferStats = BufferStats()
     // Used by the curl thread only.
     nonisolated(unsafe) let multi: UnsafeMutableRawPointer
     /// The curl thread's epoll instance and the eventfd other threads signal to wake it.
@@ -34,60 +52,108 @@ public final class UpstreamClient: Sendable {
     /// new commands. While it is busy, commands just queue: one wakeup serves many requests.
     private let commands = Mutex<(queue: [Command], running: Bool, sleeping: Bool)>(([], true, false))
     private let stopped = DispatchSemaphore(value: 0)
+    /// Transfers whose socket curl asked us to watch and epoll refused (curl thread only): they
+    /// are failed after the current `curl_multi_socket_action`, outside curl's callbacks.
+    nonisolated(unsafe) var unwatchable: [(context: TransferContext, error: Int32)] = []
 
-    public init(settings: Settings = Settings()) {
-        curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+    /// - Parameter logger: where limit hits are logged (nil: not logged, still counted).
+    public init(settings: Settings = Settings(), logger: Logger? = nil) throws(SetupError) {
+        try CurlGlobal.initialize()
+        guard settings.bufferLowWatermarkBytes >= 0, settings.bufferLowWatermarkBytes < settings.bufferHighWatermarkBytes else {
+            throw SetupError(description: "the buffer's low watermark must be below its high watermark")
+        }
         self.settings = settings
-        multi = curl_multi_init()!
-        tg_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, settings.maxConnections)
-        tg_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, settings.maxConnections)
+        self.logger = logger
+        guard let multi = curl_multi_init() else { throw SetupError(description: "curl_multi_init failed") }
+        self.multi = multi
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        _ = tg_epoll_watch(epoll, EPOLL_CTL_ADD, wakeFD, EPOLLIN.rawValue)
         let me = Unmanaged.passUnretained(self).toOpaque() // the thread keeps self alive until shutdown
-        tg_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me)
-        tg_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, me)
-        tg_multi_setopt_socket_callback(multi) { _, socket, what, userp, _ in
-            let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
-            if what == CURL_POLL_REMOVE {
-                _ = tg_epoll_watch(client.epoll, EPOLL_CTL_DEL, socket, 0)
-            } else if tg_epoll_watch(client.epoll, EPOLL_CTL_MOD, socket, tg_epoll_events_for_curl(what)) != 0 {
-                _ = tg_epoll_watch(client.epoll, EPOLL_CTL_ADD, socket, tg_epoll_events_for_curl(what))
-            }
-            return 0
+        var failure: String?
+        func check(_ code: CURLMcode, _ option: String) {
+            if code != CURLM_OK, failure == nil { failure = "libcurl refused \(option): \(String(cString: curl_multi_strerror(code)))" }
         }
-        tg_multi_setopt_timer_callback(multi) { _, milliseconds, userp in
+        check(tg_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, settings.maxConnections), "CURLMOPT_MAX_TOTAL_CONNECTIONS")
+        check(tg_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, settings.maxConnections), "CURLMOPT_MAXCONNECTS")
+        check(tg_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me), "CURLMOPT_SOCKETDATA")
+        check(tg_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, me), "CURLMOPT_TIMERDATA")
+        check(tg_multi_setopt_socket_callback(multi) { easy, socket, what, userp, _ in
+            let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
+            client.watch(socket, what: what, for: easy)
+            return 0
+        }, "CURLMOPT_SOCKETFUNCTION")
+        check(tg_multi_setopt_timer_callback(multi) { _, milliseconds, userp in
             let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
             client.timerDeadline = milliseconds < 0 ? nil : .now + .milliseconds(milliseconds)
             return 0
+        }, "CURLMOPT_TIMERFUNCTION")
+        if epoll < 0 || wakeFD < 0 {
+            failure = failure ?? "epoll_create1/eventfd failed: \(String(cString: strerror(tg_errno())))"
+        } else if tg_epoll_watch(epoll, EPOLL_CTL_ADD, wakeFD, EPOLLIN.rawValue) != 0 {
+            failure = failure ?? "epoll_ctl(eventfd) failed: \(String(cString: strerror(tg_errno())))"
+        }
+        if let failure {
+            curl_multi_cleanup(multi)
+            if epoll >= 0 { close(epoll) }
+            if wakeFD >= 0 { close(wakeFD) }
+            throw SetupError(description: failure)
         }
         let thread = Thread { [self] in runLoop() }
         thread.name = "tollgate-curl"
         thread.start()
     }
 
+    /// curl's socket callback: watch `socket` for what curl wants (curl thread only).
+    private func watch(_ socket: curl_socket_t, what: Int32, for easy: UnsafeMutableRawPointer?) {
+        if what == CURL_POLL_REMOVE {
+            // curl may already have closed the socket (epoll then forgot it): nothing to undo.
+            _ = tg_epoll_watch(epoll, EPOLL_CTL_DEL, socket, 0)
+            return
+        }
+        let events = tg_epoll_events_for_curl(what)
+        if tg_epoll_watch(epoll, EPOLL_CTL_MOD, socket, events) == 0 { return }
+        if tg_epoll_watch(epoll, EPOLL_CTL_ADD, socket, events) == 0 { return }
+        // An unwatched socket would leave its transfer waiting for its timeout: fail it now.
+        let error = tg_errno()
+        var userdata: UnsafeMutableRawPointer?
+        guard let easy, tg_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &userdata) == CURLE_OK, let userdata else { return }
+        unwatchable.append((Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue(), error))
+    }
+
     /// Starts a transfer. Consume `parts` until `.end` or `.failed`; cancel to abort at once.
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
-        let (stream, continuation) = AsyncStream<UpstreamPart>.makeStream()
-        let context = TransferContext(request: request, continuation: continuation)
-        let transfer = UpstreamTransfer(parts: stream, client: self, context: context)
-        continuation.onTermination = { [weak self] reason in
-            if case .cancelled = reason { self?.enqueue(.cancel(context)) }
-        }
+        let buffer = TransferBuffer(
+            watermarks: .init(low: settings.bufferLowWatermarkBytes, high: settings.bufferHighWatermarkBytes), stats: bufferStats)
+        let context = TransferContext(request: request, buffer: buffer, maxHeaderBytes: settings.maxHeaderBytes)
+        let made = UpstreamParts.Producer.makeSequence(
+            backPressureStrategy: ByteWatermarks(buffer: buffer), finishOnDeinit: true,
+            delegate: TransferDemand(client: self, context: context))
+        context.source = made.source
+        let transfer = UpstreamTransfer(parts: UpstreamParts(made.sequence, buffer: buffer), client: self, context: context)
         enqueue(.start(context))
         return transfer
     }
 
+    /// Body bytes received and not yet read, across this client's transfers.
+    public var bufferedBytes: Int { bufferStats.total }
+    /// Streamed body bytes this client has taken from providers since it started.
+    public var receivedBodyBytes: Int { bufferStats.received }
+    /// The most body bytes one transfer has had waiting for its reader, since this client started:
+    /// at most the high watermark plus one chunk from curl (16 KiB).
+    public var peakBufferedBytesPerTransfer: Int { bufferStats.peakPerTransfer }
+
     func enqueue(_ command: Command) {
-        let (accepted, wake) = commands.withLock { state in
-            guard state.running else { return (false, false) }
+        // The wakeup is written under the lock: the curl thread closes the eventfd only after it
+        // has seen `running == false` under this lock, so a write here never meets a closed (or
+        // reused) descriptor.
+        let accepted = commands.withLock { state in
+            guard state.running else { return false }
             state.queue.append(command)
-            defer { state.sleeping = false }
-            return (true, state.sleeping)
+            if state.sleeping { signalWake() }
+            state.sleeping = false
+            return true
         }
-        if wake {
-            tg_eventfd_signal(wakeFD)
-        } else if !accepted, case .start(let context) = command {
+        if !accepted, case .start(let context) = command {
             context.finish(.failed(UpstreamError(kind: .connect, message: "upstream client is shut down")))
         }
     }
@@ -95,11 +161,19 @@ public final class UpstreamClient: Sendable {
     public func shutdown() {
         let wasRunning = commands.withLock { state in
             defer { state.running = false; state.sleeping = false }
+            if state.running { signalWake() }
             return state.running
         }
         guard wasRunning else { return }
-        tg_eventfd_signal(wakeFD)
         stopped.wait()
+    }
+
+    /// Fails only if the eventfd itself is broken, which a running client cannot survive: the
+    /// curl thread would never see its commands.
+    private func signalWake() {
+        if tg_eventfd_signal(wakeFD) != 0 {
+            fatalError("tollgate-curl: eventfd write failed: \(String(cString: strerror(tg_errno())))")
+        }
     }
 
     private func runLoop() {
@@ -117,6 +191,14 @@ public final class UpstreamClient: Sendable {
                 case .cancel(let context):
                     guard active.removeValue(forKey: ObjectIdentifier(context)) != nil else { continue }
                     context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "cancelled")))
+                case .resume(let context):
+                    guard active[ObjectIdentifier(context)] != nil else { continue }
+                    let resumed = context.resume()
+                    if resumed != CURLE_OK {
+                        active.removeValue(forKey: ObjectIdentifier(context))
+                        let reason = String(cString: curl_easy_strerror(resumed))
+                        context.end(multi: multi, with: .failed(UpstreamError(kind: .transfer, message: "curl could not resume the transfer: \(reason)")))
+                    }
                 }
             }
             if !running { break }
@@ -132,10 +214,16 @@ public final class UpstreamClient: Sendable {
                 timeout = min(timeout, left <= .zero ? 0 : Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1))
             }
             let count = tg_epoll_wait(epoll, &readyFDs, &readyFlags, Int32(readyFDs.count), timeout)
+            if count < 0 {
+                // Only EBADF/EFAULT/EINVAL remain (EINTR is a wakeup): the loop cannot work on.
+                fatalError("tollgate-curl: epoll_wait failed: \(String(cString: strerror(tg_errno())))")
+            }
             commands.withLock { $0.sleeping = false }
-            for i in 0..<Int(max(count, 0)) {
+            for i in 0..<Int(count) {
                 if readyFDs[i] == wakeFD {
-                    tg_eventfd_drain(wakeFD)
+                    if tg_eventfd_drain(wakeFD) != 0 {
+                        fatalError("tollgate-curl: eventfd read failed: \(String(cString: strerror(tg_errno())))")
+                    }
                 } else {
                     curl_multi_socket_action(multi, readyFDs[i], readyFlags[i], &stillRunning)
                 }
@@ -144,6 +232,11 @@ public final class UpstreamClient: Sendable {
                 timerDeadline = nil
                 tg_multi_socket_timeout(multi, &stillRunning)
             }
+            for (context, error) in unwatchable where active.removeValue(forKey: ObjectIdentifier(context)) != nil {
+                let reason = String(cString: strerror(error))
+                context.end(multi: multi, with: .failed(UpstreamError(kind: .transfer, message: "epoll refused the transfer's socket: \(reason)")))
+            }
+            unwatchable.removeAll()
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
@@ -152,7 +245,7 @@ public final class UpstreamClient: Sendable {
                 guard let userdata else { continue }
                 let context = Unmanaged<TransferContext>.fromOpaque(userdata).takeUnretainedValue()
                 active.removeValue(forKey: ObjectIdentifier(context))
-                context.complete(multi: multi, result: tg_msg_result(message))
+                context.complete(multi: multi, result: tg_msg_result(message), settings: settings, logger: logger)
             }
         }
         for context in active.values {
@@ -167,9 +260,22 @@ public final class UpstreamClient: Sendable {
 
 /// A running transfer: read `parts`, or `cancel()` (e.g. the client disconnected).
 public struct UpstreamTransfer: Sendable {
-    public let parts: AsyncStream<UpstreamPart>
+    public let parts: UpstreamParts
     let client: UpstreamClient
     let context: TransferContext
 
     public func cancel() { client.enqueue(.cancel(context)) }
+}
+
+/// `curl_global_init` is not thread-safe and must run once per process before any other curl
+/// call: the curl thread of every `UpstreamClient` and the SMTP sender's pool threads all start
+/// here. A Swift `static let` is initialised exactly once, under a lock.
+enum CurlGlobal {
+    private static let result: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+
+    static func initialize() throws(UpstreamClient.SetupError) {
+        guard result == CURLE_OK else {
+            throw UpstreamClient.SetupError(description: "curl_global_init failed: \(String(cString: curl_easy_strerror(result)))")
+        }
+    }
 }

@@ -55,9 +55,33 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible, Equatable
     }
     public var kind: Kind
     public var message: String
-    public init(kind: Kind, message: String) {
+    /// Set when Tollgate itself stopped the answer at one of its bounds.
+    public var limit: UpstreamLimit?
+    public init(kind: Kind, message: String, limit: UpstreamLimit? = nil) {
         self.kind = kind
         self.message = message
+        self.limit = limit
     }
     public var description: String { message }
+}
+
+/// The bounds Tollgate puts on one provider answer, so that no answer can hold unbounded memory
+/// or time (docs/operations.md, "Limits and back-pressure"). The raw values are the `limit`
+/// label of `tollgate_upstream_limit_exceeded_total`.
+public enum UpstreamLimit: String, Sendable, CaseIterable {
+    /// One server-sent event larger than `upstream.max_sse_event_bytes` (an event that never ends).
+    case sseEvent = "sse_event"
+    /// Response headers larger than `upstream.max_header_bytes`.
+    case header
+    /// The transfer took longer than `upstream.timeout_seconds`.
+    case duration
+
+    /// The config key that sets this bound.
+    public var configKey: String {
+        switch self {
+        case .sseEvent: "upstream.max_sse_event_bytes"
+        case .header: "upstream.max_header_bytes"
+        case .duration: "upstream.timeout_seconds"
+        }
+    }
 }

@@ -34,6 +34,8 @@ struct ConfigLoadTests {
         #expect(c.upstream.connectTimeoutMilliseconds == 5_000)
         #expect(c.upstream.timeoutSeconds == 600)
         #expect(c.upstream.maxConnections == 4_096)
+        #expect(c.upstream.maxHeaderBytes == 65_536)
+        #expect(c.upstream.maxSSEEventBytes == 8_388_608)
         #expect(c.logLevel == "info")
         #expect(c.utcOffsetSeconds() == 0)
     }
@@ -62,7 +64,7 @@ struct ConfigLoadTests {
           month_grace_seconds: 0
           min_output_tokens: 32
           estimate_output_tokens: 2000
-        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16 }
+        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16, max_header_bytes: 16384, max_sse_event_bytes: 2097152 }
         log_level: debug
         """
 
@@ -98,6 +100,8 @@ struct ConfigLoadTests {
         #expect(c.upstream.connectTimeoutMilliseconds == 1_000)
         #expect(c.upstream.timeoutSeconds == 30)
         #expect(c.upstream.maxConnections == 16)
+        #expect(c.upstream.maxHeaderBytes == 16_384)
+        #expect(c.upstream.maxSSEEventBytes == 2_097_152)
         #expect(c.logLevel == "debug")
     }
 
@@ -186,6 +190,8 @@ struct ConfigErrorTests {
         ("default_price: { input: 1, output: 2 }", "default_price.max_output_tokens"),
         ("default_price: { input: 0.1234567891, output: 2, max_output_tokens: 1 }", "default_price.input"),
         ("upstream:\n  max_connections: 0", "upstream.max_connections"),
+        ("upstream:\n  max_header_bytes: 100", "upstream.max_header_bytes"),
+        ("upstream:\n  max_sse_event_bytes: 1gb", "upstream.max_sse_event_bytes"),
         ("log_level: verbose", "log_level"),
         ("server: [", "(file)"),
     ])

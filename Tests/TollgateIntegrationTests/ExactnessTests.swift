@@ -135,7 +135,8 @@ struct ExactnessTests {
             let client = TestRedis.uniqueClient("timeout")
             async let reply = post(replica, Self.chat, client, [("X-Mock-Latency-Ms", "2500")])
             let reserved = try await reservationInFlight(client)
-            #expect(await reply.status == 502)
+            // The duration cap (docs/operations.md, "Limits and back-pressure"): a gateway timeout.
+            #expect(await reply.status == 504)
             try await expectChargedItsReservation(client, reserved, log)
         }
     }

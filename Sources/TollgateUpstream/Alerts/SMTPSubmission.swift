@@ -17,6 +17,10 @@ final class SMTPSubmission: @unchecked Sendable {
 
     /// Nil when the server accepted the message for every recipient.
     func perform() -> AlertDeliveryError? {
+        // curl_easy_init would run curl_global_init itself, unsafely if two threads race there.
+        do throws(UpstreamClient.SetupError) { try CurlGlobal.initialize() } catch {
+            return failure(error.description, retriable: false)
+        }
         guard let easy = curl_easy_init() else { return failure("curl_easy_init failed", retriable: true) }
         var recipients: UnsafeMutablePointer<curl_slist>?
         let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)

@@ -92,7 +92,7 @@ struct Replica: Sendable {
 /// A real HTTP client over loopback (libcurl through Tollgate's own upstream client).
 struct TestClient: Sendable {
     static let shared = TestClient()
-    let curl = UpstreamClient()
+    let curl = try! UpstreamClient()
 
     struct Reply: Sendable {
         var status: Int
