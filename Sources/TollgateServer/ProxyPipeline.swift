@@ -20,12 +20,17 @@ struct ProxyPipeline: Sendable {
     let providerKeys: [APIFamily: String]
     let observability: Observability
     let logger: Logger
-    static let maxBodyBytes = 64 << 20
+    let largeBodies: LargeBodyGate
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
         var record = RequestRecord(route: route.path)
+        var permit: LargeBodyGate.Permit?
+        defer {
+            // Here the body and every copy of it are gone: give its pages back (see MemoryTrim).
+            if let permit { permit.release(); MemoryTrim.afterLargeBody() }
+        }
         do {
-            let (response, streaming) = try await run(route, request, context, &record)
+            let (response, streaming) = try await run(route, request, context, &record, &permit)
             if !streaming { observability.finish(record) } // a stream logs when it ends
             return response
         } catch {
@@ -38,13 +43,13 @@ struct ProxyPipeline: Sendable {
     }
 
     private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext,
-                     _ record: inout RequestRecord) async throws -> (Response, streaming: Bool) {
+                     _ record: inout RequestRecord, _ permit: inout LargeBodyGate.Permit?) async throws -> (Response, streaming: Bool) {
         // 1. Identify the client.
         let client = try await identity.identify(request.headers)
         record.client = client.rawValue
 
         // 2. Read the body and estimate the worst case.
-        let bytes = try await readBody(request)
+        let bytes = try await readBody(request, context, &permit)
         let scanned: ScannedRequest
         do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
         record.model = scanned.model
@@ -89,6 +94,7 @@ struct ProxyPipeline: Sendable {
         var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
         outgoing.collectBody = !scanned.stream
         let transfer = upstream.start(outgoing)
+        outgoing.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let watch = await context.watchDisconnect { transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()
@@ -189,16 +195,35 @@ struct ProxyPipeline: Sendable {
         return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
     }
 
-    func readBody(_ request: Request) async throws -> [UInt8] {
+    /// Reads the body into one array sized from Content-Length, refusing one over
+    /// `server.max_body_bytes` before reading it. A large body (`server.large_body_bytes`) first
+    /// takes a permit from `largeBodies`, so only so many are in memory at once.
+    func readBody(_ request: Request, _ context: TollgateRequestContext, _ permit: inout LargeBodyGate.Permit?) async throws -> [UInt8] {
+        let limit = config.server.maxBodyBytes
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > limit { throw ProxyError.bodyTooLarge(limit: limit) }
+        func admitLarge() async throws {
+            guard permit == nil else { return }
+            permit = await largeBodies.enter(on: context.channel.eventLoop)
+            if permit == nil { throw ProxyError.largeBodiesBusy(permits: largeBodies.permits) }
+        }
+        if let declared, declared >= config.server.largeBodyBytes { try await admitLarge() }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(declared ?? 0)
         do {
-            let buffer = try await request.body.collect(upTo: Self.maxBodyBytes)
-            return Array(buffer.readableBytesView)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw ProxyError.bodyTooLarge(limit: Self.maxBodyBytes)
+            for try await chunk in request.body {
+                guard bytes.count + chunk.readableBytes <= limit else { throw ProxyError.bodyTooLarge(limit: limit) }
+                // A chunked body has no declared size: it takes its permit once it grows large.
+                if bytes.count + chunk.readableBytes >= config.server.largeBodyBytes { try await admitLarge() }
+                bytes.append(contentsOf: chunk.readableBytesView)
+            }
+        } catch let error as ProxyError {
+            throw error
         } catch {
             // A broken chunked encoding or a cut upload is the client's mistake, not a size.
             throw ProxyError.badRequest(.malformedBody(String(describing: error).prefix(120).description))
         }
+        return bytes
     }
 
     /// The path as the router matched it: `//v1/chat/completions` and `/v1/chat/completions/`

@@ -76,7 +76,8 @@ public final class Tollgate: Sendable {
             identity: ClientIdentity(clients: config.clients, keys: self.keys),
             budget: budget, upstream: upstream, renewer: LeaseRenewer(budget: budget, leaseSeconds: config.budget.leaseSeconds),
             providerKeys: keys,
-            observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger)
+            observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger,
+            largeBodies: LargeBodyGate(permits: config.server.largeBodyConcurrency))
     }
 
     public func router() -> Router<TollgateRequestContext> {
@@ -115,10 +116,17 @@ public final class Tollgate: Sendable {
         return router
     }
 
+    /// Hummingbird's idle timeout counts from the connection's start or its last HTTP part: a
+    /// request head that never completes produces no part, so it is also the header-read timeout
+    /// (slowloris). A request being answered is never timed out.
+    var idleTimeout: TimeAmount? {
+        config.server.idleTimeoutSeconds > 0 ? .seconds(Int64(config.server.idleTimeoutSeconds)) : nil
+    }
+
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()], idleTimeout: idleTimeout)),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
             onServerRunning: onServerRunning,
             logger: logger)
