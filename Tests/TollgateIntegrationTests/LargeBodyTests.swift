@@ -67,7 +67,8 @@ struct LargeBodyTests {
         #expect(growth < 300 << 20, "peak RSS growth \(growth >> 20) MB over a baseline of \(baseline >> 20) MB")
         // malloc_trim after each large body: back near the baseline, not held for minutes.
         let settled = try await eventually { (try Self.rssBytes(pid: pid)) - baseline < 80 << 20 }
-        #expect(settled, "RSS \((try Self.rssBytes(pid: pid)) >> 20) MB vs baseline \(baseline >> 20) MB after the bodies were released")
+        let after = try Self.rssBytes(pid: pid)
+        #expect(settled, "RSS \(after >> 20) MB vs baseline \(baseline >> 20) MB after the bodies were released")
     }
 
     actor Peak {
