@@ -50,8 +50,7 @@ struct ProxyPipeline: Sendable {
 
         // 2. Read the body and estimate the worst case.
         let bytes = try await readBody(request, context, &permit)
-        let scanned: ScannedRequest
-        do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+        let (scanned, fingerprint) = try await scan(bytes, route: route, large: permit != nil)
         record.model = scanned.model
         record.stream = scanned.stream
         guard let requestedPrice = prices.price(for: scanned.model) else {
@@ -64,7 +63,7 @@ struct ProxyPipeline: Sendable {
         // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
         // One id for the reservation in Redis and the access-log line, so operators can match them.
         let reservation = ReservationID(rawValue: record.requestID)
-        let options = try reserveOptions(request.headers, scanned, route: route)
+        let options = try reserveOptions(request.headers, scanned, fingerprint: fingerprint)
         let grant: BudgetGrant
         let sent: PricedRequest
         switch try await reserve(client, reservation, requested, options, scanned, route: route, &record) {
@@ -193,6 +192,20 @@ struct ProxyPipeline: Sendable {
         }
         guard let head else { return ProxyError.notFound(method: "GET", path: request.uri.path).response(family: family) }
         return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
+    }
+
+    /// The body's facts and its loop-breaker fingerprint. A large body is walked on Swift's
+    /// global executor, not the connection's event loop: its scan takes long enough (hundreds of
+    /// ms in release, far more in debug) to stall every connection on that loop, and the
+    /// `LargeBodyGate` timers with them.
+    func scan(_ bytes: [UInt8], route: ProxyRoute, large: Bool) async throws -> (ScannedRequest, RequestFingerprint) {
+        let work = { @Sendable () throws -> (ScannedRequest, RequestFingerprint) in
+            let scanned: ScannedRequest
+            do throws(RequestProblem) { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+            return (scanned, RequestFingerprint(route: route, request: scanned))
+        }
+        guard large else { return try work() }
+        return try await withTaskExecutorPreference(globalConcurrentExecutor) { try work() }
     }
 
     /// Reads the body into one array sized from Content-Length, refusing one over
