@@ -49,8 +49,8 @@ struct HTTPEdgeTests {
         #expect(TollgateConfig().server.idleTimeoutSeconds == 60)
         try await withReplica { replica, _ in
             let client = TestRedis.uniqueClient("idle")
-            let ex = try await RawHTTP.exchange(port: replica.port, RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)"]), waitForClose: 2)
-            #expect(ex.response.hasPrefix("HTTP/1.1 200"))
+            let ex = try await RawHTTP.exchange(port: replica.port, RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)"]), waitForClose: 8)
+            #expect(ex.response.hasPrefix("HTTP/1.1 200"), "\(ex.response.prefix(300))")
             #expect(!ex.closedByServer, "a keep-alive client may send its next request")
         }
     }

@@ -66,13 +66,15 @@ struct LargeBodyTests {
         }
         #expect(statuses == [400, 400, 400, 400], "each body was read, scanned and forwarded: \(statuses)")
         let growth = await peak.value - baseline
-        // Measured on this 2-core box: ~115 MB growth with the in-place scanner and two permits
-        // (a tree per body took ~280 MB each). 300 MB leaves room for a noisy machine while a
-        // regression to one tree per body (4 × 280 MB) still fails.
-        #expect(growth < 300 << 20, "peak RSS growth \(growth >> 20) MB over a baseline of \(baseline >> 20) MB")
-        // malloc_trim after each large body: back near the baseline, not held for minutes.
-        let settled = try await eventually { (try Self.rssBytes(pid: pid)) - baseline < 80 << 20 }
+        print("large bodies: baseline \(baseline >> 20) MB, peak growth \(growth >> 20) MB")
+        // Measured on this 2-core box: 87 MB peak growth (two permits; a tree per body took
+        // ~280 MB each, 1.16 GB for four). 200 MB leaves room for a noisy machine.
+        #expect(growth < 200 << 20, "peak RSS growth \(growth >> 20) MB over a baseline of \(baseline >> 20) MB")
+        // Measured: back to 53 MB from a 52 MB baseline (mmap threshold + malloc_trim), where it
+        // used to stay ~1 GB up for minutes.
+        let settled = try await eventually { (try Self.rssBytes(pid: pid)) - baseline < 40 << 20 }
         let after = try Self.rssBytes(pid: pid)
+        print("large bodies: after \(after >> 20) MB")
         #expect(settled, "RSS \(after >> 20) MB vs baseline \(baseline >> 20) MB after the bodies were released")
     }
 
