@@ -19,6 +19,17 @@ public struct TollgateConfig: Sendable {
         public var port = 8080
         /// On SIGTERM, in-flight requests and streams get this long to finish (then they are cut and settled).
         public var shutdownGraceSeconds = 60
+        /// The largest request body accepted (413 above it). Anthropic's Messages API takes at
+        /// most 32 MB; OpenAI takes up to 50 MB of image bytes (~67 MB as base64), which an
+        /// operator who needs it allows by raising this (docs/operations.md, "Limits").
+        public var maxBodyBytes = 32 << 20
+        /// Bodies of `largeBodyBytes` or more are read and scanned this many at a time; others wait.
+        public var largeBodyConcurrency = 2
+        /// What "large" means for `largeBodyConcurrency`.
+        public var largeBodyBytes = 4 << 20
+        /// A connection with no request in progress (idle keep-alive, or a request head that never
+        /// completes) is closed after this long; 0 disables it.
+        public var idleTimeoutSeconds = 60
     }
     /// The operators' listener. Without a token it only starts on a loopback address.
     public struct Admin: Sendable {
@@ -164,6 +175,8 @@ extension TollgateConfig {
         "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",
         "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
         "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "server.shutdown_grace_seconds",
+        "TOLLGATE_MAX_BODY_BYTES": "server.max_body_bytes", "TOLLGATE_IDLE_TIMEOUT_SECONDS": "server.idle_timeout_seconds",
+        "TOLLGATE_LARGE_BODY_CONCURRENCY": "server.large_body_concurrency",
         "TOLLGATE_ADMIN_ENABLED": "admin.enabled", "TOLLGATE_ADMIN_HOST": "admin.host", "TOLLGATE_ADMIN_PORT": "admin.port",
         "TOLLGATE_ALERTS_THRESHOLDS": "alerts.thresholds", "TOLLGATE_ALERTS_WEBHOOK_URL": "alerts.webhook.url",
     ]

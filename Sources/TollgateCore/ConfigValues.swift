@@ -13,6 +13,7 @@ struct ConfigValues {
 
     static let known: Set<String> = [
         "server", "server.host", "server.port", "server.shutdown_grace_seconds",
+        "server.max_body_bytes", "server.large_body_bytes", "server.large_body_concurrency", "server.idle_timeout_seconds",
         "admin", "admin.enabled", "admin.host", "admin.port", "admin.token_env", "clients.auth", "redis", "redis.url", "redis.timeout_ms",
         "providers", "providers.openai", "providers.openai.base_url", "providers.openai.api_key_env",
         "providers.anthropic", "providers.anthropic.base_url", "providers.anthropic.api_key_env",
@@ -132,6 +133,10 @@ struct ConfigValues {
         c.server.host = string("server.host") ?? c.server.host
         c.server.port = try int("server.port", in: 0...65535, "") ?? c.server.port
         c.server.shutdownGraceSeconds = try int("server.shutdown_grace_seconds", in: 0...86_400, "seconds ") ?? c.server.shutdownGraceSeconds
+        c.server.maxBodyBytes = try int("server.max_body_bytes", in: 1024...(1 << 30), "bytes ") ?? c.server.maxBodyBytes
+        c.server.largeBodyBytes = try int("server.large_body_bytes", in: 1024...(1 << 30), "bytes ") ?? c.server.largeBodyBytes
+        c.server.largeBodyConcurrency = try int("server.large_body_concurrency", in: 1...1024, "") ?? c.server.largeBodyConcurrency
+        c.server.idleTimeoutSeconds = try int("server.idle_timeout_seconds", in: 0...86_400, "seconds (0: no timeout) ") ?? c.server.idleTimeoutSeconds
         if let enabled = string("admin.enabled") {
             guard let b = Bool(enabled) else { throw fail("admin.enabled", "must be true or false (got '\(enabled)')") }
             c.admin.enabled = b

@@ -30,12 +30,17 @@ public enum InputTokenBound {
 }
 
 /// One pass over the content of a request: its byte bound, and the facts found on the way.
+/// It walks the body in place (`JSONView`): a million-element `messages` array allocates
+/// nothing per element, except the path steps it keeps for naming unseen inputs.
 struct InputScan {
+    let view: JSONView
     var tokens: Int64 = 0
     var images: [ImageDetail] = []
     var unseen: [UnseenInput] = []
     var cacheControl = CacheControlUse.none
     private var path: [PathStep] = []
+
+    init(view: JSONView) { self.view = view }
 
     enum PathStep { case key(String), index(Int) }
 
@@ -55,18 +60,21 @@ struct InputScan {
         tokens = InputTokenBound.perRequest
         for m in members where !InputTokenBound.settingsKeys.contains(m.key) {
             path = [.key(m.key)]
-            if InputTokenBound.messageContainers.contains(m.key), case .array(let messages) = m.value {
-                for (i, message) in messages.enumerated() {
+            if InputTokenBound.messageContainers.contains(m.key), view.isArray(m.start) {
+                var messages = view.elements(m.start)
+                var i = 0
+                while let message = messages.next() {
                     path = [.key(m.key), .index(i)]
                     tokens += InputTokenBound.perMessage + count(message, inImage: false)
+                    i += 1
                 }
             } else {
-                tokens += count(m.value, inImage: false)
+                tokens += count(m.start, inImage: false)
             }
         }
         path = []
         guard route == .responses else { return }
-        for m in members where !m.value.isNull {
+        for m in members where !view.isNull(m.start) {
             switch m.key {
             case "prompt": unseen.append(UnseenInput(field: "prompt", kind: .storedPrompt))
             case "previous_response_id": unseen.append(UnseenInput(field: "previous_response_id", kind: .previousResponse))
@@ -76,70 +84,85 @@ struct InputScan {
         }
     }
 
-    private mutating func count(_ v: JSONValue, inImage: Bool) -> Int64 {
-        switch v {
-        case .null: return 0
-        case .bool(let b): return b ? 4 : 5
-        case .number(let n): return Int64(n.utf8.count)
-        case .string(let s): return Int64(s.utf8.count)
-        case .array(let items):
+    /// The bound of the value starting at offset `v`.
+    private mutating func count(_ v: Int, inImage: Bool) -> Int64 {
+        switch view.bytes[v] {
+        case UInt8(ascii: "n"): return 0
+        case UInt8(ascii: "t"): return 4
+        case UInt8(ascii: "f"): return 5
+        case JSONView.quote: return view.stringUTF8Count(v)
+        case UInt8(ascii: "["):
             var sum: Int64 = 0
-            for (i, item) in items.enumerated() {
+            var items = view.elements(v)
+            var i = 0
+            while let item = items.next() {
                 path.append(.index(i))
                 sum += count(item, inImage: inImage)
                 path.removeLast()
+                i += 1
             }
             return sum
-        case .object(let members):
-            var image = inImage
-            if let type = v["type"]?.string {
-                if InputTokenBound.imageTypes.contains(type), !inImage {
-                    images.append(ImageDetail(v["detail"]?.string ?? v["image_url"]?["detail"]?.string))
-                    image = true
-                } else {
-                    noteUnseen(type: type, v)
-                }
-            }
-            var sum: Int64 = 0
-            for (key, value) in members {
-                if key == "cache_control", value["type"] != nil || value["ttl"] != nil {
-                    cacheControl = max(cacheControl, value["ttl"]?.string == "1h" ? .oneHour : .fiveMinutes)
-                }
-                if image, InputTokenBound.imagePayloadKeys.contains(key) {
-                    if case .object = value { path.append(.key(key)); sum += count(value, inImage: true); path.removeLast() }
-                    continue
-                }
-                if !InputTokenBound.structuralKeys.contains(key) { sum += Int64(key.utf8.count) }
-                path.append(.key(key))
-                sum += count(value, inImage: image)
-                path.removeLast()
-            }
-            return sum
+        case UInt8(ascii: "{"):
+            return countObject(v, inImage: inImage)
+        default: // a number, by its text
+            return Int64(view.end(ofValueAt: v) - v)
         }
     }
 
+    private mutating func countObject(_ v: Int, inImage: Bool) -> Int64 {
+        var image = inImage
+        if let type = view.string(view.member("type", of: v)) {
+            if InputTokenBound.imageTypes.contains(type), !inImage {
+                let detail = view.string(view.member("detail", of: v)) ?? view.string(view.member("detail", of: view.member("image_url", of: v)))
+                images.append(ImageDetail(detail))
+                image = true
+            } else {
+                noteUnseen(type: type, v)
+            }
+        }
+        var sum: Int64 = 0
+        var members = view.members(v)
+        while let m = members.next() {
+            // Keys of up to 15 UTF-8 bytes ("role", "content") are small strings: no allocation.
+            let name = view.keyString(m)
+            let value = m.value
+            if name == "cache_control", view.isObject(value), view.member("type", of: value) != nil || view.member("ttl", of: value) != nil {
+                cacheControl = max(cacheControl, view.string(view.member("ttl", of: value)) == "1h" ? .oneHour : .fiveMinutes)
+            }
+            if image, InputTokenBound.imagePayloadKeys.contains(name) {
+                if view.isObject(value) { path.append(.key(name)); sum += count(value, inImage: true); path.removeLast() }
+                continue
+            }
+            if !InputTokenBound.structuralKeys.contains(name) { sum += Int64(name.utf8.count) }
+            path.append(.key(name))
+            sum += count(value, inImage: image)
+            path.removeLast()
+        }
+        return sum
+    }
+
     /// Content parts whose tokens the body's bytes do not bound.
-    private mutating func noteUnseen(type: String, _ part: JSONValue) {
-        func file(_ holder: JSONValue, _ prefix: String...) {
+    private mutating func noteUnseen(type: String, _ part: Int) {
+        func file(_ holder: Int, _ prefix: String...) {
             let at = prefix.joined(separator: ".")
             func here(_ key: String) -> String { at.isEmpty ? field(key) : field(at, key) }
-            if holder["file_id"]?.string != nil { unseen.append(UnseenInput(field: here("file_id"), kind: .fileByReference)) }
-            if holder["file_url"]?.string != nil { unseen.append(UnseenInput(field: here("file_url"), kind: .fileByReference)) }
-            if let data = holder["file_data"]?.string, !Self.isText(dataURL: data) {
+            if view.string(view.member("file_id", of: holder)) != nil { unseen.append(UnseenInput(field: here("file_id"), kind: .fileByReference)) }
+            if view.string(view.member("file_url", of: holder)) != nil { unseen.append(UnseenInput(field: here("file_url"), kind: .fileByReference)) }
+            if let data = view.string(view.member("file_data", of: holder)), !Self.isText(dataURL: data) {
                 unseen.append(UnseenInput(field: here("file_data"), kind: .document))
             }
         }
         switch type {
-        case "file": if let f = part["file"] { file(f, "file") }   // OpenAI chat
-        case "input_file": file(part)                              // OpenAI Responses
+        case "file": if let f = view.member("file", of: part) { file(f, "file") }   // OpenAI chat
+        case "input_file": file(part)                                               // OpenAI Responses
         case "container_upload": unseen.append(UnseenInput(field: field("file_id"), kind: .fileByReference))
         case "item_reference": unseen.append(UnseenInput(field: field("id"), kind: .storedItem))
-        case "document":                                           // Anthropic
-            guard let source = part["source"] else { return }
-            switch source["type"]?.string {
+        case "document":                                                            // Anthropic
+            guard let source = view.member("source", of: part) else { return }
+            switch view.string(view.member("type", of: source)) {
             case "url": unseen.append(UnseenInput(field: field("source", "url"), kind: .fileByReference))
             case "file": unseen.append(UnseenInput(field: field("source", "file_id"), kind: .fileByReference))
-            case "base64" where !(source["media_type"]?.string ?? "").hasPrefix("text/"):
+            case "base64" where !(view.string(view.member("media_type", of: source)) ?? "").hasPrefix("text/"):
                 unseen.append(UnseenInput(field: field("source", "data"), kind: .document))
             default: break // `text` and `content` sources are counted by their bytes
             }

@@ -60,11 +60,22 @@ public struct JSONError: Error, Equatable, CustomStringConvertible {
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 
-/// A top-level object member with the byte range its value occupies in the source.
+/// A top-level object member with the byte range its value occupies in the source. Its value
+/// is parsed only when asked for, so a body's large members (`messages`, `input`) never
+/// become a tree; `JSONView` walks them in place.
 public struct JSONMember: Sendable {
     public let key: String
-    public let value: JSONValue
     public let valueRange: Range<Int>
+    /// The whole body (shared, not copied).
+    let source: [UInt8]
+
+    /// The member's value as a tree: for the small members only (`model`, `stream_options`).
+    public var value: JSONValue {
+        // The range was validated when the body was read, so this parse cannot fail.
+        (try? JSONValue.parse(source[valueRange])) ?? .null
+    }
+    /// Where the value starts in `source`, for `JSONView`.
+    var start: Int { valueRange.lowerBound }
 }
 
 struct JSONReader {
@@ -98,8 +109,8 @@ struct JSONReader {
             try expect(UInt8(ascii: ":"))
             skipSpace()
             let start = i
-            let value = try readValue()
-            members.append(JSONMember(key: key, value: value, valueRange: start..<i))
+            try skipValue()
+            members.append(JSONMember(key: key, valueRange: start..<i, source: bytes))
             skipSpace()
             guard i < bytes.count else { throw fail("unterminated object") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -160,6 +171,78 @@ struct JSONReader {
         }
     }
 
+    /// Validates one value and moves past it, building nothing (see `JSONView`).
+    mutating func skipValue(depth: Int = 0) throws(JSONError) {
+        guard depth < 128 else { throw fail("nested too deeply") }
+        skipSpace()
+        guard i < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[i] {
+        case UInt8(ascii: "{"):
+            i += 1
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return }
+            while true {
+                skipSpace()
+                try skipString()
+                skipSpace()
+                try expect(UInt8(ascii: ":"))
+                try skipValue(depth: depth + 1)
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated object") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; return }
+                throw fail("expected ',' or '}'")
+            }
+        case UInt8(ascii: "["):
+            i += 1
+            skipSpace()
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return }
+            while true {
+                try skipValue(depth: depth + 1)
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return }
+                throw fail("expected ',' or ']'")
+            }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try readLiteral("true")
+        case UInt8(ascii: "f"): try readLiteral("false")
+        case UInt8(ascii: "n"): try readLiteral("null")
+        default: try scanNumber()
+        }
+    }
+
+    /// Validates a string (escapes included, as `unescape` would read them) without decoding it.
+    mutating func skipString() throws(JSONError) {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string") }
+        i += 1
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") { i += 1; return }
+            if b < 0x20 { throw fail("control character in string") }
+            guard b == UInt8(ascii: "\\") else { i += 1; continue }
+            guard i + 1 < bytes.count else { break }
+            switch bytes[i + 1] {
+            case UInt8(ascii: "n"), UInt8(ascii: "t"), UInt8(ascii: "r"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                 UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"):
+                i += 2
+            case UInt8(ascii: "u"):
+                guard i + 6 <= bytes.count, bytes[(i + 2)..<(i + 6)].allSatisfy(Self.isHexDigit) else {
+                    throw fail("bad \\u escape")
+                }
+                i += 6
+            default:
+                throw fail("bad escape")
+            }
+        }
+        throw fail("unterminated string")
+    }
+
+    static func isHexDigit(_ b: UInt8) -> Bool {
+        (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b)
+    }
+
     mutating func readLiteral(_ word: String) throws(JSONError) {
         for b in word.utf8 {
             guard i < bytes.count, bytes[i] == b else { throw fail("unexpected character") }
@@ -169,6 +252,12 @@ struct JSONReader {
 
     /// RFC 8259 number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
     mutating func readNumber() throws(JSONError) -> String {
+        let start = i
+        try scanNumber()
+        return String(decoding: bytes[start..<i], as: UTF8.self)
+    }
+
+    mutating func scanNumber() throws(JSONError) {
         let start = i
         func digit() -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
         func digits() throws(JSONError) {
@@ -187,7 +276,6 @@ struct JSONReader {
         if digit() || (i < bytes.count && [UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i])) {
             throw fail("malformed number")
         }
-        return String(decoding: bytes[start..<i], as: UTF8.self)
     }
 
     mutating func readString() throws(JSONError) -> String {

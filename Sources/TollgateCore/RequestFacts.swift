@@ -70,27 +70,29 @@ public struct ServerTool: Hashable, Sendable {
     }
 
     /// The provider-run tools a request declares.
-    static func scan(_ members: [JSONMember], route: ProxyRoute) -> [ServerTool] {
-        func member(_ key: String) -> JSONValue? { members.last(where: { $0.key == key })?.value }
+    static func scan(_ members: [JSONMember], _ view: JSONView, route: ProxyRoute) -> [ServerTool] {
+        func member(_ key: String) -> Int? { members.last(where: { $0.key == key })?.start }
         var found: [ServerTool] = []
-        if case .array(let tools)? = member("tools") {
-            for (i, tool) in tools.enumerated() {
-                let type = tool["type"]?.string
+        if let tools = member("tools"), view.isArray(tools) {
+            var items = view.elements(tools)
+            var i = 0
+            while let tool = items.next() {
+                defer { i += 1 }
                 // Function tools (and Anthropic's untyped/custom ones) run on the client.
-                if type == nil || type == "function" || type == "custom" { continue }
+                guard let type = view.string(view.member("type", of: tool)), type != "function", type != "custom" else { continue }
                 let field = "tools[\(i)]"
                 if route == .messages {
-                    found.append(ServerTool(field: field, name: type!, billedAs: anthropicBilledAs(type!), maxUses: tool["max_uses"]?.int))
+                    found.append(ServerTool(field: field, name: type, billedAs: anthropicBilledAs(type), maxUses: view.int(view.member("max_uses", of: tool))))
                 } else {
-                    found.append(ServerTool(field: field, name: type!, billedAs: openAIBilledAs(type!)))
+                    found.append(ServerTool(field: field, name: type, billedAs: openAIBilledAs(type)))
                 }
             }
         }
-        if let options = member("web_search_options"), !options.isNull {
+        if let options = member("web_search_options"), !view.isNull(options) {
             found.append(ServerTool(field: "web_search_options", name: "web_search", billedAs: "web_search_call"))
         }
-        if route == .messages, case .array(let servers)? = member("mcp_servers") {
-            for i in servers.indices { found.append(ServerTool(field: "mcp_servers[\(i)]", name: "mcp", billedAs: "mcp")) }
+        if route == .messages {
+            for i in 0..<view.count(ofArrayAt: member("mcp_servers")) { found.append(ServerTool(field: "mcp_servers[\(i)]", name: "mcp", billedAs: "mcp")) }
         }
         return found
     }

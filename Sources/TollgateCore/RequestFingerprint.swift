@@ -41,10 +41,12 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
     }
 
     public init(route: ProxyRoute, model: String, members: [JSONMember]) {
-        let content = Self.sorted(members.filter { Self.countedFields.contains($0.key) }.map { (key: $0.key, value: $0.value) })
-        var text = Self.version + "\n" + route.path + "\n" + jsonQuoted(model) + "\n"
-        Self.write(content.filter { !$0.value.isNull }, into: &text)
-        hex = SHA256.hash(data: Array(text.utf8)).map { byte in
+        var out = CanonicalJSON(view: JSONView(bytes: members.first?.source ?? []))
+        out.append(Self.version + "\n" + route.path + "\n" + jsonQuoted(model) + "\n")
+        let content = Self.sorted(members.filter { Self.countedFields.contains($0.key) }.map { (key: $0.key, value: $0.start) })
+        let view = out.view
+        out.writeObject(content.filter { !view.isNull($0.value) })
+        hex = out.finish().map { byte in
             let digits = String(byte, radix: 16)
             return byte < 16 ? "0" + digits : digits
         }.joined()
@@ -52,36 +54,8 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { hex }
 
-    static func canonical(_ value: JSONValue, into out: inout String) {
-        switch value {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .number(let n): out += n
-        case .string(let s): out += jsonQuoted(s)
-        case .array(let items):
-            out += "["
-            for (index, item) in items.enumerated() {
-                if index > 0 { out += "," }
-                canonical(item, into: &out)
-            }
-            out += "]"
-        case .object(let members):
-            write(sorted(members), into: &out)
-        }
-    }
-
-    static func write(_ members: [(key: String, value: JSONValue)], into out: inout String) {
-        out += "{"
-        for (index, member) in members.enumerated() {
-            if index > 0 { out += "," }
-            out += jsonQuoted(member.key) + ":"
-            canonical(member.value, into: &out)
-        }
-        out += "}"
-    }
-
     /// Members sorted by the UTF-8 bytes of their keys; of a repeated key only the last remains.
-    static func sorted(_ members: [(key: String, value: JSONValue)]) -> [(key: String, value: JSONValue)] {
+    static func sorted(_ members: [(key: String, value: Int)]) -> [(key: String, value: Int)] {
         let ordered = members.enumerated().sorted { a, b in
             a.element.key.utf8.elementsEqual(b.element.key.utf8)
                 ? a.offset < b.offset : a.element.key.utf8.lexicographicallyPrecedes(b.element.key.utf8)
@@ -89,5 +63,71 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
         return ordered.enumerated().filter { index, member in
             index + 1 == ordered.count || !ordered[index + 1].key.utf8.elementsEqual(member.key.utf8)
         }.map(\.element)
+    }
+}
+
+/// Writes the canonical form of values read in place straight into SHA-256, a few KiB at a
+/// time, so a 30 MB `messages` array is hashed without a tree or a 30 MB string.
+struct CanonicalJSON {
+    let view: JSONView
+    private var hash = SHA256()
+    private var pending: [UInt8] = []
+
+    init(view: JSONView) {
+        self.view = view
+        pending.reserveCapacity(Self.flushAt + 256)
+    }
+
+    static let flushAt = 16 << 10
+
+    mutating func append(_ text: String) { append(text.utf8) }
+    mutating func append(_ bytes: some Sequence<UInt8>) {
+        pending.append(contentsOf: bytes)
+        if pending.count >= Self.flushAt { hash.update(data: pending); pending.removeAll(keepingCapacity: true) }
+    }
+
+    mutating func finish() -> SHA256.Digest {
+        hash.update(data: pending)
+        return hash.finalize()
+    }
+
+    mutating func writeValue(_ v: Int) {
+        switch view.bytes[v] {
+        case JSONView.quote:
+            let raw = (v + 1)..<(view.end(ofStringAt: v) - 1)
+            // Plain ASCII without escapes is already written the one way `jsonQuoted` writes it.
+            if !view.bytes[raw].contains(where: { $0 >= 0x80 || $0 == JSONView.backslash }) {
+                append(CollectionOfOne(JSONView.quote)); append(view.bytes[raw]); append(CollectionOfOne(JSONView.quote))
+            } else {
+                append(jsonQuoted(view.string(v) ?? ""))
+            }
+        case UInt8(ascii: "["):
+            append(CollectionOfOne(UInt8(ascii: "[")))
+            var items = view.elements(v)
+            var first = true
+            while let item = items.next() {
+                if !first { append(CollectionOfOne(UInt8(ascii: ","))) }
+                first = false
+                writeValue(item)
+            }
+            append(CollectionOfOne(UInt8(ascii: "]")))
+        case UInt8(ascii: "{"):
+            var members: [(key: String, value: Int)] = []
+            var all = view.members(v)
+            while let m = all.next() { members.append((view.keyString(m), m.value)) }
+            writeObject(RequestFingerprint.sorted(members))
+        default: // numbers exactly as written, and literals
+            append(view.bytes[v..<view.end(ofValueAt: v)])
+        }
+    }
+
+    mutating func writeObject(_ members: [(key: String, value: Int)]) {
+        append(CollectionOfOne(UInt8(ascii: "{")))
+        for (index, member) in members.enumerated() {
+            if index > 0 { append(CollectionOfOne(UInt8(ascii: ","))) }
+            append(jsonQuoted(member.key) + ":")
+            writeValue(member.value)
+        }
+        append(CollectionOfOne(UInt8(ascii: "}")))
     }
 }

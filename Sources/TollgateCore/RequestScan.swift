@@ -86,18 +86,21 @@ extension ScannedRequest {
         var reader = JSONReader(body)
         let members: [JSONMember]
         do { members = try reader.readTopLevelObject() } catch { throw .invalidJSON(error.description) }
-        func member(_ key: String) -> JSONValue? { members.last(where: { $0.key == key })?.value }
+        // Members are read in place (JSONView): the body's big ones never become a tree.
+        let view = JSONView(bytes: body)
+        func member(_ key: String) -> Int? { members.last(where: { $0.key == key })?.start }
+        func present(_ key: String) -> Int? { member(key).flatMap { view.isNull($0) ? nil : $0 } }
 
-        guard let model = member("model")?.string, !model.isEmpty else { throw .missingModel }
+        guard let model = view.string(member("model")), !model.isEmpty else { throw .missingModel }
         var stream = false
-        if let s = member("stream"), !s.isNull {
-            guard let b = s.bool else { throw .invalidField("stream", "must be true or false") }
+        if let s = present("stream") {
+            guard let b = view.bool(s) else { throw .invalidField("stream", "must be true or false") }
             stream = b
         }
         var outputLimit: (String, Int64)?
         for field in route.outputLimitFields {
-            guard let v = member(field), !v.isNull else { continue }
-            guard let n = v.int, (0...Self.maxOutputTokens).contains(n) else {
+            guard let v = present(field) else { continue }
+            guard let n = view.int(v), (0...Self.maxOutputTokens).contains(n) else {
                 throw .invalidField(field, "must be an integer from 0 to \(Self.maxOutputTokens)")
             }
             outputLimit = (field, n)
@@ -105,37 +108,36 @@ extension ScannedRequest {
         }
         var choices: Int64 = 1
         for field in ["n", "best_of"] {
-            guard let v = member(field), !v.isNull else { continue }
-            guard let n = v.int, (1...128).contains(n) else { throw .invalidField(field, "must be an integer from 1 to 128") }
+            guard let v = present(field) else { continue }
+            guard let n = view.int(v), (1...128).contains(n) else { throw .invalidField(field, "must be an integer from 1 to 128") }
             choices = max(choices, n)
         }
         var background = false
-        if let b = member("background"), !b.isNull {
-            guard let flag = b.bool else { throw .invalidField("background", "must be true or false") }
+        if let b = present("background") {
+            guard let flag = view.bool(b) else { throw .invalidField("background", "must be true or false") }
             background = flag
         }
         var thinkingBudget: Int64?
-        if let thinking = member("thinking"), thinking["type"]?.string == "enabled" {
-            guard let n = thinking["budget_tokens"]?.int, (0...Self.maxOutputTokens).contains(n) else {
+        if let thinking = member("thinking"), view.string(view.member("type", of: thinking)) == "enabled" {
+            guard let n = view.int(view.member("budget_tokens", of: thinking)), (0...Self.maxOutputTokens).contains(n) else {
                 throw .invalidField("thinking.budget_tokens", "must be an integer from 0 to \(Self.maxOutputTokens)")
             }
             thinkingBudget = n
         }
         var maxToolCalls: Int64?
-        if let v = member("max_tool_calls"), !v.isNull {
-            guard let n = v.int, n >= 0 else { throw .invalidField("max_tool_calls", "must be a non-negative integer") }
+        if let v = present("max_tool_calls") {
+            guard let n = view.int(v), n >= 0 else { throw .invalidField("max_tool_calls", "must be a non-negative integer") }
             maxToolCalls = n
         }
-        var hasTools = false
-        if case .array(let tools)? = member("tools") { hasTools = !tools.isEmpty }
-        var input = InputScan()
+        let hasTools = view.count(ofArrayAt: member("tools")) > 0
+        var input = InputScan(view: view)
         input.scan(members, route: route)
         self.init(
             route: route, model: model, stream: stream, outputLimit: outputLimit, choices: choices,
-            clientIncludesUsage: member("stream_options")?["include_usage"]?.bool ?? false,
+            clientIncludesUsage: view.bool(view.member("include_usage", of: member("stream_options"))) ?? false,
             contentTokenBound: input.tokens, images: input.images, unseenInputs: input.unseen,
-            serverTools: ServerTool.scan(members, route: route), maxToolCalls: maxToolCalls, background: background,
-            serviceTier: member("service_tier")?.string, thinkingBudgetTokens: thinkingBudget,
+            serverTools: ServerTool.scan(members, view, route: route), maxToolCalls: maxToolCalls, background: background,
+            serviceTier: view.string(member("service_tier")), thinkingBudgetTokens: thinkingBudget,
             cacheControl: input.cacheControl, hasTools: hasTools, members: members, bytes: body)
     }
 }

@@ -8,6 +8,8 @@ import TollgateCore
 enum Outcome: String, Sendable {
     case forwarded, refusedBudget = "refused_budget", refusedLoop = "refused_loop", stopped, refusedAuth = "refused_auth", badRequest = "bad_request"
     case upstreamError = "upstream_error", redisError = "redis_error", clientGone = "client_disconnected"
+    /// Refused before reading its body: every large-body permit was taken (`LargeBodyGate`).
+    case refusedBusy = "refused_busy"
 }
 
 /// Everything known about one request when it ends; the single source for its access-log line

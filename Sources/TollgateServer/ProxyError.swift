@@ -13,6 +13,8 @@ enum ProxyError: Error {
     case invalidClientID(header: String)
     case badRequest(RequestProblem)
     case bodyTooLarge(limit: Int)
+    /// Every `server.large_body_concurrency` permit stayed taken for `LargeBodyGate.maxWait`.
+    case largeBodiesBusy(permits: Int)
     case unknownModel(String, pricing: String)
     case budgetExceeded(BudgetRefusal, client: ClientID, status: Int)
     /// The loop breaker: the same request too often (always 429, with Retry-After).
@@ -31,6 +33,7 @@ enum ProxyError: Error {
         case .loopDetected: return .refusedLoop
         case .unauthorized, .missingClientID, .invalidClientID: return .refusedAuth
         case .budgetUnavailable: return .redisError
+        case .largeBodiesBusy: return .refusedBusy
         case .upstreamUnavailable, .upstreamLimit: return .upstreamError
         case .clientDisconnected: return .clientGone
         default: return .badRequest
@@ -44,7 +47,7 @@ enum ProxyError: Error {
         case .bodyTooLarge: return .contentTooLarge
         case .budgetExceeded(_, _, let status): return .init(code: status)
         case .loopDetected: return .tooManyRequests
-        case .budgetUnavailable: return .serviceUnavailable
+        case .budgetUnavailable, .largeBodiesBusy: return .serviceUnavailable
         case .upstreamUnavailable: return .badGateway
         case .upstreamLimit(_, let limit): return limit == .duration ? .gatewayTimeout : .badGateway
         case .notFound: return .notFound
@@ -59,6 +62,7 @@ enum ProxyError: Error {
         case .budgetExceeded: return "budget_exceeded"
         case .loopDetected: return "loop_detected"
         case .budgetUnavailable: return "budget_unavailable"
+        case .largeBodiesBusy: return "server_busy"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamLimit: return "upstream_limit_exceeded"
         case .notFound: return "not_found_error"
@@ -79,7 +83,9 @@ enum ProxyError: Error {
         case .badRequest(let problem):
             return problem.message
         case .bodyTooLarge(let limit):
-            return "The request body is larger than \(limit / 1_048_576) MiB. Send a smaller request."
+            return "The request body is larger than \(ByteSize(limit)), the most this Tollgate accepts (server.max_body_bytes). Send a smaller request (images by URL instead of inline), or ask the operator to raise server.max_body_bytes."
+        case .largeBodiesBusy(let permits):
+            return "Tollgate is already reading \(permits) large request bodies (server.large_body_concurrency), and none finished within \(LargeBodyGate.maxWait.nanoseconds / 1_000_000_000) s. Nothing was charged; retry shortly."
         case .unknownModel(let model, let pricing):
             return "Model '\(model)' is not in the pricing table (\(pricing)), so its cost cannot be bounded. Use a listed model, add it to the pricing file, or configure default_price."
         case .budgetExceeded(let r, let client, _):
@@ -123,6 +129,7 @@ enum ProxyError: Error {
         }
         if case .loopDetected(let trip) = self { headers[.retryAfter] = String(max(1, trip.retryAt.seconds - now.seconds)) }
         if case .budgetUnavailable = self { headers[.retryAfter] = "1" }
+        if case .largeBodiesBusy = self { headers[.retryAfter] = "1" }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
@@ -133,6 +140,7 @@ enum ProxyError: Error {
         case .invalidClientID: return "invalid_client_id"
         case .badRequest: return "invalid_request"
         case .bodyTooLarge: return "request_too_large"
+        case .largeBodiesBusy: return "large_bodies_busy"
         case .unknownModel: return "unknown_model"
         default: return type
         }
@@ -150,3 +158,10 @@ extension UnixTime {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// "16 MiB", or the exact bytes when not a whole number of MiB.
+struct ByteSize: CustomStringConvertible {
+    let bytes: Int
+    init(_ bytes: Int) { self.bytes = bytes }
+    var description: String { bytes % 1_048_576 == 0 ? "\(bytes / 1_048_576) MiB" : "\(bytes) bytes" }
+}

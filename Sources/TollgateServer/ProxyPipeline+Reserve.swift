@@ -45,10 +45,10 @@ extension ProxyPipeline {
 
     /// What the request brings to the policy: its fingerprint, run and header budgets (headers
     /// Tollgate strips before forwarding), and the cheaper model the config's defaults expect.
-    func reserveOptions(_ headers: HTTPFields, _ scanned: ScannedRequest, route: ProxyRoute) throws -> ReserveOptions {
+    func reserveOptions(_ headers: HTTPFields, _ scanned: ScannedRequest, fingerprint: RequestFingerprint) throws -> ReserveOptions {
         let caps = try BudgetHeaderCaps(headers, names: config.clients.budgetHeaders)
         var options = ReserveOptions(model: scanned.model)
-        options.fingerprint = RequestFingerprint(route: route, request: scanned).hex
+        options.fingerprint = fingerprint.hex
         options.dailyCap = caps.daily
         options.monthlyCap = caps.monthly
         if let run = caps.run { options.run = ReserveOptions.Run(id: run.rawValue, cap: caps.runLimit) }

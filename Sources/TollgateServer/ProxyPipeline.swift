@@ -21,12 +21,17 @@ struct ProxyPipeline: Sendable {
     let providerKeys: [APIFamily: String]
     let observability: Observability
     let logger: Logger
-    static let maxBodyBytes = 64 << 20
+    let largeBodies: LargeBodyGate
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
         var record = RequestRecord(route: route.path)
+        var permit: LargeBodyGate.Permit?
+        defer {
+            // Here the body and every copy of it are gone: give its pages back (see MemoryTrim).
+            if let permit { permit.release(); MemoryTrim.afterLargeBody() }
+        }
         do {
-            let (response, streaming) = try await run(route, request, context, &record)
+            let (response, streaming) = try await run(route, request, context, &record, &permit)
             if !streaming { observability.finish(record) } // a stream logs when it ends
             return response
         } catch {
@@ -39,15 +44,14 @@ struct ProxyPipeline: Sendable {
     }
 
     private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext,
-                     _ record: inout RequestRecord) async throws -> (Response, streaming: Bool) {
+                     _ record: inout RequestRecord, _ permit: inout LargeBodyGate.Permit?) async throws -> (Response, streaming: Bool) {
         // 1. Identify the client.
         let client = try await identity.identify(request.headers)
         record.client = client.rawValue
 
         // 2. Read the body and estimate the worst case.
-        let bytes = try await readBody(request)
-        let scanned: ScannedRequest
-        do { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+        let bytes = try await readBody(request, context, &permit)
+        let (scanned, fingerprint) = try await scan(bytes, route: route, large: permit != nil)
         record.model = scanned.model
         record.stream = scanned.stream
         guard let requestedPrice = prices.price(for: scanned.model) else {
@@ -60,7 +64,7 @@ struct ProxyPipeline: Sendable {
         // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
         // One id for the reservation in Redis and the access-log line, so operators can match them.
         let reservation = ReservationID(rawValue: record.requestID)
-        let options = try reserveOptions(request.headers, scanned, route: route)
+        let options = try reserveOptions(request.headers, scanned, fingerprint: fingerprint)
         let grant: BudgetGrant
         let sent: PricedRequest
         switch try await reserve(client, reservation, requested, options, scanned, route: route, &record) {
@@ -90,6 +94,7 @@ struct ProxyPipeline: Sendable {
         var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
         outgoing.collectBody = !scanned.stream
         let transfer = upstream.start(outgoing)
+        outgoing.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let watch = await context.watchDisconnect { transfer.cancel() }
 
         var parts = transfer.parts.makeAsyncIterator()
@@ -192,16 +197,49 @@ struct ProxyPipeline: Sendable {
         return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
     }
 
-    func readBody(_ request: Request) async throws -> [UInt8] {
+    /// The body's facts and its loop-breaker fingerprint. A large body is walked on Swift's
+    /// global executor, not the connection's event loop: its scan takes long enough (hundreds of
+    /// ms in release, far more in debug) to stall every connection on that loop, and the
+    /// `LargeBodyGate` timers with them.
+    func scan(_ bytes: [UInt8], route: ProxyRoute, large: Bool) async throws -> (ScannedRequest, RequestFingerprint) {
+        let work = { @Sendable () throws -> (ScannedRequest, RequestFingerprint) in
+            let scanned: ScannedRequest
+            do throws(RequestProblem) { scanned = try ScannedRequest(body: bytes, route: route) } catch { throw ProxyError.badRequest(error) }
+            return (scanned, RequestFingerprint(route: route, request: scanned))
+        }
+        guard large else { return try work() }
+        return try await withTaskExecutorPreference(globalConcurrentExecutor) { try work() }
+    }
+
+    /// Reads the body into one array sized from Content-Length, refusing one over
+    /// `server.max_body_bytes` before reading it. A large body (`server.large_body_bytes`) first
+    /// takes a permit from `largeBodies`, so only so many are in memory at once.
+    func readBody(_ request: Request, _ context: TollgateRequestContext, _ permit: inout LargeBodyGate.Permit?) async throws -> [UInt8] {
+        let limit = config.server.maxBodyBytes
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > limit { throw ProxyError.bodyTooLarge(limit: limit) }
+        func admitLarge() async throws {
+            guard permit == nil else { return }
+            permit = await largeBodies.enter(on: context.channel.eventLoop)
+            if permit == nil { throw ProxyError.largeBodiesBusy(permits: largeBodies.permits) }
+        }
+        if let declared, declared >= config.server.largeBodyBytes { try await admitLarge() }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(declared ?? 0)
         do {
-            let buffer = try await request.body.collect(upTo: Self.maxBodyBytes)
-            return Array(buffer.readableBytesView)
-        } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
-            throw ProxyError.bodyTooLarge(limit: Self.maxBodyBytes)
+            for try await chunk in request.body {
+                guard bytes.count + chunk.readableBytes <= limit else { throw ProxyError.bodyTooLarge(limit: limit) }
+                // A chunked body has no declared size: it takes its permit once it grows large.
+                if bytes.count + chunk.readableBytes >= config.server.largeBodyBytes { try await admitLarge() }
+                bytes.append(contentsOf: chunk.readableBytesView)
+            }
+        } catch let error as ProxyError {
+            throw error
         } catch {
             // A broken chunked encoding or a cut upload is the client's mistake, not a size.
             throw ProxyError.badRequest(.malformedBody(String(describing: error).prefix(120).description))
         }
+        return bytes
     }
 
     /// The path as the router matched it: `//v1/chat/completions` and `/v1/chat/completions/`

@@ -1,6 +1,7 @@
 import Hummingbird
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 
 /// The request context keeps the channel so a route can react the moment the client leaves.
 public struct TollgateRequestContext: RequestContext {
@@ -38,6 +39,8 @@ public struct TollgateRequestContext: RequestContext {
 /// channel stays open until a write fails — seconds later on a quiet stream. An LLM client that
 /// hangs up has left; closing here makes the disconnect visible at once, and the watched
 /// request's upstream transfer is cancelled (then settled with what was streamed).
+/// `HTTPEdge` (which it installs) sees the FIN first: a complete request awaiting its answer is
+/// answered instead, and only a client that has really gone (reset) closes the channel.
 final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = NIOAny
     private let state = NIOLockedValueBox<(closed: Bool, cancel: (@Sendable () -> Void)?)>((false, nil))
@@ -51,6 +54,14 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, Sen
     }
 
     func unwatch() { state.withLockedValue { $0.cancel = nil } }
+
+    /// Hummingbird adds its extra handlers after the HTTPTypes codec, which has dropped the
+    /// request's HTTP version; `HTTPEdge` needs it, so it goes right after NIO's decoder.
+    func handlerAdded(context: ChannelHandlerContext) {
+        let pipeline = context.pipeline.syncOperations
+        guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) else { return }
+        try? pipeline.addHandler(HTTPEdge(), position: .after(decoder))
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
         let cancel = state.withLockedValue { s in

@@ -40,6 +40,7 @@ public final class Tollgate: Sendable {
                 clockOffsetSeconds: Int64 = 0) throws {
         self.config = config
         self.logger = logger
+        MemoryTrim.useMmapForLargeBlocks() // process-wide, idempotent: see MemoryTrim
         self.metrics = metrics
         adminToken = config.admin.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
         if config.admin.enabled, !config.admin.isLoopback, adminToken == nil {
@@ -92,7 +93,8 @@ public final class Tollgate: Sendable {
             identity: ClientIdentity(clients: config.clients, keys: self.keys),
             budget: budget, upstream: upstream, renewer: renewer, retrier: settleRetrier,
             providerKeys: keys,
-            observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger)
+            observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger,
+            largeBodies: LargeBodyGate(permits: config.server.largeBodyConcurrency))
     }
 
     public func router() -> Router<TollgateRequestContext> {
@@ -131,10 +133,17 @@ public final class Tollgate: Sendable {
         return router
     }
 
+    /// Hummingbird's idle timeout counts from the connection's start or its last HTTP part: a
+    /// request head that never completes produces no part, so it is also the header-read timeout
+    /// (slowloris). A request being answered is never timed out.
+    var idleTimeout: TimeAmount? {
+        config.server.idleTimeoutSeconds > 0 ? .seconds(Int64(config.server.idleTimeoutSeconds)) : nil
+    }
+
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()], idleTimeout: idleTimeout)),
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
             onServerRunning: onServerRunning,
             logger: logger)

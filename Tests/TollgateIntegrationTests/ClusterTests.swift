@@ -102,7 +102,7 @@ struct ReplicaProcess: Sendable {
     static var binaryExists: Bool { FileManager.default.isExecutableFile(atPath: binary.path) }
     static let nginx: String? = ["/usr/sbin/nginx", "/usr/bin/nginx"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    static func start(upstream: String) async throws -> ReplicaProcess {
+    static func start(upstream: String, environment: [String: String] = [:]) async throws -> ReplicaProcess {
         let port = try SpawnedRedis.freePort()
         let p = Process()
         p.executableURL = binary
@@ -111,7 +111,7 @@ struct ReplicaProcess: Sendable {
             "TOLLGATE_HOST": "127.0.0.1", "TOLLGATE_PORT": String(port), "TOLLGATE_ADMIN_PORT": String(try SpawnedRedis.freePort()),
             "TOLLGATE_REDIS_URL": TestRedis.url, "TOLLGATE_OPENAI_BASE_URL": upstream, "TOLLGATE_ANTHROPIC_BASE_URL": upstream,
             "TOLLGATE_LOG_LEVEL": "error", "TOLLGATE_LUA_DIR": repository.appendingPathComponent("lua").path,
-        ]) { $1 }
+        ].merging(environment) { $1 }) { $1 }
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()

@@ -37,6 +37,16 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try ScannedRequest(body: fixtures.messagesRequest, route: .messages))
         }
     }
+    // A 30 MB body of a million messages (issue 12): scanned in place, its mallocs must not
+    // grow with the element count (a JSONValue tree made millions of them).
+    let hugeChat = Array((#"{"model":"gpt-4o-mini","max_tokens":5,"messages":["#
+        + Array(repeating: #"{"role":"user","content":"hi"}"#, count: 1_000_000).joined(separator: ",") + "]}").utf8)
+    Benchmark("ScannedRequest + fingerprint, 1M-message 32 MB body", configuration: .init(maxDuration: .seconds(5), maxIterations: 5)) { benchmark in
+        for _ in benchmark.scaledIterations {
+            let request = try ScannedRequest(body: hugeChat, route: .chatCompletions)
+            blackHole(RequestFingerprint(route: .chatCompletions, request: request))
+        }
+    }
     let scanned = try! ScannedRequest(body: fixtures.chatRequest, route: .chatCompletions)
     // Sub-microsecond calls run 1,000 times per sample, so the clock reads do not dominate.
     let tiny = Benchmark.Configuration(scalingFactor: .kilo)

@@ -1,0 +1,65 @@
+import Foundation
+
+/// One exchange on a raw TCP socket, for what HTTP clients never send: half a request head,
+/// HTTP/1.0, a write side shut after the request. Python does the socket work in a child
+/// process (see ChildProcess: no blocking on Swift's cooperative pool).
+enum RawHTTP {
+    struct Exchange {
+        /// Everything the server sent.
+        var response: String
+        /// The server closed the connection (EOF) within `waitForClose`.
+        var closedByServer: Bool
+        /// Seconds from the last byte sent to the server's EOF (when it closed).
+        var secondsToClose: Double?
+    }
+
+    /// Sends `request`, optionally shuts the write side, then reads until EOF or until
+    /// `waitForClose` seconds pass with the connection still open.
+    static func exchange(port: Int, _ request: String, shutdownWrite: Bool = false, waitForClose: Double = 5) async throws -> Exchange {
+        let script = """
+            import socket, sys, time
+            port, payload, shut, wait = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3] == "1", float(sys.argv[4])
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(payload)
+            if shut: s.shutdown(socket.SHUT_WR)
+            sent = time.monotonic()
+            data, closed, took = b"", False, -1.0
+            deadline = sent + wait
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0: break
+                s.settimeout(left)
+                try:
+                    part = s.recv(65536)
+                except socket.timeout:
+                    break
+                except ConnectionResetError:
+                    closed, took = True, time.monotonic() - sent
+                    break
+                if not part:
+                    closed, took = True, time.monotonic() - sent
+                    break
+                data += part
+            sys.stdout.write(("CLOSED %.3f\\n" % took if closed else "OPEN\\n") + data.decode("utf-8", "replace"))
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose)]
+        let (status, output) = try await ChildProcess.run(p)
+        guard status == 0, let newline = output.firstIndex(of: "\n") else { throw RawHTTPError(output: output) }
+        let first = output[..<newline]
+        let closed = first.hasPrefix("CLOSED")
+        return Exchange(response: String(output[output.index(after: newline)...]), closedByServer: closed,
+                        secondsToClose: closed ? Double(first.dropFirst("CLOSED ".count)) : nil)
+    }
+
+    struct RawHTTPError: Error, CustomStringConvertible {
+        let output: String
+        var description: String { "raw HTTP exchange failed: \(output)" }
+    }
+
+    static func post(_ path: String, _ body: String, version: String = "HTTP/1.1", headers: [String] = []) -> String {
+        ([ "POST \(path) \(version)", "Host: 127.0.0.1", "Content-Type: application/json", "Content-Length: \(body.utf8.count)"] + headers)
+            .joined(separator: "\r\n") + "\r\n\r\n" + body
+    }
+}
