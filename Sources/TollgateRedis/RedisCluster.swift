@@ -52,8 +52,8 @@ final class RedisCluster: Sendable {
             ask = nil
             let reply: RedisReply
             do {
-                let sequence = wait.sequence(command, asking: asking)
-                reply = sequence.count == 1 ? try await node.send(command) : wait.reply(try await node.send(sequence), asking: asking, node: node)
+                let healthy = state.withLock { $0.map.replicas(of: node.address) }
+                reply = try await wait.send(command, asking: asking, to: node, healthy: healthy)
             } catch RedisError.unavailable(let why) where !last {
                 // Not sent: the node is down or reconnecting. Its slots may have a new master.
                 logger.debug("Redis Cluster node unavailable; re-reading the topology", metadata: ["redis": "\(node.endpoint)", "reason": "\(why)"])

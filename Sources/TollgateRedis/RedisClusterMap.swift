@@ -5,6 +5,8 @@ import TollgateCore
 struct RedisClusterMap: Sendable, Equatable {
     /// Distinct masters, in the order CLUSTER SLOTS listed them.
     private(set) var masters: [RedisAddress] = []
+    /// Healthy replicas per master (CLUSTER SLOTS leaves failed ones out): how many a WAIT can ask for.
+    private var replicaCounts: [Int] = []
     /// Index into `masters` per slot; -1: no master known.
     private var owners = [Int16](repeating: -1, count: RedisHashSlot.count)
 
@@ -22,9 +24,15 @@ struct RedisClusterMap: Sendable, Equatable {
         owners[slot] = Int16(index(of: address))
     }
 
+    /// 0 for a master learned from MOVED alone, until the next refresh counts its replicas.
+    func replicas(of address: RedisAddress) -> Int {
+        masters.firstIndex(of: address).map { replicaCounts[$0] } ?? 0
+    }
+
     private mutating func index(of address: RedisAddress) -> Int {
         if let i = masters.firstIndex(of: address) { return i }
         masters.append(address)
+        replicaCounts.append(0)
         return masters.count - 1
     }
 
@@ -40,6 +48,7 @@ struct RedisClusterMap: Sendable, Equatable {
                   (1...65535).contains(port) else { return nil }
             let address = RedisAddress(host: host.isEmpty || host == "?" ? askedHost : host, port: Int(port))
             let i = Int16(index(of: address))
+            replicaCounts[Int(i)] = max(replicaCounts[Int(i)], parts.count - 3)
             for slot in Int(start)...Int(end) { owners[slot] = i }
         }
     }

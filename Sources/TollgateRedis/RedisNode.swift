@@ -12,6 +12,7 @@ import TollgateCore
 /// per cluster master, or to the master Sentinel names.
 final class RedisNode: Sendable {
     let endpoint: RedisEndpoint
+    var address: RedisAddress { RedisAddress(host: endpoint.host, port: endpoint.port) }
     private let links: [RedisLink]
     private let next = Atomic<Int>(0)
 

@@ -22,6 +22,9 @@ final class RedisSentinel: Sendable {
 
     private struct State {
         var master: (address: RedisAddress, node: RedisNode)?
+        /// Replicas connected to the master, from its ROLE, and when that was read (re-read every 10 s).
+        var replicas = 0
+        var replicasRead: ContinuousClock.Instant?
         /// The master stopped answering or was demoted: ask the sentinels before using it again.
         var stale = true
         var sentinelNodes: [RedisAddress: RedisNode] = [:]
@@ -47,8 +50,7 @@ final class RedisSentinel: Sendable {
             let node = try await master()
             let reply: RedisReply
             do {
-                let sequence = wait.sequence(command)
-                reply = sequence.count == 1 ? try await node.send(command) : wait.reply(try await node.send(sequence), asking: false, node: node)
+                reply = try await wait.send(command, to: node, healthy: replicas())
             } catch RedisError.unavailable where !last {
                 markStale(node)
                 try await Task.sleep(for: Self.retryPause)
@@ -64,6 +66,28 @@ final class RedisSentinel: Sendable {
             }
             return reply
         }
+    }
+
+    /// How many replicas a WAIT can ask for, from the master's ROLE (re-read at most every 10 s,
+    /// so a replica that attaches later is waited for again).
+    private func replicas() async -> Int {
+        guard wait.replicas > 0 else { return 0 }
+        let (node, due): (RedisNode?, Bool) = state.withLock { s in
+            (s.master?.node, s.replicasRead.map { ContinuousClock.now - $0 > .seconds(10) } ?? true)
+        }
+        guard due, let node else { return state.withLock { $0.replicas } }
+        let count = (try? await node.send(.command(["ROLE"]))).map(Self.connectedReplicas) ?? 0
+        state.withLock { s in
+            s.replicas = count
+            s.replicasRead = .now
+        }
+        return count
+    }
+
+    /// ROLE of a master: `["master", offset, [[host, port, offset], …]]`.
+    static func connectedReplicas(_ role: RedisReply) -> Int {
+        guard let parts = role.array, parts.count >= 3, parts[0].string == "master" else { return 0 }
+        return parts[2].array?.count ?? 0
     }
 
     func post(_ command: RedisCommand) {
@@ -110,12 +134,14 @@ final class RedisSentinel: Sendable {
             return
         }
         var found: (address: RedisAddress, node: RedisNode)?
+        var replicaCount = 0
         for sentinel in sentinels.addresses {
             guard let address = await ask(sentinel) else { continue }
             let node = state.withLock { s in s.master?.address == address ? s.master!.node : nil } ?? makeMaster(address)
             // A sentinel that has not seen the failover yet names the old master: believe ROLE.
-            if case .array(let role?)? = try? await node.send(.command(["ROLE"])), role.first?.string == "master" {
+            if let role = try? await node.send(.command(["ROLE"])), role.array?.first?.string == "master" {
                 found = (address, node)
+                replicaCount = Self.connectedReplicas(role)
                 break
             }
             if state.withLock({ $0.master?.node !== node }) { node.shutdown() }
@@ -129,6 +155,8 @@ final class RedisSentinel: Sendable {
                 }
                 s.master = found
                 s.stale = false
+                s.replicas = replicaCount
+                s.replicasRead = .now
             }
             defer { s.discoveryWaiters = nil }
             return (replaced, s.discoveryWaiters ?? [])

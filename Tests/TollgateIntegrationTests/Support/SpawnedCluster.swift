@@ -12,7 +12,9 @@ final class SpawnedCluster: @unchecked Sendable {
 
     static func start() async throws -> SpawnedCluster {
         let nodes = try (0..<6).map { _ in
-            try SpawnedRedis(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+            // The bus port defaults to port + 10000, past 65535 for an ephemeral port: name one.
+            try SpawnedRedis(["--cluster-enabled", "yes", "--cluster-port", String(try SpawnedRedis.freePort()),
+                              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                               // Any replica may take over, however stale: the test kills masters on purpose.
                               "--cluster-replica-validity-factor", "0"])
         }
