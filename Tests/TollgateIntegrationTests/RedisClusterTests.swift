@@ -167,13 +167,14 @@ struct RedisClusterTests {
             // A reaped lease stays as `C|id|cost|…` for a day: what each reap charged.
             let members = try await redis.call(.command(["ZRANGE", RedisKeys(client).leases, "0", "-1"])).array?.compactMap(\.string) ?? []
             let reapCharges = members.filter { $0.hasPrefix("C|") }.compactMap { Int64($0.split(separator: "|")[2]) }.reduce(0, +)
-            let cost = try #require(t.cost[client.rawValue], "\(client) was served at least once")
-            let trueSpend = Int64(forwarded[client.rawValue] ?? 0) * cost
-            print("  \(client) on \(onVictim.contains(client) ? "the killed master" : "a surviving master"): spent \(spent) of \(limit.value), true \(trueSpend), reaped \(reaped) charged \(reapCharges)")
+            let settled = Int64(day["requests"] ?? "0")!, served = Int64(forwarded[client.rawValue] ?? 0)
+            print("  \(client) on \(onVictim.contains(client) ? "the killed master" : "a surviving master"): spent \(spent) of \(limit.value); "
+                  + "\(served) forwarded, \(settled) settled, \(reaped) reaped (charged \(reapCharges))")
             #expect(spent <= limit.value, "\(client): no overshoot")
-            #expect(spent >= trueSpend, "\(client): every request the provider served is charged (no lost settlement)")
-            // A reaped lease is charged its whole reservation (docs/redis.md); nothing else may exceed the true spend.
-            #expect(spent - trueSpend <= reapCharges, "\(client)")
+            // Every request the provider served was settled, or reaped and charged its reservation
+            // (a reserve whose reply was lost may also be reaped without having been forwarded).
+            #expect(settled + reaped >= served, "\(client): no lost settlement")
+            #expect(settled <= served, "\(client): nothing settled that was not forwarded")
         }
         for r in replicas { await r.stop() }
         await mock.stop()
@@ -186,20 +187,16 @@ final class FailoverTally: Sendable {
         var ok = 0, refused = 0, unavailable = 0, other = 0, okAfterFailover = 0
         var failoverDone = false
         var refusedClients: Set<String> = []
-        /// What one served request of each client cost, from the provider's usage and the price table.
-        var cost: [String: Int64] = [:]
     }
     private let counts = Mutex(Counts())
     var snapshot: Counts { counts.withLock { $0 } }
 
     func record(_ client: ClientID, _ reply: TestClient.Reply) {
-        let usage = reply.status == 200 ? reply.json.flatMap { ProxyRoute.chatCompletions.usage(inResponse: $0) } : nil
         counts.withLock { c in
             switch reply.status {
             case 200:
                 c.ok += 1
                 if c.failoverDone { c.okAfterFailover += 1 }
-                if let usage, let price = bundledPrices.price(for: "gpt-4o-mini") { c.cost[client.rawValue] = price.cost(of: usage).value }
             case 402: c.refused += 1; c.refusedClients.insert(client.rawValue)
             case 503: c.unavailable += 1
             default: c.other += 1

@@ -16,12 +16,16 @@ final class SpawnedCluster: @unchecked Sendable {
             try SpawnedRedis(["--cluster-enabled", "yes", "--cluster-port", String(try SpawnedRedis.freePort()),
                               "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                               // Any replica may take over, however stale: the test kills masters on purpose.
-                              "--cluster-replica-validity-factor", "0"])
+                              "--cluster-replica-validity-factor", "0",
+                              // Replicas sync at once (the default waits 5 s for more replicas to share the transfer).
+                              "--repl-diskless-sync-delay", "0"])
         }
         let cluster = SpawnedCluster(nodes: nodes)
         let create = try await cli(["--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "1", "--cluster-yes"])
         guard create.status == 0 else { throw Failure(description: "redis-cli --cluster create failed: \(create.output)") }
         for node in nodes { try await cluster.waitUntilOK(node.port) }
+        // A replica promoted before its first sync would serve an empty dataset.
+        for node in nodes { try await cluster.waitUntilSynced(node.port) }
         return cluster
     }
 
@@ -32,6 +36,16 @@ final class SpawnedCluster: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw Failure(description: "the cluster node on port \(port) never reached cluster_state:ok")
+    }
+
+    /// Until a replica's link to its master is up (a master returns at once), up to ~10 s.
+    func waitUntilSynced(_ port: Int) async throws {
+        for _ in 0..<100 {
+            let info = try await Self.cli(["-p", String(port), "INFO", "replication"]).output
+            if info.contains("role:master") || info.contains("master_link_status:up") { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "the replica on port \(port) never synced with its master")
     }
 
     /// The port of the master serving `slot`, and of its replica, from CLUSTER NODES.
