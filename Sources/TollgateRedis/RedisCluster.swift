@@ -22,13 +22,12 @@ final class RedisCluster: Sendable {
     private let logger: Logger
     private let makeNode: @Sendable (RedisAddress) -> RedisNode
     private let state = Mutex(State())
+    private let refreshing = SharedRun()
 
     private struct State {
         var map = RedisClusterMap()
         var nodes: [RedisAddress: RedisNode] = [:]
         var lastRefresh: ContinuousClock.Instant?
-        /// Non-nil while a refresh runs: callers that need one wait for it instead of starting another.
-        var refreshWaiters: [CheckedContinuation<Void, Never>]?
         var shutDown = false
     }
 
@@ -142,28 +141,11 @@ final class RedisCluster: Sendable {
     /// Re-reads the topology from the first node that answers: the known masters, then the seeds.
     /// Concurrent callers share one refresh; without `force`, one that finished moments ago is enough.
     func refresh(force: Bool) async {
-        enum Role { case run, wait, skip }
-        let role: Role = state.withLock { s in
-            if s.shutDown { return .skip }
-            if s.refreshWaiters != nil { return .wait }
-            if !force, let last = s.lastRefresh, ContinuousClock.now - last < Self.refreshInterval { return .skip }
-            s.refreshWaiters = []
-            return .run
+        let skip = state.withLock { s in
+            s.shutDown || (!force && s.lastRefresh.map { ContinuousClock.now - $0 < Self.refreshInterval } ?? false)
         }
-        switch role {
-        case .skip: return
-        case .wait:
-            await withCheckedContinuation { waiter in
-                let queued = state.withLock { s -> Bool in
-                    guard s.refreshWaiters != nil else { return false }
-                    s.refreshWaiters!.append(waiter)
-                    return true
-                }
-                if !queued { waiter.resume() }
-            }
-            return
-        case .run: break
-        }
+        guard !skip, await refreshing.join() else { return }
+        defer { refreshing.finish() }
         let candidates = state.withLock { s in
             var seen = Set<RedisAddress>()
             return (s.map.masters + seeds).filter { seen.insert($0).inserted }
@@ -176,16 +158,13 @@ final class RedisCluster: Sendable {
             learned = map
             break
         }
-        let waiters = state.withLock { s in
+        state.withLock { s in
             if let learned, learned != s.map {
                 logger.info("Redis Cluster topology", metadata: ["masters": "\(learned.masters.map(\.description).joined(separator: " "))"])
                 s.map = learned
             }
             s.lastRefresh = .now
-            defer { s.refreshWaiters = nil }
-            return s.refreshWaiters ?? []
         }
         if learned == nil { logger.warning("no Redis Cluster node answered CLUSTER SLOTS", metadata: ["tried": "\(candidates.map(\.description))"]) }
-        for waiter in waiters { waiter.resume() }
     }
 }

@@ -19,6 +19,7 @@ final class RedisSentinel: Sendable {
     private let makeMaster: @Sendable (RedisAddress) -> RedisNode
     private let makeSentinel: @Sendable (RedisAddress) -> RedisNode
     private let state = Mutex(State())
+    private let discovering = SharedRun()
 
     private struct State {
         var master: (address: RedisAddress, node: RedisNode)?
@@ -28,8 +29,6 @@ final class RedisSentinel: Sendable {
         /// The master stopped answering or was demoted: ask the sentinels before using it again.
         var stale = true
         var sentinelNodes: [RedisAddress: RedisNode] = [:]
-        /// Non-nil while a discovery runs; later callers wait for its result.
-        var discoveryWaiters: [CheckedContinuation<Void, Never>]?
         var shutDown = false
     }
 
@@ -117,22 +116,8 @@ final class RedisSentinel: Sendable {
 
     /// Asks each sentinel in turn; concurrent callers share one discovery.
     private func discover() async {
-        let runs: Bool = state.withLock { s in
-            if s.discoveryWaiters != nil || s.shutDown { return false }
-            s.discoveryWaiters = []
-            return true
-        }
-        guard runs else {
-            await withCheckedContinuation { waiter in
-                let queued = state.withLock { s -> Bool in
-                    guard s.discoveryWaiters != nil else { return false }
-                    s.discoveryWaiters!.append(waiter)
-                    return true
-                }
-                if !queued { waiter.resume() }
-            }
-            return
-        }
+        guard !state.withLock({ $0.shutDown }), await discovering.join() else { return }
+        defer { discovering.finish() }
         var found: (address: RedisAddress, node: RedisNode)?
         var replicaCount = 0
         for sentinel in sentinels.addresses {
@@ -146,7 +131,7 @@ final class RedisSentinel: Sendable {
             }
             if state.withLock({ $0.master?.node !== node }) { node.shutdown() }
         }
-        let (replaced, waiters) = state.withLock { s in
+        let replaced = state.withLock { s in
             var replaced: RedisNode?
             if let found {
                 if s.master?.address != found.address {
@@ -158,12 +143,10 @@ final class RedisSentinel: Sendable {
                 s.replicas = replicaCount
                 s.replicasRead = .now
             }
-            defer { s.discoveryWaiters = nil }
-            return (replaced, s.discoveryWaiters ?? [])
+            return replaced
         }
         // The old master's in-flight commands have failed by now (it stopped answering or was demoted).
         replaced?.shutdown()
-        for waiter in waiters { waiter.resume() }
     }
 
     private func ask(_ sentinel: RedisAddress) async -> RedisAddress? {
