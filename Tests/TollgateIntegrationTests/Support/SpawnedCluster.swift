@@ -116,14 +116,7 @@ final class SpawnedSentinel: @unchecked Sendable {
             sentinel parallel-syncs \(master) 1
             """
         try conf.write(toFile: dir + "/sentinel.conf", atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["redis-server", dir + "/sentinel.conf", "--sentinel"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        process = p
-        for _ in 0..<100 where !SpawnedRedis.accepts(port) { usleep(20_000) }
+        process = try SpawnedRedis.launch(["redis-server", dir + "/sentinel.conf", "--sentinel"], port: port)
     }
 
     func stop() {
