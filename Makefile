@@ -38,6 +38,7 @@ mock: deps
 clean:
 	rm -rf .build var
 
-# Operations (local cluster, demo) and benchmarks live in their own files.
+# Operations (local cluster, demo), benchmarks and fuzzing live in their own files.
 include mk/cluster.mk
 include mk/bench.mk
+include mk/fuzz.mk

@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "tollgate-mock-provider", targets: ["tollgate-mock-provider"]),
         // For bench/micro (ordo-one/benchmark), a package of its own that measures the pure core.
         .library(name: "TollgateCore", targets: ["TollgateCore"]),
+        // For fuzz/ (libFuzzer targets), a package of its own built with -sanitize=fuzzer.
+        .library(name: "TollgateFuzzChecks", targets: ["TollgateFuzzChecks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -90,7 +92,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
-        .testTarget(name: "TollgateCoreTests", dependencies: ["TollgateCore"]),
+        // The invariants each fuzz target checks, as plain functions: fuzz/ calls them from
+        // libFuzzer, and TollgateCoreTests runs them over the seed corpus without the fuzzer build.
+        .target(
+            name: "TollgateFuzzChecks",
+            dependencies: ["TollgateCore", "TollgateRedis", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "TollgateCoreTests", dependencies: ["TollgateCore", "TollgateFuzzChecks"]),
         .testTarget(
             name: "TollgateIntegrationTests",
             dependencies: [

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make cluster`: a local Tollgate cluster on 127.0.0.1, left running in the background.
 #
-#   redis-server    :${CLUSTER_REDIS_PORT:-6380}   throw-away (nothing persisted), noeviction
-#   mock provider   :${CLUSTER_MOCK_PORT:-9090}    unless CLUSTER_UPSTREAM=URL (both providers go there)
+#   redis-server    :${CLUSTER_REDIS_PORT:-6380}   throw-away (nothing persisted), noeviction;
+#                                                  CLUSTER_REDIS_PERSIST=1: appendonly, fsync always
+#   mock provider   :${CLUSTER_MOCK_PORT:-9090}    unless CLUSTER_UPSTREAM=URL (both providers go there);
+#                                                  bills each reply in var/cluster/usage.jsonl
 #   N replicas      :8091, :8092, ...              N = ${CLUSTER_REPLICAS:-3}, first port ${CLUSTER_REPLICA_PORT:-8091}
 #                   admin API :8191, :8192, ...    first port ${CLUSTER_ADMIN_PORT:-8191} (each replica has its own)
 #   nginx           :${CLUSTER_PORT:-8090}         config derived from deploy/nginx/tollgate.conf
@@ -37,7 +39,8 @@ for name in $(cluster_names); do
     die "already running ($name is pid $pid); stop it first: make cluster-stop"
   fi
 done
-rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/cluster.env" "$cluster_dir/alerts.jsonl"   # what a previous run left
+rm -rf "$cluster_pids" "$cluster_logs" "$cluster_dir/run" "$cluster_dir/redis" "$cluster_dir/cluster.env" \
+  "$cluster_dir/alerts.jsonl" "$cluster_dir/usage.jsonl"   # what a previous run left
 
 # ---- every port free before anything starts --------------------------------------------------
 replica_ports=() admin_ports=()
@@ -68,15 +71,6 @@ started=false
 trap '$started || { say "start-up failed: stopping what was started"; scripts/cluster-down.sh >/dev/null || true; }' EXIT
 mkdir -p "$cluster_pids" "$cluster_logs" "$cluster_dir/redis" "$cluster_dir/nginx/temp"
 
-# Starts "$@" in the background in its own session (so a Ctrl-C in this terminal does not reach
-# it), its output in logs/NAME.log, and records its pid and executable.
-start() {
-  local name=$1; shift
-  setsid "$@" >"$cluster_logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$cluster_pids/$name.pid"
-  readlink -f "$(command -v "$1")" >"$cluster_pids/$name.exe"
-}
-
 # Waits until `"$@"` succeeds; fails naming NAME (and showing its log) if NAME dies or time runs out.
 wait_for() {
   local name=$1 log=$2; shift 2
@@ -92,18 +86,18 @@ wait_for() {
 }
 
 say "redis-server on 127.0.0.1:$redis_port"
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$cluster_dir/redis" --save '' --appendonly no \
-  --maxmemory-policy noeviction --daemonize yes --pidfile "$cluster_pids/redis.pid" \
-  --logfile "$cluster_logs/redis.log"
-readlink -f "$(command -v redis-server)" >"$cluster_pids/redis.exe"
-for _ in $(seq 50); do [ -s "$cluster_pids/redis.pid" ] && break; sleep 0.1; done
+persistence=(--save '' --appendonly no)
+# A Redis that is killed and restarted keeps every reservation only if each write was fsync'd.
+[ "${CLUSTER_REDIS_PERSIST:-0}" = 1 ] && persistence=(--save '' --appendonly yes --appendfsync always)
+start redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$cluster_dir/redis" "${persistence[@]}" \
+  --maxmemory-policy noeviction --daemonize no --logfile "$cluster_logs/redis.log"
 wait_for redis "$cluster_logs/redis.log" redis-cli -p "$redis_port" ping
 
 if [ -z "$upstream" ]; then
   say "mock provider on 127.0.0.1:$mock_port"
   # The mock also receives alert webhooks (POST /hooks/alerts), kept in var/cluster/alerts.jsonl.
   start mock "$repo/.build/release/tollgate-mock-provider" --host 127.0.0.1 --port "$mock_port" \
-    --alerts-file "$cluster_dir/alerts.jsonl"
+    --alerts-file "$cluster_dir/alerts.jsonl" --usage-log "$cluster_dir/usage.jsonl"
   wait_for mock "$cluster_logs/mock.log" curl -fsS -m 2 "http://127.0.0.1:$mock_port/v1/models"
   upstream=http://127.0.0.1:$mock_port
   provider="mock provider http://127.0.0.1:$mock_port"

@@ -21,3 +21,11 @@ timeout --kill-after=15 2400 swift test "$@"
 if [ $# -eq 0 ] && [ "${TOLLGATE_SKIP_BENCH_SMOKE:-0}" != 1 ]; then
   BENCH_SMOKE=1 timeout --kill-after=15 900 bench/run.sh
 fi
+# A short `make chaos` (its release build is the one the bench just made): Redis, a replica and
+# the provider killed under load, then overshoot ≤ 0 and no lost settlement. Free ports, so a
+# `make cluster` left running does not collide; skipped like the bench smoke.
+if [ $# -eq 0 ] && [ "${TOLLGATE_SKIP_BENCH_SMOKE:-0}" != 1 ]; then
+  CLUSTER_PORT=$(scripts/free-port.sh) CLUSTER_REDIS_PORT=$(scripts/free-port.sh) CLUSTER_MOCK_PORT=$(scripts/free-port.sh) \
+    CLUSTER_REPLICA_PORT=$(scripts/free-port.sh) CLUSTER_ADMIN_PORT=$(scripts/free-port.sh) CLUSTER_REPLICAS=3 \
+    CLUSTER_DIR=$PWD/var/chaos-smoke CHAOS_PHASE_SECONDS=4 timeout --kill-after=15 900 scripts/chaos.sh
+fi

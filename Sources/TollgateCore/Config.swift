@@ -53,6 +53,8 @@ public struct TollgateConfig: Sendable {
         /// cluster and sentinel modes, 0 with one server.
         public var waitReplicas: Int?
         public var effectiveWaitReplicas: Int { waitReplicas ?? (mode == .single ? 0 : 1) }
+        /// Settles that could not reach Redis, kept on disk until replayed (`redis.journal.*`).
+        public var journal = Journal()
     }
     public enum RedisMode: String, Sendable { case single, cluster, sentinel }
     public struct Provider: Sendable {
@@ -164,6 +166,7 @@ extension TollgateConfig {
     public static let environmentOverrides: [String: String] = [
         "TOLLGATE_HOST": "server.host", "TOLLGATE_PORT": "server.port",
         "TOLLGATE_REDIS_URL": "redis.url", "TOLLGATE_REDIS_TIMEOUT_MS": "redis.timeout_ms",
+        "TOLLGATE_REDIS_JOURNAL_DIR": "redis.journal.dir",
         "TOLLGATE_OPENAI_BASE_URL": "providers.openai.base_url",
         "TOLLGATE_ANTHROPIC_BASE_URL": "providers.anthropic.base_url",
         "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",

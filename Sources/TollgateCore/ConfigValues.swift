@@ -38,6 +38,7 @@ struct ConfigValues {
         if !path.isEmpty {
             present.insert(path)
             if !Self.known.contains(path), !Self.policyKeys.contains(path), !Self.alertKeys.contains(path), !Self.redisKeys.contains(path),
+               !Self.journalKeys.contains(path),
                !path.hasPrefix(Self.downgradeModelsPrefix) {
                 unknown.append(path); return
             }
@@ -144,6 +145,7 @@ struct ConfigValues {
         }
         c.clients.auth = try choice("clients.auth", TollgateConfig.ClientAuth.self, options: ["header", "keys"]) ?? c.clients.auth
         c.redis = try redis()
+        c.redis.journal = try journal()
         c.openAI.baseURL = try url("providers.openai.base_url") ?? c.openAI.baseURL
         c.anthropic.baseURL = try url("providers.anthropic.base_url") ?? c.anthropic.baseURL
         if present.contains("providers.openai.api_key_env") { c.openAI.apiKeyEnv = string("providers.openai.api_key_env") }

@@ -10,8 +10,9 @@ enum AnthropicMessagesRoute {
                 return call.family.error(.badRequest, type: "invalid_request_error", message: "max_tokens: Field required")
             }
             let prompt = PromptTokens.count(call.body["system"], call.body["messages"])
-            let reply = MessagesReply(call: call, completion: MockCompletion(promptTokens: prompt, cap: cap, knobs: call.knobs))
-            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.json(reply.message)
+            let completion = MockCompletion(promptTokens: prompt, cap: cap, knobs: call.knobs)
+            let reply = MessagesReply(call: call, completion: completion)
+            return call.answer(completion, stream: reply.events, json: reply.message)
         }
     }
 }

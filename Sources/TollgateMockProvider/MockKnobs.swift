@@ -31,6 +31,8 @@ public enum MockHeader {
     /// Provider-run tool calls the reply reports (Anthropic `server_tool_use.web_search_requests`,
     /// OpenAI Responses `web_search_call` output items).
     public static let webSearchCalls = "X-Mock-Web-Search-Calls"
+    /// Copied into the usage log (`--usage-log`), e.g. the client a chaos run sent the request for.
+    public static let tag = "X-Mock-Tag"
 }
 
 /// The knobs of one request, read from its headers.
@@ -50,6 +52,7 @@ struct MockKnobs: Sendable {
     var cacheWriteTokens = 0
     var cacheWrite1hTokens = 0
     var webSearchCalls = 0
+    var tag: String?
 
     init(headers: HTTPFields) {
         func number(_ name: String) -> Int? {
@@ -72,5 +75,6 @@ struct MockKnobs: Sendable {
         cacheWriteTokens = number(MockHeader.cacheWriteTokens) ?? 0
         cacheWrite1hTokens = number(MockHeader.cacheWrite1hTokens) ?? 0
         webSearchCalls = number(MockHeader.webSearchCalls) ?? 0
+        tag = HTTPField.Name(MockHeader.tag).flatMap { headers[$0] }
     }
 }

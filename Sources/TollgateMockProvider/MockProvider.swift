@@ -11,15 +11,18 @@ public struct MockProvider: Sendable {
     public let recorder: MockRecorder
     /// Where `POST /hooks/alerts` appends the alerts it receives (nil: accepted, not kept).
     public var alertsFile: String?
+    /// Where each reply's billed usage goes, one JSON line each (nil: not logged).
+    public var usageLog: MockUsageLog?
 
-    public init(recorder: MockRecorder = MockRecorder(), alertsFile: String? = nil) {
+    public init(recorder: MockRecorder = MockRecorder(), alertsFile: String? = nil, usageLog: MockUsageLog? = nil) {
         self.recorder = recorder
         self.alertsFile = alertsFile
+        self.usageLog = usageLog
     }
 
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: RecordingMiddleware(recorder: recorder))
+        router.add(middleware: RecordingMiddleware(recorder: recorder, usageLog: usageLog))
         OpenAIChatRoutes.add(to: router)
         OpenAIResponsesRoute.add(to: router)
         OpenAIEmbeddingsAndModels.add(to: router)
@@ -39,8 +42,9 @@ public struct MockProvider: Sendable {
     }
 
     /// Serves until SIGINT or SIGTERM (the executable's entry point).
-    public static func run(host: String, port: Int, alertsFile: String? = nil) async throws {
-        try await MockProvider(alertsFile: alertsFile).application(host: host, port: port).runService()
+    public static func run(host: String, port: Int, alertsFile: String? = nil, usageLog: String? = nil) async throws {
+        let log = try usageLog.map { try MockUsageLog(path: $0) }
+        try await MockProvider(alertsFile: alertsFile, usageLog: log).application(host: host, port: port).runService()
     }
 
     /// Starts a mock in-process on `port` (0: any free port) and returns once it accepts

@@ -46,6 +46,7 @@ public final class MockRecorder: Sendable {
 /// Records every request, matched route or not, before any handler (or fault knob) answers it.
 struct RecordingMiddleware<Context: RequestContext>: RouterMiddleware {
     let recorder: MockRecorder
+    let usageLog: MockUsageLog?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var request = request
@@ -57,6 +58,6 @@ struct RecordingMiddleware<Context: RequestContext>: RouterMiddleware {
             query: request.uri.query,
             headers: request.headers.map { ($0.name.canonicalName, $0.value) },
             body: Array(body.readableBytesView)))
-        return try await next(request, context)
+        return try await MockUsageLog.$current.withValue(usageLog) { try await next(request, context) }
     }
 }

@@ -8,14 +8,14 @@ enum OpenAIChatRoutes {
             let prompt = PromptTokens.count(call.body["messages"])
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_completion_tokens", "max_tokens"), knobs: call.knobs)
             let reply = ChatReply(call: call, completion: completion, id: MockIdentity.id("chatcmpl-"), created: MockIdentity.now)
-            return call.isStream ? call.family.eventStream(reply.chatEvents, knobs: call.knobs) : call.json(reply.chatCompletion)
+            return call.answer(completion, stream: reply.chatEvents, json: reply.chatCompletion)
         }
         router.mockRoute(.post, "/v1/completions", family: .openAI) { call in
             let prompt = PromptTokens.count(call.body["prompt"])
             // The legacy endpoint stops at 16 tokens when the request sets no max_tokens.
             let completion = MockCompletion(promptTokens: prompt, cap: call.cap("max_tokens") ?? 16, knobs: call.knobs)
             let reply = ChatReply(call: call, completion: completion, id: MockIdentity.id("cmpl-"), created: MockIdentity.now)
-            return call.isStream ? call.family.eventStream(reply.textEvents, knobs: call.knobs) : call.json(reply.textCompletion)
+            return call.answer(completion, stream: reply.textEvents, json: reply.textCompletion)
         }
     }
 }

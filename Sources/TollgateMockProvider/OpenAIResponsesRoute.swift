@@ -11,7 +11,7 @@ enum OpenAIResponsesRoute {
             // `background: true` is answered at once with a queued response and no usage; OpenAI
             // generates (and bills) it later, to be fetched with GET /v1/responses/{id}.
             if call.body["background"]?.bool == true, !call.isStream { return call.json(reply.queued) }
-            return call.isStream ? call.family.eventStream(reply.events, knobs: call.knobs) : call.json(reply.response(final: true))
+            return call.answer(completion, stream: reply.events, json: reply.response(final: true))
         }
     }
 }

@@ -39,10 +39,19 @@ enum ProviderFamily: Sendable {
 
     /// With `X-Mock-Drop-After-Bytes: N` only the first N bytes go out before the connection is
     /// torn down: a provider that was reached, started answering, and broke.
-    func json(_ body: String, status: HTTPResponse.Status = .ok, knobs: MockKnobs? = nil) -> Response {
+    /// `onSent` runs once the whole body was written.
+    func json(_ body: String, status: HTTPResponse.Status = .ok, knobs: MockKnobs? = nil,
+              onSent: (@Sendable () -> Void)? = nil) -> Response {
         let headers: HTTPFields = [.contentType: "application/json", requestIDField.name: requestIDField.value]
         guard let drop = knobs?.dropAfterBytes else {
-            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+            guard let onSent else {
+                return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+            }
+            return Response(status: status, headers: headers, body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: body))
+                try await writer.finish(nil)
+                onSent()
+            })
         }
         let bytes = Array(body.utf8)
         return Response(status: status, headers: headers, body: ResponseBody { writer in
@@ -55,17 +64,27 @@ enum ProviderFamily: Sendable {
     /// `X-Mock-Chunk-Delay-Ms`. With `X-Mock-Drop-After-Chunks: N` it throws after N events:
     /// Hummingbird then closes the connection mid-body, the way a provider outage looks to a proxy.
     /// A stream with N or fewer events completes normally.
-    func eventStream(_ events: [String], knobs: MockKnobs) -> Response {
+    /// `onEnd` learns how many events went out and whether the stream finished.
+    func eventStream(_ events: [String], knobs: MockKnobs,
+                     onEnd: (@Sendable (_ sentEvents: Int, _ finished: Bool) -> Void)? = nil) -> Response {
         Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", requestIDField.name: requestIDField.value],
             body: ResponseBody { writer in
-                for (index, event) in events.enumerated() {
-                    if let drop = knobs.dropAfterEvents, index >= drop { throw StreamDropped() }
-                    if index > 0, let delay = knobs.chunkDelay { try await Task.sleep(for: delay) }
-                    try await writer.write(ByteBuffer(string: event))
+                var sent = 0
+                do {
+                    for (index, event) in events.enumerated() {
+                        if let drop = knobs.dropAfterEvents, index >= drop { throw StreamDropped() }
+                        if index > 0, let delay = knobs.chunkDelay { try await Task.sleep(for: delay) }
+                        try await writer.write(ByteBuffer(string: event))
+                        sent += 1
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    onEnd?(sent, false)
+                    throw error
                 }
-                try await writer.finish(nil)
+                onEnd?(sent, true)
             })
     }
 }
@@ -87,6 +106,8 @@ struct MockCall: Sendable {
     let headers: HTTPFields
     let knobs: MockKnobs
     let family: ProviderFamily
+    /// Where this reply is billed (`--usage-log`), nil when nothing is logged.
+    var usageLog: MockUsageLog? = nil
 
     var model: String { body["model"]?.string ?? "mock-model" }
     var isStream: Bool { body["stream"]?.bool == true }
@@ -94,6 +115,22 @@ struct MockCall: Sendable {
     var includeUsage: Bool { body["stream_options"]?["include_usage"]?.bool == true }
     /// A whole JSON answer, honouring the knobs that cut it.
     func json(_ body: String) -> Response { family.json(body, knobs: knobs) }
+
+    /// The reply, streamed or whole as the request asked, billed in the usage log once it was
+    /// sent; a stream cut short bills at most one output token per event that went out.
+    func answer(_ completion: MockCompletion, stream events: @autoclosure () -> [String], json body: @autoclosure () -> String) -> Response {
+        guard let log = usageLog else { return isStream ? family.eventStream(events(), knobs: knobs) : json(body()) }
+        let (tag, model) = (knobs.tag, model)
+        if isStream {
+            return family.eventStream(events(), knobs: knobs) { sent, finished in
+                let output = finished ? completion.completionTokens : min(sent, completion.completionTokens)
+                log.record(tag: tag, model: model, completion: completion, outputTokens: output, complete: finished)
+            }
+        }
+        return family.json(body(), knobs: knobs) {
+            log.record(tag: tag, model: model, completion: completion, outputTokens: completion.completionTokens, complete: true)
+        }
+    }
     /// The tier the reply reports, `fallback` unless `X-Mock-Service-Tier` says otherwise.
     func servedTier(_ fallback: String) -> String { knobs.serviceTier ?? fallback }
 
@@ -125,7 +162,7 @@ extension Router {
                 }
                 body = parsed
             }
-            return try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family))
+            return try await reply(MockCall(body: body, headers: request.headers, knobs: knobs, family: family, usageLog: MockUsageLog.current))
         }
     }
 }

@@ -39,14 +39,15 @@ enum RedisWire {
 }
 
 /// Decodes replies from a byte stream, any number per feed. Owned by one event loop.
-final class RedisReplyReader {
+/// `package`: the fuzz target `redis-reply` (TollgateFuzzChecks) feeds it arbitrary bytes.
+package final class RedisReplyReader {
     private let reader: UnsafeMutablePointer<redisReader>
 
-    init() { reader = redisReaderCreate() }
+    package init() { reader = redisReaderCreate() }
     deinit { redisReaderFree(reader) }
 
     /// Takes bytes as they arrived from the socket.
-    func feed(_ buffer: ByteBuffer) {
+    package func feed(_ buffer: ByteBuffer) {
         buffer.withUnsafeReadableBytes { bytes in
             guard let base = bytes.baseAddress, bytes.count > 0 else { return }
             _ = redisReaderFeed(reader, base.assumingMemoryBound(to: CChar.self), bytes.count)
@@ -55,7 +56,7 @@ final class RedisReplyReader {
 
     /// The next complete reply; nil when more bytes are needed. Throws on a protocol error
     /// (the stream is then unusable).
-    func next() throws -> RedisReply? {
+    package func next() throws -> RedisReply? {
         var raw: UnsafeMutableRawPointer?
         guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
             throw RedisError.unknownOutcome("Redis protocol error")

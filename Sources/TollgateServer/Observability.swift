@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import Logging
 import Metrics
-import NIOConcurrencyHelpers
 import TollgateCore
 
 /// How a request ended, as counted in `tollgate_requests_total{outcome}` and the access log.
@@ -120,54 +119,4 @@ func utcTimestamp() -> String {
     func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
     let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
     return "\(y)-\(two(m))-\(two(d))T\(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60)).\(ms)Z"
-}
-
-/// Writes access-log lines to stdout, whole lines at a time, in batches: lines are buffered and
-/// written when 64 KiB have gathered or 100 ms have passed (like nginx's `access_log buffer=`),
-/// so a busy replica makes one write per many requests instead of one per request.
-public enum StandardOutput {
-    private static let buffer = NIOLockedValueBox<[UInt8]>([])
-    private static let flusher: Void = {
-        let thread = Thread {
-            while true {
-                Thread.sleep(forTimeInterval: 0.1)
-                StandardOutput.flush()
-            }
-        }
-        thread.name = "tollgate-log"
-        thread.start()
-    }()
-
-    public static func writeLine(_ line: String) {
-        _ = flusher
-        let full = buffer.withLockedValue { pending in
-            pending.append(contentsOf: line.utf8)
-            pending.append(0x0A)
-            return pending.count >= 64 << 10
-        }
-        if full { flush() }
-    }
-
-    /// Writes what is buffered (also called at shutdown). One writer at a time keeps lines in order.
-    public static func flush() {
-        writeLock.withLock {
-            let pending = buffer.withLockedValue { pending in
-                defer { pending.removeAll(keepingCapacity: true) }
-                return pending
-            }
-            if !pending.isEmpty { write(pending) }
-        }
-    }
-
-    private static let writeLock = NIOLock()
-    private static func write(_ bytes: [UInt8]) {
-        bytes.withUnsafeBufferPointer { all in
-            var offset = 0
-            while offset < all.count {
-                let n = Glibc.write(1, all.baseAddress! + offset, all.count - offset)
-                if n <= 0 { break }
-                offset += n
-            }
-        }
-    }
 }

@@ -17,6 +17,7 @@ struct ProxyPipeline: Sendable {
     let budget: BudgetStore
     let upstream: UpstreamClient
     let renewer: LeaseRenewer
+    let retrier: SettleRetrier
     let providerKeys: [APIFamily: String]
     let observability: Observability
     let logger: Logger
@@ -68,7 +69,7 @@ struct ProxyPipeline: Sendable {
         }
         let (price, estimate) = (sent.price, sent.estimate)
         // Every in-flight lease is renewed, streamed or not: a slow answer is not a dead replica.
-        let settlement = Settlement(budget: budget, client: client, lease: grant.lease, reserved: grant.reserved,
+        let settlement = Settlement(retrier: retrier, client: client, lease: grant.lease, reserved: grant.reserved,
                                     model: sent.model, renewer: renewer, logger: logger)
 
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.

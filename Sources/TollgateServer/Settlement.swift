@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Synchronization
 import TollgateCore
@@ -5,10 +6,10 @@ import TollgateRedis
 
 /// Settles one lease exactly once, whichever way the request ends (normal end, client gone,
 /// upstream error), and keeps the lease renewed until then. `settle_v4.lua` is idempotent, so a
-/// settle whose reply was lost is retried safely; if Redis stays away the lease is reaped, which
-/// charges its reservation, and a late settle corrects that down to the real cost.
+/// settle whose reply was lost is retried safely. A settle that cannot reach Redis is journaled
+/// before `settle` returns (`SettleRetrier`), and replayed when Redis answers again.
 final class Settlement: Sendable {
-    let budget: BudgetStore
+    let retrier: SettleRetrier
     let client: ClientID
     let lease: Lease
     let logger: Logger
@@ -20,8 +21,8 @@ final class Settlement: Sendable {
     private let renewer: LeaseRenewer
     private let done = Atomic<Bool>(false)
 
-    init(budget: BudgetStore, client: ClientID, lease: Lease, reserved: NanoUSD, model: String, renewer: LeaseRenewer, logger: Logger) {
-        self.budget = budget
+    init(retrier: SettleRetrier, client: ClientID, lease: Lease, reserved: NanoUSD, model: String, renewer: LeaseRenewer, logger: Logger) {
+        self.retrier = retrier
         self.client = client
         self.lease = lease
         self.reserved = reserved
@@ -33,39 +34,24 @@ final class Settlement: Sendable {
 
     var isSettled: Bool { done.load(ordering: .acquiring) }
 
-    /// Returns false when this reservation was already settled by another path.
+    /// Returns once the charge is in Redis or in the journal (or, with neither reachable, queued
+    /// in memory): the caller sends the response, or the stream's last event, only then.
     @discardableResult
-    func settle(_ cost: NanoUSD) async -> Bool {
-        guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
+    func settle(_ cost: NanoUSD) async -> SettleDurability {
+        guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return .alreadySettled }
         renewer.release(self)
-        do {
-            _ = try await budget.settle(client, lease, actual: cost, model: model)
-        } catch {
-            Self.retryInBackground(budget: budget, client: client, lease: lease, cost: cost, model: model, logger: logger, firstError: error)
-        }
-        return true
+        return await retrier.settle(order(cost))
     }
 
-    static func retryInBackground(budget: BudgetStore, client: ClientID, lease: Lease, cost: NanoUSD, model: String, logger: Logger,
-                                  firstError: any Error) {
-        logger.warning("settle failed, retrying", metadata: ["client": "\(client)", "reservation": "\(lease.reservation)", "error": "\(firstError)"])
-        Task {
-            var delay: UInt64 = 100_000_000
-            for _ in 0..<12 {
-                try? await Task.sleep(nanoseconds: delay)
-                if (try? await budget.settle(client, lease, actual: cost, model: model)) != nil { return }
-                delay = min(delay * 2, 5_000_000_000)
-            }
-            logger.error("settle abandoned; the lease will be reaped and charged its reservation instead of this cost",
-                         metadata: ["client": "\(client)", "reservation": "\(lease.reservation)", "cost_usd": "\(cost.usdString)"])
-        }
+    private func order(_ cost: NanoUSD) -> JournaledSettle {
+        JournaledSettle(client: client, lease: lease, cost: cost, model: model, endedAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1_000))
     }
 
     deinit {
         guard !done.load(ordering: .acquiring) else { return }
         renewer.release(self)
-        let (budget, client, lease, cost, model) = (self.budget, self.client, self.lease, reserved, self.model)
-        Task { _ = try? await budget.settle(client, lease, actual: cost, model: model) }
+        // The settle retrier runs it (no task per request): in Redis soon, or journaled at shutdown.
+        retrier.enqueue(order(reserved))
         logger.warning("request ended without a settle; charged its reservation", metadata: ["reservation": "\(lease.reservation)"])
     }
 }

@@ -2,6 +2,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import Prometheus
+import ServiceLifecycle
+import Synchronization
 import TollgateCore
 import TollgateRedis
 import TollgateUpstream
@@ -15,18 +17,24 @@ public final class Tollgate: Sendable {
     public let budget: BudgetStore
     public let admin: BudgetAdmin
     public let keys: VirtualKeyStore
+    /// Renews the leases of requests in flight; a service (`services`).
+    public let renewer: LeaseRenewer
+    /// Replays the settle journal and retries settles Redis did not take; a service (`services`).
+    public let settleRetrier: SettleRetrier
     let pipeline: ProxyPipeline
+    private let stopped = Atomic<Bool>(false)
     let logger: Logger
     let adminToken: String?
     /// Where /metrics reads from; `serve` bootstraps swift-metrics with the same registry.
     let metrics: PrometheusCollectorRegistry?
 
     /// - Parameters:
-    ///   - accessLog: receives one JSON line per request (nil: no access log).
+    ///   - accessLog: receives one JSON line per request (nil: no access log); `serve` passes an
+    ///     `AccessLogWriter`'s `writeLine`.
     ///   - metrics: the registry swift-metrics was bootstrapped with (nil: no /metrics).
     ///   - clockOffsetSeconds: shifts Redis TIME in the scripts; tests only.
     public init(config: TollgateConfig, environment: [String: String], logger: Logger,
-                accessLog: (@Sendable (String) -> Void)? = StandardOutput.writeLine, metrics: PrometheusCollectorRegistry? = nil,
+                accessLog: (@Sendable (String) -> Void)?, metrics: PrometheusCollectorRegistry? = nil,
                 clockOffsetSeconds: Int64 = 0) throws {
         self.config = config
         self.logger = logger
@@ -40,6 +48,7 @@ public final class Tollgate: Sendable {
         } ?? PriceTable.bundled()
         prices.defaultPrice = config.defaultPrice
         let endpoint = try config.redis.endpoint(environment: environment)
+        let journal = try Self.openJournal(config.redis.journal, logger: logger)
         let scripts = try BudgetScripts.load()
         redis = RedisConnection(endpoint: endpoint, timeoutMilliseconds: config.redis.timeoutMilliseconds, scripts: scripts.all, logger: logger,
                                 topology: try config.redis.topology(environment: environment), waitReplicas: config.redis.effectiveWaitReplicas)
@@ -64,6 +73,8 @@ public final class Tollgate: Sendable {
                             defaultPolicy: policy.clientDefaults,
                             timezone: { [config] in config.timezoneSchedule(at: $0) })
         keys = VirtualKeyStore(redis: redis)
+        renewer = LeaseRenewer(budget: budget, leaseSeconds: config.budget.leaseSeconds)
+        settleRetrier = SettleRetrier(budget: budget, journal: journal, logger: logger)
         var keys: [APIFamily: String] = [:]
         for family in [APIFamily.openAI, .anthropic] {
             if let name = config.provider(family).apiKeyEnv, let key = environment[name], !key.isEmpty { keys[family] = key }
@@ -75,7 +86,7 @@ public final class Tollgate: Sendable {
             config: config, prices: prices,
             estimator: CostEstimator(budget: config.budget),
             identity: ClientIdentity(clients: config.clients, keys: self.keys),
-            budget: budget, upstream: upstream, renewer: LeaseRenewer(budget: budget, leaseSeconds: config.budget.leaseSeconds),
+            budget: budget, upstream: upstream, renewer: renewer, retrier: settleRetrier,
             providerKeys: keys,
             observability: Observability(accessLog: accessLog, knownModels: Set(prices.models.keys)), logger: logger)
     }
@@ -147,12 +158,43 @@ public final class Tollgate: Sendable {
         return AlertSender(outbox: AlertOutbox(redis: redis), settings: settings, logger: logger)
     }
 
-    /// Stops the Redis and curl threads (after the HTTP server has stopped).
+    private static func openJournal(_ settings: TollgateConfig.Redis.Journal, logger: Logger) throws -> SettleJournal? {
+        guard let directory = settings.directory else {
+            logger.notice("no settle journal (redis.journal.dir unset): a settle Redis cannot take is retried in memory only")
+            return nil
+        }
+        do { return try SettleJournal(directory: directory, maxBytes: settings.maxBytes, logger: logger) } catch {
+            throw ConfigError(key: "redis.journal.dir", message: "\(error) (it must be a directory this process may write, "
+                              + "on a volume that outlives the process)")
+        }
+    }
+
+    /// The replica's long-lived parts, in start order; a ServiceGroup shuts them down in reverse.
+    /// Put the HTTP servers after these, so that on SIGTERM the servers drain first (their
+    /// requests settle), then the settle retrier retries or journals what Redis has not taken,
+    /// then the lease renewer stops, and the Redis and curl connections close last.
+    public func services() -> [any Service] {
+        [ClosingAtShutdown(self), renewer, settleRetrier]
+    }
+
+    /// Stops the Redis and curl threads and closes the journal (after the HTTP server has
+    /// stopped). Runs once; `services()` calls it last on graceful shutdown.
     public func shutdown() {
-        pipeline.renewer.stop()
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         upstream.shutdown()
         redis.shutdown()
-        StandardOutput.flush()
+        settleRetrier.journal?.close()
+    }
+}
+
+/// The first service of a replica, so the last to stop: closes what everything else uses.
+struct ClosingAtShutdown: Service {
+    let tollgate: Tollgate
+    init(_ tollgate: Tollgate) { self.tollgate = tollgate }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        tollgate.shutdown()
     }
 }
 

@@ -25,7 +25,10 @@ struct MockProviderCommand: AsyncParsableCommand {
     @Option(help: "Append each alert POSTed to /hooks/alerts to this file, one JSON line each.")
     var alertsFile: String?
 
+    @Option(help: "Append the usage each reply bills to this file, one JSON line each, tagged with its X-Mock-Tag header.")
+    var usageLog: String?
+
     func run() async throws {
-        try await MockProvider.run(host: host, port: port, alertsFile: alertsFile)
+        try await MockProvider.run(host: host, port: port, alertsFile: alertsFile, usageLog: usageLog)
     }
 }

@@ -37,14 +37,22 @@ struct Serve: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let tollgate: Tollgate
-        do { tollgate = try Tollgate(config: settings, environment: environment, logger: logger, metrics: registry) } catch let error as ConfigError {
+        let accessLog = AccessLogWriter()
+        do {
+            tollgate = try Tollgate(config: settings, environment: environment, logger: logger, accessLog: accessLog.writeLine, metrics: registry)
+        } catch let error as ConfigError {
             throw ConfigProblem(error: error)
         }
         defer { tollgate.shutdown() }
         try await verifyRedis(tollgate.redis, logger: logger)
-        var services: [any Service] = [tollgate.application()]
-        if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        // Shut down in reverse: the HTTP servers drain first (their requests settle and log), then
+        // the alert sender, the settle retrier, the lease renewer, the access log writes what is
+        // left, and Redis and curl close last.
+        var services = tollgate.services()
+        services.insert(accessLog, at: 1)
         if let sender = tollgate.alertSender() { services.append(sender) }
+        if settings.admin.enabled { services.append(tollgate.adminApplication()) }
+        services.append(tollgate.application())
         // SIGTERM: stop accepting, let in-flight requests and streams finish (and settle) up to the grace period.
         var lifecycle = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

@@ -1,4 +1,5 @@
 @testable import TollgateCore
+import TollgateFuzzChecks
 
 /// Shared fixtures: the bundled table is the one source of truth for prices, so tests read
 /// their numbers from it instead of repeating them.
@@ -31,15 +32,5 @@ extension Array where Element == UInt8 {
     var text: String { String(decoding: self, as: UTF8.self) }
 }
 
-/// SplitMix64: a seeded generator so "random" chunkings are the same on every run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A seeded generator so "random" chunkings are the same on every run.
+typealias SeededGenerator = SplitMix64

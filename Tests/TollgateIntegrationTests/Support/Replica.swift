@@ -24,7 +24,9 @@ struct Replica: Sendable {
     }
 
     /// Runs an application built with the given on-running hook; returns its bound port once it listens.
+    /// `services` run beside it and stop after it, in reverse order (a replica's `services()`).
     static func run<App: ApplicationProtocol>(
+        services: [any Service] = [],
         _ make: (@escaping @Sendable (any Channel) async -> Void) -> App
     ) async throws -> (port: Int, server: Task<Void, any Error>) {
         let (ports, report) = AsyncStream<Int>.makeStream()
@@ -35,7 +37,7 @@ struct Replica: Sendable {
         // Cancelling the returned task shuts the server down gracefully: cancelling a Hummingbird
         // server outright while connections wait in its accept queue deinits their channels
         // unfinished, which NIO traps on ("Deinited NIOAsyncWriter without calling finish()").
-        var configuration = ServiceGroupConfiguration(services: [app], logger: Logger(label: "test-server"))
+        var configuration = ServiceGroupConfiguration(services: services + [app], logger: Logger(label: "test-server"))
         configuration.maximumGracefulShutdownDuration = .seconds(2)
         let group = ServiceGroup(configuration: configuration)
         let task = Task {
@@ -58,7 +60,8 @@ struct Replica: Sendable {
                       accessLog: (@Sendable (String) -> Void)? = nil, metrics: PrometheusCollectorRegistry? = nil) async throws -> Replica {
         let tollgate = try makeTollgate(upstream: upstream, redisURL: redisURL, environment: environment, configure: configure,
                                         accessLog: accessLog, metrics: metrics)
-        let (port, server) = try await run { tollgate.application(onServerRunning: $0) }
+        // The lease renewer and the settle retrier run as in `serve`, stopping after the server.
+        let (port, server) = try await run(services: tollgate.services()) { tollgate.application(onServerRunning: $0) }
         return Replica(tollgate: tollgate, port: port, server: server)
     }
 
