@@ -51,9 +51,23 @@ public struct TollgateConfig: Sendable {
         public var passwordFile: String?
         /// Used with `rediss://` only.
         public var tls = RedisTLS()
+        /// `single` (default), `cluster` or `sentinel`; see `topology(environment:)`.
+        public var mode = RedisMode.single
+        /// Cluster seed nodes, `host:port`.
+        public var clusterNodes: [RedisAddress] = []
+        /// Sentinel addresses and the master name they monitor.
+        public var sentinels: [RedisAddress] = []
+        public var sentinelMaster: String?
+        public var sentinelUsername: String?
+        public var sentinelPasswordEnv: String?
+        /// Replicas that must hold a script's writes before its reply counts (WAIT); nil: 1 in
+        /// cluster and sentinel modes, 0 with one server.
+        public var waitReplicas: Int?
+        public var effectiveWaitReplicas: Int { waitReplicas ?? (mode == .single ? 0 : 1) }
         /// Settles that could not reach Redis, kept on disk until replayed (`redis.journal.*`).
         public var journal = Journal()
     }
+    public enum RedisMode: String, Sendable { case single, cluster, sentinel }
     public struct Provider: Sendable {
         public var baseURL: String
         public var apiKeyEnv: String?

@@ -115,12 +115,36 @@ extension TollgateConfig.Redis {
 }
 
 extension TollgateConfig.Redis {
+    /// Where Redis is, with Sentinel's password read from `sentinel_password_env` (at start, like
+    /// the Redis password).
+    public func topology(environment: [String: String]) throws -> RedisTopology {
+        switch mode {
+        case .single: return .single
+        case .cluster: return .cluster(seeds: clusterNodes)
+        case .sentinel:
+            var password: RedisPassword?
+            if let variable = sentinelPasswordEnv {
+                guard let value = environment[variable], !value.isEmpty else {
+                    throw ConfigError(key: "redis.sentinel_password_env", message: "names \(variable), which is not set or empty: export Sentinel's password in it")
+                }
+                password = RedisPassword(value, source: "redis.sentinel_password_env (\(variable))")
+            }
+            return .sentinel(RedisSentinels(addresses: sentinels, master: sentinelMaster ?? "", username: sentinelUsername, password: password))
+        }
+    }
+}
+
+extension TollgateConfig.Redis {
     /// The endpoint as configured, safe to print: user, TLS and `***` where a password will be.
     public var redacted: String {
         guard var endpoint = RedisEndpoint(url: url) else { return RedisEndpoint.redacted(url) }
         if let username { endpoint.username = username }
         if passwordEnv != nil || passwordFile != nil { endpoint.password = RedisPassword("", source: "") }
-        return endpoint.description
+        switch mode {
+        case .single: return endpoint.description
+        case .cluster: return "cluster \(clusterNodes.map(\.description).joined(separator: ",")) (login \(endpoint.description))"
+        case .sentinel: return "sentinel master '\(sentinelMaster ?? "")' via \(sentinels.map(\.description).joined(separator: ",")) (login \(endpoint.description))"
+        }
     }
 }
 

@@ -34,18 +34,11 @@ public struct AlertOutbox: Sendable {
 
     /// Puts every client with a non-empty outbox back on the index. SCAN with a cursor, never KEYS.
     public func rescan() async throws {
-        var cursor = "0"
-        repeat {
-            let reply = try await redis.call(.command(["SCAN", cursor, "MATCH", "\(RedisKeys.namespace):{*}:alerts", "TYPE", "stream",
-                                                       "COUNT", "1000"]))
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { return }
-            cursor = next
-            for key in parts[1].array ?? [] {
-                guard let k = key.string, let open = k.firstIndex(of: "{"), let close = k.lastIndex(of: "}"), open < close,
-                      let client = ClientID(String(k[k.index(after: open)..<close])) else { continue }
-                redis.post(.command(["ZADD", SharedRedisKeys.alertsPending, "NX", "0", client.rawValue]))
-            }
-        } while cursor != "0"
+        for k in try await redis.scan(match: "\(RedisKeys.namespace):{*}:alerts", type: "stream") {
+            guard let open = k.firstIndex(of: "{"), let close = k.lastIndex(of: "}"), open < close,
+                  let client = ClientID(String(k[k.index(after: open)..<close])) else { continue }
+            redis.post(.command(["ZADD", SharedRedisKeys.alertsPending, "NX", "0", client.rawValue]))
+        }
     }
 
     /// New entries for `consumer`, plus entries another consumer took and left idle for

@@ -90,18 +90,12 @@ public struct BudgetAdmin: Sendable {
     public func allSpend(date: String) async throws -> [ClientSpend] {
         guard CivilDate.parseDay(date) != nil else { throw RedisError.unexpectedReply("date must be YYYY-MM-DD, got \(date)") }
         var clients: Set<ClientID> = []
-        var cursor = "0"
         let suffix = "}:day:" + date
-        repeat {
-            let reply = try await redis.call(.command(["SCAN", cursor, "MATCH", "\(RedisKeys.namespace):{*\(suffix)", "COUNT", "1000"]))
-            guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
-            cursor = next
-            for key in parts[1].array ?? [] {
-                guard let k = key.string, k.hasSuffix(suffix), let open = k.firstIndex(of: "{") else { continue }
-                let name = k[k.index(after: open)..<k.index(k.endIndex, offsetBy: -suffix.count)]
-                if let id = ClientID(String(name)) { clients.insert(id) }
-            }
-        } while cursor != "0"
+        for k in try await redis.scan(match: "\(RedisKeys.namespace):{*\(suffix)") {
+            guard k.hasSuffix(suffix), let open = k.firstIndex(of: "{") else { continue }
+            let name = k[k.index(after: open)..<k.index(k.endIndex, offsetBy: -suffix.count)]
+            if let id = ClientID(String(name)) { clients.insert(id) }
+        }
         var result: [ClientSpend] = []
         for client in clients { result.append(try await spend(client, date: date)) }
         return result.sorted { ($0.day.spent, $1.client.rawValue) > ($1.day.spent, $0.client.rawValue) }

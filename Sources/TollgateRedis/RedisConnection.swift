@@ -1,54 +1,67 @@
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import TollgateCore
 
-/// Tollgate's Redis client: one connection per NIO event loop (hiredis encodes and decodes,
-/// NIO moves the bytes). A caller running on an event loop — every request handler in
-/// `tollgate serve`, where Swift concurrency runs on NIO's loops — uses that loop's connection,
-/// so a reserve or settle costs no thread hop, and all commands written in one loop tick share
-/// one write (pipelining). Callers elsewhere hop to a loop. No event loop ever blocks on Redis.
+/// Tollgate's Redis client. With one Redis (the default) every call goes straight to that
+/// server's `RedisNode`: one pipelined link per event loop, no extra hop. With a Redis Cluster
+/// (`RedisCluster`) a call goes to the master that owns its key's slot; with Sentinel
+/// (`RedisSentinel`) to the master the sentinels name. `BudgetStore`, `BudgetAdmin` and the rest
+/// see the same `send`/`call`/`post` in every mode.
 public final class RedisConnection: Sendable {
     public let endpoint: RedisEndpoint
-    private let links: [RedisLink]
+    private let backend: Backend
     private let loadsScripts: Bool
-    private let next = Atomic<Int>(0)
 
+    enum Backend: Sendable {
+        case single(RedisNode)
+        case cluster(RedisCluster)
+        case sentinel(RedisSentinel)
+    }
+
+    /// - Parameters:
+    ///   - endpoint: the server (single mode), and in every mode the login, database and TLS.
+    ///   - waitReplicas: cluster and sentinel modes: a script's reply counts only once this many
+    ///     replicas hold its writes (`WAIT`), so a failover does not lose a reservation or a charge.
     public convenience init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
-                            group: MultiThreadedEventLoopGroup = .singleton) {
-        self.init(endpoint: endpoint, timeoutMilliseconds: timeoutMilliseconds, scripts: scripts, logger: logger, group: group,
-                  encode: RedisWire.write)
+                            group: MultiThreadedEventLoopGroup = .singleton, topology: RedisTopology = .single, waitReplicas: Int = 0) {
+        let node: @Sendable (RedisEndpoint, [RedisScript]) -> RedisNode = { endpoint, scripts in
+            RedisNode(endpoint: endpoint, timeoutMilliseconds: timeoutMilliseconds, scripts: scripts, logger: logger, group: group)
+        }
+        let wait = RedisWait(replicas: waitReplicas, timeoutMilliseconds: timeoutMilliseconds, logger: logger)
+        let backend: Backend
+        switch topology {
+        case .single: backend = .single(node(endpoint, scripts))
+        case .cluster(let seeds):
+            backend = .cluster(RedisCluster(seeds: seeds, wait: wait, logger: logger) { node(endpoint.at($0), scripts) })
+        case .sentinel(let sentinels):
+            backend = .sentinel(RedisSentinel(sentinels, wait: wait, logger: logger, master: { node(endpoint.at($0), scripts) }, sentinel: { address in
+                var login = endpoint.at(address)
+                login.username = sentinels.username
+                login.password = sentinels.password
+                login.database = 0
+                return node(login, [])
+            }))
+        }
+        self.init(endpoint: endpoint, backend: backend, loadsScripts: !scripts.isEmpty)
     }
 
-    /// `encode` replaces hiredis's encoder (tests make it fail).
-    init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
-         group: MultiThreadedEventLoopGroup, encode: @escaping @Sendable (_ args: [String], _ buffer: inout ByteBuffer) -> Bool) {
+    /// One server, with `encode` replacing hiredis's encoder (tests make it fail).
+    convenience init(endpoint: RedisEndpoint, timeoutMilliseconds: Int, scripts: [RedisScript], logger: Logger,
+                     group: MultiThreadedEventLoopGroup, encode: @escaping @Sendable (_ args: [String], _ buffer: inout ByteBuffer) -> Bool) {
+        let node = RedisNode(endpoint: endpoint, timeoutMilliseconds: timeoutMilliseconds, scripts: scripts, logger: logger, group: group, encode: encode)
+        self.init(endpoint: endpoint, backend: .single(node), loadsScripts: !scripts.isEmpty)
+    }
+
+    private init(endpoint: RedisEndpoint, backend: Backend, loadsScripts: Bool) {
         self.endpoint = endpoint
-        loadsScripts = !scripts.isEmpty
-        let settings = RedisLink.Settings(endpoint: endpoint, transport: Self.transport(endpoint, logger: logger),
-                                          timeout: .milliseconds(Int64(timeoutMilliseconds)), scripts: scripts, logger: logger, encode: encode)
-        links = group.makeIterator().map { RedisLink(eventLoop: $0, settings: settings) }
-        // Connect eagerly so readiness and script loading do not wait for the first request.
-        for link in links { link.eventLoop.execute { link.connect() } }
-    }
-
-    /// The TLS files are read here, once; a failure is kept and reported by every connect (and by
-    /// `verify`), so creating a connection never throws.
-    private static func transport(_ endpoint: RedisEndpoint, logger: Logger) -> RedisLink.Transport {
-        guard let tls = endpoint.tls else { return .plain }
-        if tls.insecureSkipVerify {
-            logger.warning("redis.tls.insecure_skip_verify is true: Redis's certificate is NOT checked, so anyone on the network path can pose as Redis and read or rewrite every budget. Use it on a test bench only; set redis.tls.ca_file instead",
-                           metadata: ["redis": "\(endpoint)"])
-        }
-        do { return .tls(try RedisTLSContext(tls, host: endpoint.host)) } catch {
-            if case .misconfigured(let why) = error { return .unusable(why) }
-            return .unusable("\(error)")
-        }
+        self.backend = backend
+        self.loadsScripts = loadsScripts
     }
 
     /// Checks once, at start, what a wrong setting would break: it connects (TLS, AUTH, SELECT,
-    /// SCRIPT LOAD are each connection's setup), then asks whether the user may run the scripts on
+    /// SCRIPT LOAD are each connection's setup; in cluster mode the topology is read first, in
+    /// sentinel mode the master is found), then asks whether the user may run the scripts on
     /// Tollgate's keys. Throws `.misconfigured` naming the setting to fix, or `.unavailable` when
     /// Redis cannot be reached, which may heal by itself.
     public func verify() async throws {
@@ -66,22 +79,21 @@ public final class RedisConnection: Sendable {
     }
 
     public func send(_ command: RedisCommand) async throws -> RedisReply {
-        try await withCheckedThrowingContinuation { reply in enqueue(command, RedisLink.Reply(caller: reply)) }
+        switch backend {
+        case .single(let node): return try await node.send(command)
+        case .cluster(let cluster): return try await cluster.send(command)
+        case .sentinel(let sentinel): return try await sentinel.send(command)
+        }
     }
 
     /// Sends a command whose reply nobody waits for (bookkeeping such as the top-spender sets):
     /// it rides in the next pipelined write and costs the caller no round trip. Lost if Redis is
-    /// unreachable, so only for what may be approximate.
+    /// unreachable (or, in a cluster, its slot just moved), so only for what may be approximate.
     public func post(_ command: RedisCommand) {
-        enqueue(command, RedisLink.Reply(caller: nil))
-    }
-
-    private func enqueue(_ command: RedisCommand, _ reply: RedisLink.Reply) {
-        if let link = links.first(where: { $0.eventLoop.inEventLoop }) {
-            link.send(command, reply)
-        } else {
-            let link = links[next.add(1, ordering: .relaxed).oldValue % links.count]
-            link.eventLoop.execute { link.send(command, reply) }
+        switch backend {
+        case .single(let node): node.post(command)
+        case .cluster(let cluster): cluster.post(command)
+        case .sentinel(let sentinel): sentinel.post(command)
         }
     }
 
@@ -92,10 +104,35 @@ public final class RedisConnection: Sendable {
         return reply
     }
 
+    /// Every key matching `pattern` (and of `type`, when given), found with SCAN, never KEYS. In a
+    /// cluster each master holds only its own slots' keys, so every master is scanned.
+    public func scan(match pattern: String, type: String? = nil) async throws -> [String] {
+        let nodes: [RedisNode]
+        switch backend {
+        case .single(let node): nodes = [node]
+        case .cluster(let cluster): nodes = try await cluster.masters()
+        case .sentinel(let sentinel): nodes = [try await sentinel.master()]
+        }
+        var keys: [String] = []
+        for node in nodes {
+            var cursor = "0"
+            repeat {
+                let reply = try await node.send(.command(["SCAN", cursor, "MATCH", pattern] + (type.map { ["TYPE", $0] } ?? []) + ["COUNT", "1000"]))
+                if case .error(let message) = reply { throw RedisError.server(message) }
+                guard let parts = reply.array, parts.count == 2, let next = parts[0].string else { break }
+                cursor = next
+                keys += (parts[1].array ?? []).compactMap(\.string)
+            } while cursor != "0"
+        }
+        return keys
+    }
+
     /// Closes the connections; calls waiting for a reply fail with `.unavailable`. Does not block.
     public func shutdown() {
-        for link in links {
-            if link.eventLoop.inEventLoop { link.shutdown() } else { link.eventLoop.execute { link.shutdown() } }
+        switch backend {
+        case .single(let node): node.shutdown()
+        case .cluster(let cluster): cluster.shutdown()
+        case .sentinel(let sentinel): sentinel.shutdown()
         }
     }
 }

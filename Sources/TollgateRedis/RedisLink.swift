@@ -11,10 +11,28 @@ import TollgateCore
 /// flush (pipelining), and replies come back in order.
 final class RedisLink: @unchecked Sendable {
     /// Where a command's reply goes: a waiting caller, or nowhere (`RedisConnection.post`).
-    struct Reply {
-        let caller: CheckedContinuation<RedisReply, any Error>?
-        func resume(returning reply: RedisReply) { caller?.resume(returning: reply) }
-        func resume(throwing error: any Error) { caller?.resume(throwing: error) }
+    /// Or one place in a sequence sent back to back (`RedisNode.send(_:)` with several commands).
+    enum Reply {
+        case caller(CheckedContinuation<RedisReply, any Error>)
+        case part(Int, of: RedisReplies)
+        case none
+
+        init(caller: CheckedContinuation<RedisReply, any Error>?) { self = caller.map { .caller($0) } ?? .none }
+
+        func resume(returning reply: RedisReply) {
+            switch self {
+            case .caller(let c): c.resume(returning: reply)
+            case .part(let i, let all): all.deliver(.success(reply), at: i)
+            case .none: break
+            }
+        }
+        func resume(throwing error: any Error) {
+            switch self {
+            case .caller(let c): c.resume(throwing: error)
+            case .part(let i, let all): all.deliver(.failure(error), at: i)
+            case .none: break
+            }
+        }
     }
 
     /// Reconnects back off from 50 ms to 250 ms only: until a link reconnects, its callers are

@@ -53,7 +53,8 @@ public final class Tollgate: Sendable {
         let endpoint = try config.redis.endpoint(environment: environment)
         let journal = try Self.openJournal(config.redis.journal, logger: logger)
         let scripts = try BudgetScripts.load()
-        redis = RedisConnection(endpoint: endpoint, timeoutMilliseconds: config.redis.timeoutMilliseconds, scripts: scripts.all, logger: logger)
+        redis = RedisConnection(endpoint: endpoint, timeoutMilliseconds: config.redis.timeoutMilliseconds, scripts: scripts.all, logger: logger,
+                                topology: try config.redis.topology(environment: environment), waitReplicas: config.redis.effectiveWaitReplicas)
         var settings = UpstreamClient.Settings()
         settings.connectTimeoutMilliseconds = config.upstream.connectTimeoutMilliseconds
         settings.timeoutSeconds = config.upstream.timeoutSeconds

@@ -47,7 +47,8 @@ struct RedisOptions: ParsableArguments {
         if redisTLSCA != nil, endpoint.tls == nil { throw ValidationError("--redis-tls-ca needs a rediss:// URL (got \(endpoint))") }
         var logger = Logger(label: "tollgate-cli")
         logger.logLevel = .error
-        let connection = RedisConnection(endpoint: endpoint, timeoutMilliseconds: max(settings.redis.timeoutMilliseconds, 2_000), scripts: [], logger: logger)
+        let connection = RedisConnection(endpoint: endpoint, timeoutMilliseconds: max(settings.redis.timeoutMilliseconds, 2_000), scripts: [], logger: logger,
+                                         topology: try settings.redis.topology(environment: ProcessInfo.processInfo.environment))
         let admin = BudgetAdmin(redis: connection, defaultDailyLimit: settings.clients.dailyLimit,
                                 defaultMonthlyLimit: settings.clients.monthlyLimit, defaultPolicy: settings.clients.defaults,
                                 timezone: { [settings] in settings.timezoneSchedule(at: $0) })

@@ -25,21 +25,26 @@ final class SpawnedRedis: @unchecked Sendable {
 
     /// Starts the server and returns once it accepts connections (it may still be loading its RDB).
     func start(_ more: [String] = []) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         var listen = ["--port", String(port)]
         if tls {
             let c = try TestCertificates.shared()
             listen = ["--port", "0", "--tls-port", String(port), "--tls-cert-file", c.serverCert, "--tls-key-file", c.serverKey,
                       "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "no"]
         }
-        p.arguments = ["redis-server"] + listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir]
-            + arguments + more
+        process = try Self.launch(["redis-server"] + listen + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir]
+                                  + arguments + more, port: port)
+    }
+
+    /// Runs a redis-server (or sentinel) command line and returns once `port` accepts connections.
+    static func launch(_ arguments: [String], port: Int) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        process = p
-        for _ in 0..<100 where !SpawnedRedis.accepts(port) { usleep(20_000) }
+        for _ in 0..<100 where !accepts(port) { usleep(20_000) }
+        return p
     }
 
     /// Kills the server and waits until its port is closed. (`Process.waitUntilExit` can hang
