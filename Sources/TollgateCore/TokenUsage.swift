@@ -32,10 +32,10 @@ public struct TokenUsage: Hashable, Sendable {
     /// OpenAI chat / completions / embeddings `usage`: prompt_tokens includes cached tokens and
     /// completion_tokens includes reasoning tokens. `serviceTier`: the response's top-level field.
     public static func openAI(_ usage: JSONValue, serviceTier: String? = nil) -> TokenUsage? {
-        guard let prompt = usage["prompt_tokens"]?.int else { return nil }
-        let cached = usage["prompt_tokens_details"]?["cached_tokens"]?.int ?? 0
-        let completion = usage["completion_tokens"]?.int ?? 0
-        let reasoning = usage["completion_tokens_details"]?["reasoning_tokens"]?.int ?? 0
+        guard let prompt = usage["prompt_tokens"]?.tokenCount else { return nil }
+        let cached = usage["prompt_tokens_details"]?["cached_tokens"]?.tokenCount ?? 0
+        let completion = usage["completion_tokens"]?.tokenCount ?? 0
+        let reasoning = usage["completion_tokens_details"]?["reasoning_tokens"]?.tokenCount ?? 0
         return TokenUsage(input: prompt - cached, cachedInput: cached, output: completion - reasoning, reasoning: reasoning,
                           serviceTier: serviceTier)
     }
@@ -44,10 +44,10 @@ public struct TokenUsage: Hashable, Sendable {
     /// output items, which are where provider-run tool calls show). input_tokens includes cached,
     /// output_tokens includes reasoning.
     public static func openAIResponses(_ response: JSONValue) -> TokenUsage? {
-        guard let usage = response["usage"], let input = usage["input_tokens"]?.int else { return nil }
-        let cached = usage["input_tokens_details"]?["cached_tokens"]?.int ?? 0
-        let output = usage["output_tokens"]?.int ?? 0
-        let reasoning = usage["output_tokens_details"]?["reasoning_tokens"]?.int ?? 0
+        guard let usage = response["usage"], let input = usage["input_tokens"]?.tokenCount else { return nil }
+        let cached = usage["input_tokens_details"]?["cached_tokens"]?.tokenCount ?? 0
+        let output = usage["output_tokens"]?.tokenCount ?? 0
+        let reasoning = usage["output_tokens_details"]?["reasoning_tokens"]?.tokenCount ?? 0
         var calls: [String: Int64] = [:]
         if case .array(let items)? = response["output"] {
             for item in items {
@@ -62,21 +62,30 @@ public struct TokenUsage: Hashable, Sendable {
     /// the 5-minute plus the 1-hour writes; `cache_creation.ephemeral_1h_input_tokens` says how
     /// many were 1-hour. `server_tool_use` counts provider-run tool calls (`web_search_requests`).
     public static func anthropic(_ usage: JSONValue) -> TokenUsage? {
-        let input = usage["input_tokens"]?.int
-        let output = usage["output_tokens"]?.int
+        let input = usage["input_tokens"]?.tokenCount
+        let output = usage["output_tokens"]?.tokenCount
         guard input != nil || output != nil else { return nil }
-        let writes = usage["cache_creation_input_tokens"]?.int ?? 0
-        let writes1h = min(writes, usage["cache_creation"]?["ephemeral_1h_input_tokens"]?.int ?? 0)
+        let writes = usage["cache_creation_input_tokens"]?.tokenCount ?? 0
+        let writes1h = min(writes, usage["cache_creation"]?["ephemeral_1h_input_tokens"]?.tokenCount ?? 0)
         var calls: [String: Int64] = [:]
         if case .object(let members)? = usage["server_tool_use"] {
             for (key, value) in members {
-                guard let n = value.int else { continue }
+                guard let n = value.tokenCount else { continue }
                 calls[key.hasSuffix("_requests") ? String(key.dropLast("_requests".count)) : key] = n
             }
         }
         return TokenUsage(
-            input: input ?? 0, cachedInput: usage["cache_read_input_tokens"]?.int ?? 0,
+            input: input ?? 0, cachedInput: usage["cache_read_input_tokens"]?.tokenCount ?? 0,
             cacheWrite: writes - writes1h, cacheWrite1h: writes1h, output: output ?? 0,
             serviceTier: usage["service_tier"]?.string, serverToolCalls: calls)
     }
+}
+
+extension JSONValue {
+    /// A token count as a provider reported it, held to 0...2^40: a negative count bills
+    /// nothing, and one past any real reply stays at a bound that still charges the most. The
+    /// upstream's numbers are not trusted: unclamped, `prompt_tokens` = Int64.min with one
+    /// cached token overflowed `prompt - cached` and crashed the replica (found by the
+    /// `sse-stream` fuzz target's harness; FuzzRegressionTests).
+    var tokenCount: Int64? { int.map { Swift.min(Swift.max($0, 0), 1 << 40) } }
 }
