@@ -40,7 +40,6 @@ public final class Tollgate: Sendable {
                 clockOffsetSeconds: Int64 = 0) throws {
         self.config = config
         self.logger = logger
-        MemoryTrim.useMmapForLargeBlocks() // process-wide, idempotent: see MemoryTrim
         self.metrics = metrics
         adminToken = config.admin.tokenEnv.flatMap { environment[$0] }.flatMap { $0.isEmpty ? nil : $0 }
         if config.admin.enabled, !config.admin.isLoopback, adminToken == nil {

@@ -4,6 +4,7 @@ import TollgateCore
 import TollgateMockProvider
 import TollgateRedis
 
+extension HeavySuites {
 /// Large JSON bodies (issue 12, item 9): a 30 MB body of a million-element array once added
 /// ~280 MB of RSS per request, and four at once held 1.16 GB long after. The replica runs as its
 /// own process (`tollgate serve` from this build) so its RSS is measured alone: the mock
@@ -82,4 +83,5 @@ struct LargeBodyTests {
         var value = 0
         func see(_ rss: Int) { value = max(value, rss) }
     }
+}
 }

@@ -5,6 +5,7 @@ import TollgateCore
 import TollgateMockProvider
 @testable import TollgateRedis
 
+extension HeavySuites {
 /// Tollgate against a real Redis Cluster (3 masters, 3 replicas) started by the test. Not to be
 /// confused with `ClusterTests`, which run Tollgate replicas behind nginx on one Redis.
 @Suite("Redis Cluster", .timeLimit(.minutes(3)))
@@ -179,6 +180,7 @@ struct RedisClusterTests {
         for r in replicas { await r.stop() }
         await mock.stop()
     }
+}
 }
 
 /// What the racing clients saw, per client.

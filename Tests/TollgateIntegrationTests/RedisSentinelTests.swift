@@ -4,6 +4,7 @@ import TollgateCore
 import TollgateMockProvider
 @testable import TollgateRedis
 
+extension HeavySuites {
 /// Tollgate finding its master through Redis Sentinel: 1 master, 1 replica and 3 sentinels
 /// started by the test; the master is SIGKILLed and Tollgate must follow the promoted replica.
 @Suite("Redis Sentinel", .timeLimit(.minutes(2)))
@@ -77,4 +78,5 @@ struct RedisSentinelTests {
         }
         throw SpawnedCluster.Failure(description: "the replica never synced")
     }
+}
 }

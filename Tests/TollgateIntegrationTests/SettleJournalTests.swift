@@ -6,6 +6,7 @@ import TollgateMockProvider
 import TollgateRedis
 import TollgateServer
 
+extension HeavySuites {
 /// No spend lost in a Redis outage: a settle Redis cannot take is journaled on disk before the
 /// client sees its response end, and replayed, once, when Redis is back. Every test here uses a
 /// redis-server of its own that it kills and restarts (append-only, so the counters survive, as
@@ -286,6 +287,7 @@ struct SettleJournalTests {
         #expect(journal.bytes == 0)
     }
 }
+}
 
 /// A replica with a settle journal, its own append-only Redis (to kill and restart) and a mock
 /// provider: what the outage tests share.
@@ -298,8 +300,8 @@ struct OutageBench {
     let admin: RedisConnection
 
     static func start(metrics: PrometheusCollectorRegistry? = nil) async throws -> OutageBench {
-        let redis = try SettleJournalTests.durableRedis()
-        let directory = SettleJournalTests.temporaryDirectory("journal")
+        let redis = try HeavySuites.SettleJournalTests.durableRedis()
+        let directory = HeavySuites.SettleJournalTests.temporaryDirectory("journal")
         let mock = try await MockProvider.start()
         let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url,
                                               configure: { $0.redis.journal.directory = directory }, metrics: metrics)

@@ -86,10 +86,7 @@ final class SpawnedCluster: @unchecked Sendable {
     func stop() { nodes.forEach { $0.stop() } }
 
     static func cli(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["redis-cli"] + arguments
-        return try await ChildProcess.run(p)
+        try await ChildProcess.spawn("redis-cli", arguments)
     }
 
     struct Failure: Error, CustomStringConvertible { let description: String }
