@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -207,7 +208,15 @@ struct ClosingAtShutdown: Service {
 
     func run() async throws {
         try? await gracefulShutdown()
-        tollgate.shutdown()
+        // Stopping joins the curl thread (a blocking wait); in `serve` Swift concurrency runs on
+        // the event loops, so the wait happens on a thread of its own.
+        let tollgate = self.tollgate
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread {
+                tollgate.shutdown()
+                done.resume()
+            }.start()
+        }
     }
 }
 
