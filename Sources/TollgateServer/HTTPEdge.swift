@@ -21,6 +21,10 @@ final class HTTPEdge: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private var state = HTTPEdgeState()
+    private var nextProbe: Scheduled<Void>?
+    /// A gone client's reset can go unnoticed after the first probe (reading stopped at its FIN);
+    /// the next write fails for sure, so the probe repeats until the answer starts.
+    static let probeInterval = TimeAmount.milliseconds(200)
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch Self.unwrapInboundIn(data) {
@@ -35,6 +39,8 @@ final class HTTPEdge: ChannelDuplexHandler, RemovableChannelHandler {
         switch Self.unwrapOutboundIn(data) {
         case .head(var head):
             guard !(100..<200).contains(head.status.code) else { return context.write(data, promise: promise) }
+            nextProbe?.cancel()
+            nextProbe = nil
             state.responseHead(hasLength: head.headers.contains(name: "content-length"))
             if let version = state.responseVersion { head.version = version }
             if state.responseVersion != nil || !state.keepAlive {
@@ -56,13 +62,28 @@ final class HTTPEdge: ChannelDuplexHandler, RemovableChannelHandler {
         guard let e = event as? ChannelEvent, case .inputClosed = e else { return context.fireUserInboundEventTriggered(event) }
         switch state.inputClosed() {
         case .answerThenClose(let probe):
-            if probe {
-                let head = HTTPResponseHead(version: .http1_1, status: .continue)
-                context.writeAndFlush(Self.wrapOutboundOut(.head(head)), promise: nil)
-            }
+            if probe { self.probe(context: context) }
         case .close:
             // Nothing to answer: the client left (ConnectionWatch closes, cancelling any request).
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        nextProbe?.cancel()
+        nextProbe = nil
+        context.fireChannelInactive()
+    }
+
+    /// Writes an interim `100 Continue` now and again every `probeInterval` until the answer
+    /// starts: a client still reading ignores them, a gone one makes the write fail, which
+    /// closes the channel and cancels the request.
+    private func probe(context: ChannelHandlerContext) {
+        let head = HTTPResponseHead(version: .http1_1, status: .continue)
+        context.writeAndFlush(Self.wrapOutboundOut(.head(head)), promise: nil)
+        nextProbe = context.eventLoop.assumeIsolated().scheduleTask(in: Self.probeInterval) { [self] in
+            guard state.isProbing, context.channel.isActive else { return }
+            probe(context: context)
         }
     }
 }
@@ -108,6 +129,9 @@ struct HTTPEdgeState {
         case answerThenClose(probe: Bool)
         case close
     }
+
+    /// A half-closed request still waits for its answer's head (so a probe may be written).
+    var isProbing: Bool { inputEnded && awaitingResponse && !responseStarted && responseVersion == nil }
 
     mutating func inputClosed() -> InputClosedAction {
         inputEnded = true

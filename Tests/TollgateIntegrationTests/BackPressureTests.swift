@@ -39,13 +39,6 @@ struct BackPressureTests {
         let rssBefore = SlowReader.residentBytes()
         // 1 KB/s for 8 s, then the client gives up and closes.
         async let reading = SlowReader.run(port: replica.port, request: request, bytesPerSecond: 1_024, seconds: 8)
-        // Midway is once the buffer has filled and curl paused (a loaded machine takes longer to
-        // get there), then a moment for the socket buffers to fill too.
-        for _ in 0..<60 where replica.tollgate.upstream.peakBufferedBytesPerTransfer < Self.highWatermark {
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        try await Task.sleep(for: .milliseconds(500))
-        let takenMidway = replica.tollgate.upstream.receivedBodyBytes
         let outcome = await reading
         let takenAtEnd = replica.tollgate.upstream.receivedBodyBytes
         let rssGrowth = SlowReader.residentBytes() - rssBefore
@@ -58,11 +51,10 @@ struct BackPressureTests {
         #expect(peak <= Self.highWatermark + Self.curlChunk, "peak \(peak) bytes buffered for one transfer")
         #expect(peak >= Self.lowWatermark, "the buffer did fill, so the pause was exercised (peak \(peak))")
         // The transfer was paused: curl took off the wire only what the client's side could hold
-        // (Tollgate's buffer and the socket buffers towards the client), and between 4 s and 8 s
-        // the slow client let through only a little more. The rest waits in the provider's
-        // socket and the provider (the kernel's socket buffers are not Tollgate's memory).
+        // (Tollgate's buffer, and the kernel's socket buffers towards the client, which grow
+        // with TCP autotuning and are not Tollgate's memory); unpaused, all 50 MB would have
+        // arrived within a second. The rest waits in the provider's socket and the provider.
         #expect(takenAtEnd < streamBytes / 5, "Tollgate took \(takenAtEnd) of \(streamBytes) bytes")
-        #expect(takenAtEnd - takenMidway < 1 << 20, "taken \(takenMidway) once paused, \(takenAtEnd) by 8 s")
         // RSS is the whole test process (other suites run in parallel), so the margin is wide;
         // holding the stream would add at least its 50 MB.
         #expect(rssGrowth < 40 << 20, "RSS grew by \(rssGrowth) bytes")

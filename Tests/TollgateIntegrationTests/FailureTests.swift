@@ -18,8 +18,8 @@ struct FailureTests {
         #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200)
 
         let freezer = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
-        let freeze = Task { try await freezer.call(.command(["CLIENT", "PAUSE", "4000", "ALL"])) }
-        try await Task.sleep(nanoseconds: 100_000_000)
+        // CLIENT PAUSE answers at once; from its reply on, every other client waits.
+        _ = try await freezer.call(.command(["CLIENT", "PAUSE", "4000", "ALL"]))
         let before = mock.recorder.count
         let started = ContinuousClock.now
         let frozen = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers)
@@ -30,7 +30,6 @@ struct FailureTests {
         #expect(ContinuousClock.now - started < .seconds(3.5), "bounded by redis.timeout_ms, not by Redis")
         #expect(mock.recorder.count == before, "nothing is forwarded unreserved")
 
-        _ = try await freeze.value
         try await Task.sleep(nanoseconds: 4_000_000_000)
         #expect(try await eventually {
             await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: headers).status == 200
