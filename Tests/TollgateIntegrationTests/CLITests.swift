@@ -7,13 +7,8 @@ import TollgateRedis
 @Suite("CLI", .timeLimit(.minutes(2)), .enabled(if: ReplicaProcess.binaryExists, "needs the built tollgate binary"))
 struct CLITests {
     func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = ReplicaProcess.binary
-        p.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["TOLLGATE_REDIS_URL"] = TestRedis.url
-        p.environment = environment
-        return try await ChildProcess.run(p)
+        try await ChildProcess.run(ReplicaProcess.binary.path, arguments,
+                                   environment: ChildProcess.environment(["TOLLGATE_REDIS_URL": TestRedis.url]))
     }
 
     @Test("budgets set/get/reset, spend and keys work against Redis with no replica running")

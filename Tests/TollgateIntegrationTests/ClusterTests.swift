@@ -94,7 +94,7 @@ final class Tally: Sendable {
 
 /// A `tollgate serve` process from this build.
 struct ReplicaProcess: Sendable {
-    let process: Process
+    let process: ChildProcess
     let port: Int
 
     static let repository = URL(fileURLWithPath: #filePath).appendingPathComponent("../../..").standardized
@@ -104,24 +104,18 @@ struct ReplicaProcess: Sendable {
 
     static func start(upstream: String, environment: [String: String] = [:]) async throws -> ReplicaProcess {
         let port = try SpawnedRedis.freePort()
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = ["serve"]
-        p.environment = ProcessInfo.processInfo.environment.merging([
+        let p = try ChildProcess(binary.path, ["serve"], environment: ChildProcess.environment([
             "TOLLGATE_HOST": "127.0.0.1", "TOLLGATE_PORT": String(port), "TOLLGATE_ADMIN_PORT": String(try SpawnedRedis.freePort()),
             "TOLLGATE_REDIS_URL": TestRedis.url, "TOLLGATE_OPENAI_BASE_URL": upstream, "TOLLGATE_ANTHROPIC_BASE_URL": upstream,
             "TOLLGATE_LOG_LEVEL": "error", "TOLLGATE_LUA_DIR": repository.appendingPathComponent("lua").path,
-        ].merging(environment) { $1 }) { $1 }
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        ].merging(environment) { $1 }))
         let replica = ReplicaProcess(process: p, port: port)
         _ = try await eventually { await TestClient.shared.get("http://127.0.0.1:\(port)/readyz").status == 200 }
         return replica
     }
 
     func kill() {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        process.kill()
     }
 }
 
@@ -129,7 +123,7 @@ struct ReplicaProcess: Sendable {
 final class NginxProcess: Sendable {
     let port: Int
     let directory: URL
-    let process: Process
+    let process: ChildProcess
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     init(upstreams: [Int]) throws {
@@ -168,12 +162,8 @@ final class NginxProcess: Sendable {
         }
         """
         try conf.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: ReplicaProcess.nginx!)
-        process.arguments = ["-p", directory.path, "-c", directory.appendingPathComponent("nginx.conf").path, "-g", "daemon off;"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        process = try ChildProcess(ReplicaProcess.nginx!, ["-p", directory.path, "-c", directory.appendingPathComponent("nginx.conf").path,
+                                                            "-g", "daemon off;"])
     }
 
     func waitUntilServing() async throws {
@@ -181,6 +171,6 @@ final class NginxProcess: Sendable {
     }
 
     func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGQUIT) }
+        process.signal(SIGQUIT)
     }
 }

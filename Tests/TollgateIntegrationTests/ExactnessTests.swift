@@ -199,16 +199,17 @@ struct ExactnessTests {
 
     @Test("hole 4: a non-streamed call that outlives its lease is renewed, not reaped and granted again")
     func slowCallKeepsItsLease() async throws {
-        // A 6 s lease renewed every 2 s, a 9 s call, and a reaping pass at 7.5 s: past the lease,
-        // with seconds of slack for a loaded machine.
+        // A 6 s lease renewed every 2 s, a 12 s call, and a reaping pass 7.5 s after it was sent:
+        // past the lease, and seconds before the call ends even on a loaded machine.
         try await withProxy(configure: { $0.budget.leaseSeconds = 6 }) { replica, _, _ throws in
             let client = TestRedis.uniqueClient("slow")
             // Room for one such request only.
             _ = try await TestRedis.shared.call(.command(["HSET", RedisKeys(client).limits, "daily", "40000"]))
             let body = #"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
-            async let slow = post(replica, body, client, [("X-Mock-Latency-Ms", "9000")])
+            let sent = ContinuousClock.now
+            async let slow = post(replica, body, client, [("X-Mock-Latency-Ms", "12000")])
             _ = try await reservationInFlight(client)
-            try await Task.sleep(for: .seconds(7.5))
+            try await Task.sleep(until: sent + .seconds(7.5))
             // Every reserve reaps the client's expired leases; the slow call's must not be one.
             let second = await post(replica, body, client)
             #expect(second.status == 402, "the slow call still holds the budget")

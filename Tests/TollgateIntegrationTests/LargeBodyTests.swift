@@ -35,7 +35,7 @@ struct LargeBodyTests {
         let replica = try await ReplicaProcess.start(upstream: mock.baseURL, environment: ["TOLLGATE_MAX_BODY_BYTES": String(64 << 20)])
         defer { replica.kill(); Task { await mock.stop() } }
         let url = "http://127.0.0.1:\(replica.port)/v1/chat/completions"
-        let pid = replica.process.processIdentifier
+        let pid = replica.process.pid
         let body = Self.hugeBody
         #expect(body.utf8.count >= 30_000_000)
         // Warm up with a small request, so the baseline includes a served request's working set.

@@ -121,10 +121,7 @@ struct PolicyTests {
             let client = TestRedis.uniqueClient("sdk")
             try await setPolicy(client, ["daily", "1000", "on_limit", "stop"])
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../sdk/stop_answers.py").standardized
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script.path, pair.replicas[0].baseURL, client.rawValue]
-            let (status, output) = try await ChildProcess.run(process)
+            let (status, output) = try await ChildProcess.run("python3", [script.path, pair.replicas[0].baseURL, client.rawValue])
             #expect(status == 0, "\(output)")
             #expect(output.contains("all 6 SDK calls parsed a stop answer"), "\(output)")
             #expect(pair.mock.recorder.count == 0)

@@ -12,16 +12,8 @@ struct RedisStartupTests {
 
     /// Runs the binary to its end (killed after 30 s); its exit status and all it printed.
     func run(_ arguments: [String], environment: [String: String]) async throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = ReplicaProcess.binary
-        p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(30))
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        }
-        defer { watchdog.cancel() }
-        return try await ChildProcess.run(p)
+        try await ChildProcess.run(ReplicaProcess.binary.path, arguments, environment: ChildProcess.environment(environment),
+                                   killAfter: .seconds(30))
     }
 
     func serveEnvironment(_ redis: SpawnedRedis, password: String) throws -> [String: String] {

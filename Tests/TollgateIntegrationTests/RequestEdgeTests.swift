@@ -49,10 +49,7 @@ struct RequestEdgeTests {
                 pass
             sys.stdout.write(data.decode("utf-8", "replace"))
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script]
-        let (status, output) = try await ChildProcess.run(p)
+        let (status, output) = try await ChildProcess.run("python3", ["-c", script])
         #expect(status == 0, "\(output)")
         #expect(output.hasPrefix("HTTP/1.1 400"), "\(output)")
         let body = output.range(of: "\r\n\r\n").map { String(output[$0.upperBound...]) } ?? ""

@@ -21,10 +21,8 @@ enum Browser {
     /// Signs in at `url` through the form, reads the dashboard and takes screenshots; returns
     /// what the script wrote to result.json.
     static func run(chromium: String, url: String, token: String) async throws -> JSONValue {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script.path, "--url", url, "--token", token, "--out", artifacts.path, "--chromium", chromium]
-        let (status, output) = try await ChildProcess.run(p)
+        let (status, output) = try await ChildProcess.run(
+            "python3", [script.path, "--url", url, "--token", token, "--out", artifacts.path, "--chromium", chromium])
         guard status == 0 else { throw Failed(description: "dashboard.py failed (\(status)): \(output)") }
         let result = artifacts.appendingPathComponent("result.json")
         return try JSONValue.parse(Array(try Data(contentsOf: result)))

@@ -42,10 +42,8 @@ enum RawHTTP {
                 data += part
             sys.stdout.write(("CLOSED %.3f\\n" % took if closed else "OPEN\\n") + data.decode("utf-8", "replace"))
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose)]
-        let (status, output) = try await ChildProcess.run(p)
+        let (status, output) = try await ChildProcess.run(
+            "python3", ["-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose)])
         guard status == 0, let newline = output.firstIndex(of: "\n") else { throw RawHTTPError(output: output) }
         let first = output[..<newline]
         let closed = first.hasPrefix("CLOSED")

@@ -86,7 +86,7 @@ final class SpawnedCluster: @unchecked Sendable {
     func stop() { nodes.forEach { $0.stop() } }
 
     static func cli(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await ChildProcess.spawn("redis-cli", arguments)
+        try await ChildProcess.run("redis-cli", arguments)
     }
 
     struct Failure: Error, CustomStringConvertible { let description: String }
@@ -97,7 +97,7 @@ final class SpawnedCluster: @unchecked Sendable {
 final class SpawnedSentinel: @unchecked Sendable {
     let port: Int
     let dir: String
-    private var process: Process?
+    private var process: ChildProcess?
 
     init(master: String, masterPort: Int) throws {
         port = try SpawnedRedis.freePort()
@@ -118,7 +118,7 @@ final class SpawnedSentinel: @unchecked Sendable {
 
     func stop() {
         guard let p = process else { return }
-        kill(p.processIdentifier, SIGKILL)
+        p.kill()
         process = nil
     }
 

@@ -10,7 +10,7 @@ final class SpawnedRedis: @unchecked Sendable {
     let arguments: [String]
     /// Serves TLS only (`--tls-port`), with `TestCertificates`' server certificate.
     let tls: Bool
-    private var process: Process?
+    private var process: ChildProcess?
     /// With TLS the host is `localhost`, the name the test server certificate carries.
     var url: String { tls ? "rediss://localhost:\(port)/0" : "redis://127.0.0.1:\(port)/0" }
 
@@ -36,22 +36,16 @@ final class SpawnedRedis: @unchecked Sendable {
     }
 
     /// Runs a redis-server (or sentinel) command line and returns once `port` accepts connections.
-    static func launch(_ arguments: [String], port: Int) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = arguments
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+    static func launch(_ arguments: [String], port: Int) throws -> ChildProcess {
+        let p = try ChildProcess(arguments[0], Array(arguments.dropFirst()))
         for _ in 0..<100 where !accepts(port) { usleep(20_000) }
         return p
     }
 
-    /// Kills the server and waits until its port is closed. (`Process.waitUntilExit` can hang
-    /// inside an async test: it spins a run loop nobody drives.)
+    /// Kills the server and waits until its port is closed.
     func stop() {
         guard let p = process else { return }
-        kill(p.processIdentifier, SIGKILL)
+        p.kill()
         for _ in 0..<200 where SpawnedRedis.accepts(port) { usleep(10_000) }
         process = nil
     }
@@ -115,15 +109,9 @@ struct TestCertificates: Sendable {
             openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=tollgate
             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2
             """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "mkdir -p '\(dir)'\n" + script]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return .failure(CertificateFailure(dir: dir)) }
-        // Polled rather than waitUntilExit (see SpawnedRedis.stop).
+        guard let p = try? ChildProcess("/bin/sh", ["-c", "mkdir -p '\(dir)'\n" + script]) else { return .failure(CertificateFailure(dir: dir)) }
         for _ in 0..<3_000 where p.isRunning { usleep(10_000) }
-        guard !p.isRunning, p.terminationStatus == 0 else { return .failure(CertificateFailure(dir: dir)) }
+        guard p.status == 0 else { return .failure(CertificateFailure(dir: dir)) }
         return .success(TestCertificates(dir: dir))
     }
 
