@@ -198,9 +198,9 @@ public final class SettleJournal: Sendable {
         }
     }
 
-    /// Stops the journal thread after the writes queued so far; later appends fail.
+    /// Stops the journal thread after the writes queued so far; later appends fail. Idempotent.
     public func close() {
-        state.withLock { $0.closed = true }
+        guard !state.withLock({ s in defer { s.closed = true }; return s.closed }) else { return }
         thread.submit { [self] _ in state.withLock { s in _ = Glibc.close(s.fd); s.fd = -1 } }
         thread.shutdownGracefully { _ in }
     }

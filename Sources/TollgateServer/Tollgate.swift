@@ -184,39 +184,26 @@ public final class Tollgate: Sendable {
     }
 
     /// The replica's long-lived parts, in start order; a ServiceGroup shuts them down in reverse.
-    /// Put the HTTP servers after these, so that on SIGTERM the servers drain first (their
-    /// requests settle), then the settle retrier retries or journals what Redis has not taken,
-    /// then the lease renewer stops, and the Redis and curl connections close last.
-    public func services() -> [any Service] {
-        [ClosingAtShutdown(self), renewer, settleRetrier]
+    /// Put the HTTP servers (and the alert sender) after these, so that on SIGTERM the servers
+    /// drain first (their requests settle), then the settle retrier retries or journals what Redis
+    /// has not taken, the lease renewer stops, the access log writes what is left, curl stops, the
+    /// journal closes, and Redis closes last.
+    public func services(accessLog: (any Service)? = nil) -> [any Service] {
+        var services: [any Service] = [RedisConnectionService(redis: redis)]
+        if let journal = settleRetrier.journal { services.append(SettleJournalService(journal: journal)) }
+        services.append(UpstreamClientService(upstream: upstream))
+        if let accessLog { services.append(accessLog) }
+        services += [renewer, settleRetrier]
+        return services
     }
 
-    /// Stops the Redis and curl threads and closes the journal (after the HTTP server has
-    /// stopped). Runs once; `services()` calls it last on graceful shutdown.
+    /// Stops curl, Redis and the journal at once, for a replica whose services never ran (a failed
+    /// start, a test). Idempotent; after the services have stopped there is nothing left to do.
     public func shutdown() {
         guard !stopped.withLockedValue({ stopped in defer { stopped = true }; return stopped }) else { return }
         upstream.shutdown()
         redis.shutdown()
         settleRetrier.journal?.close()
-    }
-}
-
-/// The first service of a replica, so the last to stop: closes what everything else uses.
-struct ClosingAtShutdown: Service {
-    let tollgate: Tollgate
-    init(_ tollgate: Tollgate) { self.tollgate = tollgate }
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        // Stopping joins the curl thread (a blocking wait); in `serve` Swift concurrency runs on
-        // the event loops, so the wait happens on a thread of its own.
-        let tollgate = self.tollgate
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread {
-                tollgate.shutdown()
-                done.resume()
-            }.start()
-        }
     }
 }
 

@@ -48,10 +48,8 @@ struct Serve: AsyncParsableCommand {
         defer { tollgate.shutdown() }
         try await verifyRedis(tollgate.redis, logger: logger)
         // Shut down in reverse: the HTTP servers drain first (their requests settle and log), then
-        // the alert sender, the settle retrier, the lease renewer, the access log writes what is
-        // left, and Redis and curl close last.
-        var services = tollgate.services()
-        services.insert(accessLog, at: 1)
+        // the alert sender, then the replica's own services (see `Tollgate.services`).
+        var services = tollgate.services(accessLog: accessLog)
         if let sender = tollgate.alertSender() { services.append(sender) }
         if settings.admin.enabled { services.append(tollgate.adminApplication()) }
         services.append(tollgate.application())

@@ -196,6 +196,26 @@ struct SettleJournalTests {
         await bench.stop()
     }
 
+    @Test("SIGTERM with Redis up: the stream in flight drains and is charged in Redis, not journaled; then Redis closes")
+    func shutdownOrder() async throws {
+        let bench = try await OutageBench.start()
+        let client = TestRedis.uniqueClient("drain")
+        let transfer = TestClient.shared.start(bench.replica.baseURL + "/v1/chat/completions", Self.streamedChat,
+                                               headers: [("X-Client-ID", client.rawValue), ("X-Mock-Chunk-Delay-Ms", "50")])
+        #expect(try await eventually { await Self.leases(client, on: bench.admin) == 1 })
+        // The services alone, as SIGTERM stops them (no `Tollgate.shutdown()` after).
+        bench.replica.server.cancel()
+        let reply = await TestClient.shared.collect(transfer)
+        _ = try? await bench.replica.server.value
+        #expect(reply.text.contains("data: [DONE]"))
+        let bill = try #require(Self.billed(Self.streamedUsage(reply.text)))
+        #expect(try await Self.totals(client, on: bench.admin) == Totals(spent: bill, reserved: 0))
+        #expect(Self.journalRecords(bench.directory).settles.isEmpty)
+        // Redis closed last: once the services have stopped, the replica's connection is shut.
+        await #expect(throws: RedisError.self) { try await bench.replica.tollgate.redis.call(.command(["PING"])) }
+        await bench.stop()
+    }
+
     // MARK: (b) Exactly once
 
     @Test("replaying the same journal twice charges once: the counters do not move after the first replay")
