@@ -124,6 +124,9 @@ public struct TollgateConfig: Sendable {
         /// One server-sent event, which the relay must hold whole before passing it on. Large
         /// enough for a Responses API `response.completed` event that repeats a long answer.
         public var maxSSEEventBytes = 8 << 20
+        /// The whole body of an answer that is not relayed as a stream (a non-streamed call, an
+        /// error, `GET /v1/models`), which Tollgate holds whole to read its usage.
+        public var maxResponseBytes = 32 << 20
     }
 
     public struct Analytics: Sendable {

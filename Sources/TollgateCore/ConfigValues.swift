@@ -27,7 +27,7 @@ struct ConfigValues {
         "budget.estimate_output_tokens", "budget.unseen_input", "budget.server_tools", "budget.server_tool_max_calls",
         "budget.background", "budget.allowed_betas",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
-        "upstream.max_header_bytes", "upstream.max_sse_event_bytes",
+        "upstream.max_header_bytes", "upstream.max_sse_event_bytes", "upstream.max_response_bytes",
         "analytics", "analytics.retention_days",
         "log_level",
     ]
@@ -218,6 +218,7 @@ struct ConfigValues {
         c.upstream.maxConnections = try int("upstream.max_connections", in: 1...65_536, "") ?? c.upstream.maxConnections
         c.upstream.maxHeaderBytes = try int("upstream.max_header_bytes", in: 1_024...(16 << 20), "bytes ") ?? c.upstream.maxHeaderBytes
         c.upstream.maxSSEEventBytes = try int("upstream.max_sse_event_bytes", in: 1_024...(256 << 20), "bytes ") ?? c.upstream.maxSSEEventBytes
+        c.upstream.maxResponseBytes = try int("upstream.max_response_bytes", in: 1_024...(1 << 30), "bytes ") ?? c.upstream.maxResponseBytes
         if let level = string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(level) else { throw fail("log_level", "must be one of \(levels.joined(separator: ", ")) (got '\(level)')") }

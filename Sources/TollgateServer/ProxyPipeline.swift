@@ -124,7 +124,14 @@ struct ProxyPipeline: Sendable {
         defer { watch?.unwatch() }
         while let part = await parts.next() {
             switch part {
-            case .body(let chunk): body.writeBytes(chunk)
+            case .body(let chunk):
+                // A stream request answered with something else arrives in parts: held to the
+                // same bound curl holds a non-streamed answer to.
+                guard body.readableBytes + chunk.count <= config.upstream.maxResponseBytes else {
+                    transfer.cancel()
+                    throw await fail(Self.responseTooLarge(config.upstream.maxResponseBytes), settlement, bill, route, nil, &record)
+                }
+                body.writeBytes(chunk)
             case .head, .end: continue
             case .failed(let e):
                 throw await fail(e, settlement, bill, route, body, &record)
@@ -136,6 +143,14 @@ struct ProxyPipeline: Sendable {
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
         await settle(settlement, bill.charge(.answered(status: head.status, usage: usage)), usage: usage, &record)
         return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
+    }
+
+    /// An answer held whole that passed `upstream.max_response_bytes`, counted and logged as curl's
+    /// own check does (`TransferContext`).
+    static func responseTooLarge(_ limit: Int) -> UpstreamError {
+        UpstreamMetrics.exceeded(.responseBody)
+        return UpstreamError(kind: .transfer, message: "the provider's answer is larger than \(UpstreamLimit.responseBody.configKey) (\(limit) bytes)",
+                             limit: .responseBody)
     }
 
     /// Settles a non-streamed request that got no complete answer and says what the client gets.
@@ -179,7 +194,9 @@ struct ProxyPipeline: Sendable {
                 return (error as? ProxyError ?? .unauthorized(missing: true)).response(family: family)
             }
         }
-        let transfer = upstream.start(upstreamRequest(family, request, body: []))
+        var outgoing = upstreamRequest(family, request, body: [])
+        outgoing.collectBody = true // held to upstream.max_response_bytes by curl
+        let transfer = upstream.start(outgoing)
         let watch = await context.watchDisconnect { transfer.cancel() }
         defer { watch?.unwatch() }
         var head: UpstreamResponseHead?
@@ -190,6 +207,7 @@ struct ProxyPipeline: Sendable {
             case .body(let chunk): body.writeBytes(chunk)
             case .end: break
             case .failed(let e):
+                if let limit = e.limit { return ProxyError.upstreamLimit(e, limit).response(family: family) }
                 return ProxyError.upstreamUnavailable(e, provider: config.provider(family).baseURL).response(family: family)
             }
         }

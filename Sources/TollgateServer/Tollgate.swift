@@ -60,6 +60,7 @@ public final class Tollgate: Sendable {
         settings.timeoutSeconds = config.upstream.timeoutSeconds
         settings.maxConnections = config.upstream.maxConnections
         settings.maxHeaderBytes = config.upstream.maxHeaderBytes
+        settings.maxCollectedBytes = config.upstream.maxResponseBytes
         do { upstream = try UpstreamClient(settings: settings, logger: logger) } catch {
             throw ConfigError(key: "upstream", message: "the upstream client could not start: \(error)")
         }

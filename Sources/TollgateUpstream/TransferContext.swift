@@ -26,16 +26,19 @@ final class TransferContext: @unchecked Sendable {
     /// Header bytes of this answer so far (all header blocks), against `maxHeaderBytes`.
     var headerBytes = 0
     let maxHeaderBytes: Int
+    /// Against `collected`: an answer gathered whole must not hold unbounded memory.
+    let maxCollectedBytes: Int
     /// The bound that stopped this transfer, so its failure says which (`complete`).
     var limitHit: UpstreamLimit?
     /// The last part has been handed to the producer: a reader leaving now cancels nothing.
     private let delivered = Atomic<Bool>(false)
     var isDelivered: Bool { delivered.load(ordering: .acquiring) }
 
-    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int) {
+    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int, maxCollectedBytes: Int) {
         self.request = request
         self.buffer = buffer
         self.maxHeaderBytes = maxHeaderBytes
+        self.maxCollectedBytes = maxCollectedBytes
     }
 
     /// A refused option is a failed transfer with a message that names it, never a transfer that
@@ -157,6 +160,12 @@ final class TransferContext: @unchecked Sendable {
     /// chunk and hands it over again after `resume`, libcurl >= 7.18).
     func received(_ chunk: UnsafeRawBufferPointer) -> Int {
         if request.collectBody {
+            guard collected.count + chunk.count <= maxCollectedBytes else {
+                // Taking less than offered makes curl fail the transfer (CURLE_WRITE_ERROR).
+                limitHit = .responseBody
+                collected = []
+                return 0
+            }
             collected.append(contentsOf: chunk)
             return chunk.count
         }
@@ -231,6 +240,8 @@ final class TransferContext: @unchecked Sendable {
             return "the provider's answer took longer than \(limit.configKey) (\(settings.timeoutSeconds) s)"
         case .sseEvent:
             return "a server-sent event is larger than \(limit.configKey)"
+        case .responseBody:
+            return "the provider's answer is larger than \(limit.configKey) (\(maxCollectedBytes) bytes)"
         }
     }
 

@@ -23,6 +23,8 @@ public final class UpstreamClient: Sendable {
         public var bufferLowWatermarkBytes = 64 << 10
         /// Header bytes of one answer (all header blocks); more fails the transfer.
         public var maxHeaderBytes = 64 << 10
+        /// Body bytes of an answer gathered whole (`UpstreamRequest.collectBody`); more fails the transfer.
+        public var maxCollectedBytes = 32 << 20
         public init() {}
     }
 
@@ -124,7 +126,8 @@ public final class UpstreamClient: Sendable {
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
         let buffer = TransferBuffer(
             watermarks: .init(low: settings.bufferLowWatermarkBytes, high: settings.bufferHighWatermarkBytes), stats: bufferStats)
-        let context = TransferContext(request: request, buffer: buffer, maxHeaderBytes: settings.maxHeaderBytes)
+        let context = TransferContext(request: request, buffer: buffer, maxHeaderBytes: settings.maxHeaderBytes,
+                                      maxCollectedBytes: settings.maxCollectedBytes)
         let made = UpstreamParts.Producer.makeSequence(
             backPressureStrategy: ByteWatermarks(buffer: buffer), finishOnDeinit: true,
             delegate: TransferDemand(client: self, context: context))

@@ -75,6 +75,8 @@ public enum UpstreamLimit: String, Sendable, CaseIterable {
     case header
     /// The transfer took longer than `upstream.timeout_seconds`.
     case duration
+    /// An answer held whole (not relayed as a stream) larger than `upstream.max_response_bytes`.
+    case responseBody = "response_body"
 
     /// The config key that sets this bound.
     public var configKey: String {
@@ -82,6 +84,7 @@ public enum UpstreamLimit: String, Sendable, CaseIterable {
         case .sseEvent: "upstream.max_sse_event_bytes"
         case .header: "upstream.max_header_bytes"
         case .duration: "upstream.timeout_seconds"
+        case .responseBody: "upstream.max_response_bytes"
         }
     }
 }

@@ -36,6 +36,7 @@ struct ConfigLoadTests {
         #expect(c.upstream.maxConnections == 4_096)
         #expect(c.upstream.maxHeaderBytes == 65_536)
         #expect(c.upstream.maxSSEEventBytes == 8_388_608)
+        #expect(c.upstream.maxResponseBytes == 33_554_432)
         #expect(c.logLevel == "info")
         #expect(c.utcOffsetSeconds() == 0)
     }
@@ -64,7 +65,7 @@ struct ConfigLoadTests {
           month_grace_seconds: 0
           min_output_tokens: 32
           estimate_output_tokens: 2000
-        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16, max_header_bytes: 16384, max_sse_event_bytes: 2097152 }
+        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16, max_header_bytes: 16384, max_sse_event_bytes: 2097152, max_response_bytes: 1048576 }
         log_level: debug
         """
 
@@ -102,6 +103,7 @@ struct ConfigLoadTests {
         #expect(c.upstream.maxConnections == 16)
         #expect(c.upstream.maxHeaderBytes == 16_384)
         #expect(c.upstream.maxSSEEventBytes == 2_097_152)
+        #expect(c.upstream.maxResponseBytes == 1_048_576)
         #expect(c.logLevel == "debug")
     }
 
@@ -192,6 +194,7 @@ struct ConfigErrorTests {
         ("upstream:\n  max_connections: 0", "upstream.max_connections"),
         ("upstream:\n  max_header_bytes: 100", "upstream.max_header_bytes"),
         ("upstream:\n  max_sse_event_bytes: 1gb", "upstream.max_sse_event_bytes"),
+        ("upstream:\n  max_response_bytes: 10", "upstream.max_response_bytes"),
         ("log_level: verbose", "log_level"),
         ("server: [", "(file)"),
     ])

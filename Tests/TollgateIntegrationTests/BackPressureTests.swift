@@ -104,6 +104,28 @@ struct BackPressureTests {
         }
     }
 
+    @Test("a non-streamed answer over upstream.max_response_bytes: a 502 in the family's shape, counted, the reservation charged")
+    func responseBodyCap() async throws {
+        try await Self.withLimit(.responseBody, configure: { $0.upstream.maxResponseBytes = 16_384 }) { replica, log in
+            let client = TestRedis.uniqueClient("body-cap")
+            // 8000 tokens of "tok " is a 32 000-byte answer; 100 tokens fit.
+            let body = #"{"model":"gpt-4o-mini","max_tokens":8000,"messages":[{"role":"user","content":"hi"}]}"#
+            let small = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", body, headers: [
+                ("X-Client-ID", client.rawValue), (MockHeader.completionTokens, "100"),
+            ])
+            #expect(small.status == 200)
+            let reply = await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", body, headers: [
+                ("X-Client-ID", client.rawValue), (MockHeader.completionTokens, "8000"),
+            ])
+            #expect(reply.status == 502)
+            #expect(reply.json?["error"]?["type"]?.string == "upstream_limit_exceeded", "OpenAI's error shape")
+            #expect(reply.json?["error"]?["message"]?.string?.contains("upstream.max_response_bytes") == true)
+            #expect(try await eventually { log.all.filter { $0.contains(client.rawValue) }.count == 2 })
+            let line = try await Self.settled(client, log, outcome: "upstream_error")
+            #expect(line["charged"]?.string == "reservation", "the provider answered, so it billed")
+        }
+    }
+
     @Test("upstream.timeout_seconds caps a stream's duration: a late head is a 504, a long stream is cut and settled")
     func durationCap() async throws {
         try await Self.withLimit(.duration, hits: 2, configure: { $0.upstream.timeoutSeconds = 2 }) { replica, _ in
@@ -149,11 +171,12 @@ struct BackPressureTests {
     }
 
     /// Waits until `client` has no lease left (its request was settled) and returns its access-log line.
-    static func settled(_ client: ClientID, _ log: Lines) async throws -> JSONValue {
+    static func settled(_ client: ClientID, _ log: Lines, outcome: String? = nil) async throws -> JSONValue {
         #expect(try await eventually { try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0 },
                 "no lease is left behind")
-        #expect(try await eventually { log.all.contains { $0.contains(client.rawValue) } })
-        return try #require(log.all.first { $0.contains(client.rawValue) }.flatMap { try? JSONValue.parse(Array($0.utf8)) })
+        let lines = { log.all.filter { $0.contains(client.rawValue) }.compactMap { try? JSONValue.parse(Array($0.utf8)) } }
+        #expect(try await eventually { lines().contains { outcome == nil || $0["outcome"]?.string == outcome } })
+        return try #require(lines().first { outcome == nil || $0["outcome"]?.string == outcome })
     }
 
     /// `tollgate_upstream_limit_exceeded_total{limit=…}` as /metrics renders it.
