@@ -69,6 +69,7 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, Sen
             return s.cancel
         }
         cancel?()
+        MemoryTrim.afterConnectionClosed()
         context.fireChannelInactive()
     }
 

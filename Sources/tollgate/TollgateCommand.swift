@@ -30,10 +30,11 @@ struct Serve: AsyncParsableCommand {
         // Run Swift concurrency's jobs on NIO's event loops: a request's handler then runs on the
         // thread that owns its connection instead of hopping to the cooperative pool and back.
         NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        // Large request bodies give their memory back to the kernel (process-wide; see MemoryTrim).
-        MemoryTrim.enable()
         let environment = ProcessInfo.processInfo.environment
         let settings = try loadConfig(config)
+        // Large request bodies and closed connections give their memory back to the kernel
+        // (process-wide; see MemoryTrim).
+        MemoryTrim.enable(idleTimeoutSeconds: settings.server.idleTimeoutSeconds)
         var logger = Logger(label: "tollgate")
         logger.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
         let registry = PrometheusCollectorRegistry()
