@@ -3,6 +3,7 @@ import Testing
 import TollgateCore
 import TollgateMockProvider
 import TollgateRedis
+import TollgateServer
 
 extension HeavySuites {
 /// Large JSON bodies (issue 12, item 9): a 30 MB body of a million-element array once added
@@ -26,6 +27,40 @@ struct LargeBodyTests {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
         let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
         return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])) * 1024
+    }
+
+    @Test("with every large-body permit held past the 10 s wait, the next large body is a 503 large_bodies_busy, not charged; a small one passes")
+    func largeBodiesBusy() async throws {
+        let mock = try await MockProvider.start()
+        let log = Lines()
+        let replica = try await Replica.start(upstream: mock.baseURL, configure: {
+            $0.server.largeBodyBytes = 64 << 10
+            $0.server.largeBodyConcurrency = 1
+        }, accessLog: { log.append($0) })
+        let client = TestRedis.uniqueClient("busy")
+        let padding = String(repeating: "x", count: 100 << 10)
+        let large = #"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"metadata":{"pad":"\#(padding)"}}"#
+        let small = #"{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#
+        let url = replica.baseURL + "/v1/chat/completions"
+        // The one permit is held until this answer ends, 14 s from now.
+        async let holder = TestClient.shared.post(url, large, headers: [("X-Client-ID", client.rawValue), (MockHeader.latencyMs, "14000")])
+        #expect(try await eventually { mock.recorder.count == 1 }, "the first large body took the permit and was forwarded")
+        let smallReply = await TestClient.shared.post(url, small, headers: [("X-Client-ID", client.rawValue)])
+        #expect(smallReply.status == 200, "a small body needs no permit")
+        let busy = await TestClient.shared.post(url, large, headers: [("X-Client-ID", client.rawValue)])
+        #expect(busy.status == 503)
+        #expect(busy.head.header("retry-after") == "1")
+        #expect(busy.json?["error"]?["code"]?.string == "large_bodies_busy", "OpenAI's error shape: \(busy.text)")
+        #expect(busy.json?["error"]?["message"]?.string?.contains("server.large_body_concurrency") == true)
+        #expect(await holder.status == 200)
+        #expect(mock.recorder.count == 2, "the refused body was never forwarded")
+        #expect(try await eventually { log.all.contains { $0.contains("refused_busy") } })
+        let (day, _) = try await TestRedis.periodKeys(client)
+        let hash = try await TestRedis.hash(day)
+        #expect(hash["reserved"].map { $0 == "0" } ?? true, "no reservation left behind")
+        #expect(try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0)
+        await replica.stop()
+        await mock.stop()
     }
 
     @Test("4000 idle connections are closed by the replica after server.idle_timeout_seconds, and its RSS comes back down",
