@@ -124,4 +124,15 @@ struct ScriptVersionTests {
         #expect(grant.lease.member.hasSuffix("|\(day)|\(month)||"))
         #expect(try await TestRedis.int(day, "reserved") == 3_000)
     }
+
+    @Test("every command the scripts BudgetScripts loads call is granted by the ACL docs/operations.md documents")
+    func commandsInDocumentedACL() throws {
+        // An upgrade whose script needs a command operators have not granted fails every request.
+        let granted = Set(try RedisAuthTLSTests.documentedACL(password: "x").filter { $0.hasPrefix("+") }.map { $0.dropFirst().lowercased() })
+        for script in TestRedis.scripts.all {
+            let called = script.source.matches(of: /call\('([A-Za-z]+)'/).map { $0.1.lowercased() }
+            #expect(!called.isEmpty, "\(script.name) calls Redis through `call('…'` or `redis.call('…'`")
+            for command in Set(called) { #expect(granted.contains(command), "\(script.name) calls \(command)") }
+        }
+    }
 }
