@@ -383,7 +383,9 @@ def redis_commandstats_record(stats, requests):
     """Redis µs per request from INFO commandstats: evalsha's usec (which includes every command
     a script calls) plus the commands the replicas send outside scripts (the top-spender ZINCRBY),
     over the requests wrk completed; and evalsha's own µs per call."""
-    own = {c: v for c, v in stats.items() if c in ("evalsha", "eval") or (c not in SCRIPT_COMMANDS and c not in BENCH_COMMANDS)}
+    # Redis 7 names subcommands "config|resetstat".
+    own = {c: v for c, v in stats.items()
+           if c in ("evalsha", "eval") or (c.split("|")[0] not in SCRIPT_COMMANDS and c.split("|")[0] not in BENCH_COMMANDS)}
     ev = stats.get("evalsha", {"calls": 0, "usec": 0})
     return {"redis_cmd_us_per_req": round(sum(v["usec"] for v in own.values()) / requests, 1),
             "evalsha_calls_per_req": round(ev["calls"] / requests, 2),
