@@ -46,14 +46,16 @@
 -- reserve_v4.lua. v5 decides exactly what v4 decides and writes the same keys, lease members
 -- and alerts, so settle_v4 settles v5's leases and settle_v5 settles v4's. It changed only what
 -- a call costs Redis (docs/redis.md, "What they cost"):
---   * The replica passes the period keys and their ends for the Redis time it last saw;
---     TIME checks them with two comparisons. Outside that window (midnight, a skewed clock, a
---     DST change) the script derives them from TIME as v4 did, from the settings in ARGV[19].
+--   * The replica passes the period keys and their ends for its own clock (BudgetStore,
+--     TimezoneSchedule.period(at:)); two comparisons check them against TIME. Outside that
+--     window (a call across midnight, a skewed clock, a DST change inside the day) the script
+--     derives them from TIME as v4 did, from the settings in ARGV[19].
 --   * The limits hash is read for the four fields every call needs (daily, monthly, loop_max,
 --     downgrade_at); the rest of the client's policy only on the path that uses it.
---   * 4 keys and 24 arguments instead of 3 and 36: config that only a refusal, a loop, a run, a new key or a
---     fallback needs travels in ARGV[19] and is parsed there; `local call = redis.call`; no
---     table or closure built on the common path; the ZADD score is a number (ZADD reads doubles).
+--   * 4 keys and 24 arguments instead of 3 and 36: config that only a refusal, a loop, a run,
+--     a new key or the derivation needs travels in ARGV[19] and is parsed there; `local call =
+--     redis.call`; no table built on the common path; the ZADD score is a number (ZADD reads
+--     doubles).
 -- All amounts stay below 2^53 (Lua numbers are doubles); numbers go back to Redis through
 -- string.format('%d') (tostring and Redis 7.2+ write 1e+15). Three phases: read everything,
 -- decide, then write everything or nothing.
