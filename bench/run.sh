@@ -198,11 +198,14 @@ for c in $CONNS; do
     $LIB limits --redis-port "$P_REDIS" "$client"
     run_wrk "$target" "$c" "$WARMUP" "warm-$run" bench-warm
     [ "$target" = tollgate ] && $LIB settled --redis-port "$P_REDIS" --client bench-warm >/dev/null
+    # Redis's own account (INFO commandstats) of what the run cost it, reset here.
+    [ "$target" = tollgate ] && $LIB commandstats --redis-port "$P_REDIS" --reset
     before=$($LIB proc "${WATCH[$target]}"); redis_before=$($LIB proc "$PID_redis")
     run_wrk "$target" "$c" "$SECONDS_PER_RUN" "$run" "$client"
     after=$($LIB proc "${WATCH[$target]}"); redis_after=$($LIB proc "$PID_redis")
     redis_args=()
-    [ "$target" = tollgate ] && redis_args=(--redis-before "$redis_before" --redis-after "$redis_after")
+    [ "$target" = tollgate ] && redis_args=(--redis-before "$redis_before" --redis-after "$redis_after"
+                                            --redis-stats "$($LIB commandstats --redis-port "$P_REDIS")")
     rec=$($LIB wrk-record --output "$TMP/wrk-$run.txt" --target "$target" --conns "$c" \
       --before "$before" --after "$after" "${redis_args[@]}")
     record "$rec"

@@ -1,6 +1,6 @@
 /// A budget threshold crossing: "client alice has spent 80 % of her daily budget".
 ///
-/// The scripts decide crossings atomically (`lua/settle_v4.lua` for spend, `lua/reserve_v4.lua`
+/// The scripts decide crossings atomically (`lua/settle_v5.lua` for spend, `lua/reserve_v5.lua`
 /// for the wall: a refusal at 100 %) and append them to the client's outbox stream
 /// (`tollgate:{C}:alerts`); a sender in each replica drains it into the configured sinks.
 /// `id` is the same for every replica and every retry, so a receiver de-duplicates on it.

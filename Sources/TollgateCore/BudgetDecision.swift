@@ -1,4 +1,4 @@
-/// The outcome of `lua/reserve_v4.lua`, the one place the budget is decided.
+/// The outcome of `lua/reserve_v5.lua`, the one place the budget is decided.
 /// `TollgateRedis.BudgetStore.reserve` calls the script and builds these from its reply.
 public enum BudgetPeriod: String, Sendable {
     /// `run`: a workflow run's own cap (`X-Budget-Run`), which resets only when the run expires.
@@ -6,7 +6,7 @@ public enum BudgetPeriod: String, Sendable {
 }
 
 /// A granted reservation's handle in Redis: its member of the client's `leases` sorted set,
-/// `A|<reservation id>|<cost>|<day key>|<month key>|<run key>|<flags>`, exactly as `reserve_v4.lua` wrote it.
+/// `A|<reservation id>|<cost>|<day key>|<month key>|<run key>|<flags>`, exactly as `reserve_v4.lua` and `reserve_v5.lua` write it.
 /// Settle and renew pass it back; the scripts act on it only while it is still in the set, so a
 /// forged or stale lease charges nothing.
 public struct Lease: Hashable, Sendable, CustomStringConvertible {
@@ -137,7 +137,7 @@ public struct ReserveOptions: Sendable, Equatable {
     }
 }
 
-/// What `lua/settle_v4.lua` did with a lease.
+/// What `lua/settle_v5.lua` did with a lease.
 public enum SettleOutcome: Int, Sendable {
     /// Already settled, never reserved, or not a lease: nothing was charged this time.
     case unknownLease = 0
@@ -226,6 +226,6 @@ public struct RedisKeys: Sendable {
     public var leases: String { base + ":leases" }
     public func day(_ date: String) -> String { base + ":day:" + date }
     public func month(_ yearMonth: String) -> String { base + ":month:" + yearMonth }
-    /// A workflow run's counters (lua/reserve_v4.lua builds the same name from the prefix).
+    /// A workflow run's counters (lua/reserve_v5.lua builds the same name from the prefix).
     public func run(_ id: RunID) -> String { base + ":run:" + id.rawValue }
 }

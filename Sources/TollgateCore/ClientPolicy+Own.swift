@@ -1,5 +1,5 @@
 /// A client's own policy values as they sit in its limits hash (`ClientPolicy.Field`); nil: the
-/// config default applies. `lua/reserve_v4.lua` reads the same fields in the same way.
+/// config default applies. `lua/reserve_v5.lua` reads the same fields in the same way.
 public struct OwnPolicy: Sendable, Equatable {
     public var onLimit: ClientPolicy.OnLimit?
     /// 0: downgrade off for this client.

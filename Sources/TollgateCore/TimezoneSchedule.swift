@@ -1,4 +1,4 @@
-/// The budget timezone around now, as `lua/reserve_v4.lua` takes it: the UTC offset in force,
+/// The budget timezone around now, as `lua/reserve_v5.lua` takes it: the UTC offset in force,
 /// when it next changes, and the offset after that. One known change is enough: a script call
 /// looks at most to the end of the month, and zones change at most twice a year.
 ///
@@ -48,5 +48,37 @@ public struct TimezoneSchedule: Sendable, Equatable {
         let (y, m, _) = CivilDate.fromDays(days)
         let nextMonth = m == 12 ? CivilDate.days(year: y + 1, month: 1, day: 1) : CivilDate.days(year: y, month: m + 1, day: 1)
         return (midnight(localDays: days + 1), midnight(localDays: nextMonth))
+    }
+}
+
+/// The budget period a call at some instant falls in, as `lua/reserve_v5.lua` takes it from the
+/// replica: the day and its month, when they end, and the instants for which Redis, deriving
+/// them from TIME, would name the same day. The script uses it only when TIME is inside
+/// `validFrom..<validUntil`, so a replica's clock that is off (or a call across midnight) costs
+/// the script's own derivation, never a wrong day.
+public struct CalendarPeriod: Sendable, Equatable {
+    /// `YYYY-MM-DD`; its month is the first seven characters.
+    public var day: String
+    public var month: Substring { day.prefix(7) }
+    public var validFrom: UnixTime
+    public var validUntil: UnixTime
+    public var dayEnd: UnixTime
+    public var monthEnd: UnixTime
+}
+
+extension TimezoneSchedule {
+    /// The period the script would derive at `time`: the date by the offset in force then, and
+    /// the stretch around `time` in which that offset gives the same date (cut at the change).
+    public func period(at time: UnixTime) -> CalendarPeriod {
+        func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : (a - b + 1) / b }
+        let offset = offset(at: time)
+        let days = floorDiv(time.seconds + offset, 86_400)
+        var from = days * 86_400 - offset, until = (days + 1) * 86_400 - offset
+        if time < nextChange { until = min(until, nextChange.seconds) } else { from = max(from, nextChange.seconds) }
+        let (y, m, _) = CivilDate.fromDays(days)
+        let nextMonth = m == 12 ? CivilDate.days(year: y + 1, month: 1, day: 1) : CivilDate.days(year: y, month: m + 1, day: 1)
+        return CalendarPeriod(day: CivilDate.dayString(time, utcOffset: offset), validFrom: UnixTime(seconds: from),
+                            validUntil: UnixTime(seconds: until), dayEnd: midnight(localDays: days + 1),
+                            monthEnd: midnight(localDays: nextMonth))
     }
 }

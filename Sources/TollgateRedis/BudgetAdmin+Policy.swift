@@ -50,7 +50,7 @@ extension BudgetAdmin {
             _ = try await redis.call(.command(["HSET", key] + edit.values.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
         }
         if !remove.isEmpty { _ = try await redis.call(.command(["HDEL", key] + remove.sorted())) }
-        // settle_v4 checks a period's alerts only once spend reaches the mark it computed from the
+        // settle_v4/v5 check a period's alerts only once spend reaches the mark it computed from the
         // old limit; forget that mark so a lowered limit or new thresholds apply on the next settle.
         let alertInputs: Set<String> = ["daily", "monthly", ClientPolicy.Field.alerts]
         if !alertInputs.isDisjoint(with: Set(edit.values.keys).union(remove)) {

@@ -9,7 +9,7 @@ public struct BudgetAdmin: Sendable {
     /// `clients.defaults`: what a client's own policy fields fall back to.
     public let defaultPolicy: ClientPolicy
     /// The budget timezone as of a moment (`TollgateConfig.timezoneSchedule(at:)`): days and
-    /// their resets are named with the same arithmetic as `lua/reserve_v4.lua`.
+    /// their resets are named with the same arithmetic as `lua/reserve_v5.lua`.
     public let timezone: @Sendable (UnixTime) -> TimezoneSchedule
 
     public init(redis: RedisConnection, defaultDailyLimit: NanoUSD, defaultMonthlyLimit: NanoUSD,

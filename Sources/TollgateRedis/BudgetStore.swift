@@ -1,9 +1,11 @@
+import Foundation
 import Logging
 import Synchronization
 import TollgateCore
 
 /// The budget's Redis side: reserve → (renew) → settle, each one EVALSHA of a script in `lua/`.
-/// The decision itself lives in `lua/reserve_v4.lua`; this type only frames the call.
+/// The decision itself lives in `lua/reserve_v5.lua`; this type only frames the call (arguments:
+/// BudgetStore+Arguments.swift).
 public struct BudgetStore: Sendable {
     public struct Policy: Sendable {
         public var defaultDailyLimit: NanoUSD
@@ -18,6 +20,9 @@ public struct BudgetStore: Sendable {
         public var timezone: @Sendable () -> TimezoneSchedule
         /// Shifts Redis TIME inside the scripts. Production: 0. Tests use it to cross midnight.
         public var clockOffsetSeconds: Int64 = 0
+        /// The replica's guess at Redis TIME, for the period keys it passes reserve (which
+        /// checks them against TIME). Tests set a wrong one to make the script derive its own.
+        public var replicaClock: @Sendable () -> UnixTime = { UnixTime(seconds: Int64(Date().timeIntervalSince1970)) }
         /// The policy of clients without their own fields in Redis (`clients.defaults`).
         public var clientDefaults = ClientPolicy()
         /// `alerts.outbox_max_length`: the bound of each client's outbox stream.
@@ -51,30 +56,8 @@ public struct BudgetStore: Sendable {
     /// applying the client's policy, or says why not.
     public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate,
                         options: ReserveOptions = ReserveOptions()) async throws -> ReserveOutcome {
-        let keys = RedisKeys(client)
-        let zone = policy.timezone()
-        let defaults = policy.clientDefaults
-        func text(_ v: NanoUSD?) -> String { v.map { String($0.value) } ?? "" }
-        var args: [String] = [keys.base, String(policy.clockOffsetSeconds)]
-        args += [String(zone.current), String(zone.nextChange.seconds), String(zone.after), reservation.rawValue]
-        args += [String(estimate.fixedCost.value), String(estimate.perOutputToken.value)]
-        args += [String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens)]
-        args += [String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value)]
-        args += [String(policy.leaseSeconds * 1000), String(policy.dayGraceSeconds), String(policy.monthGraceSeconds)]
-        args += [String(policy.reapedRetentionSeconds)]
-        // Policy, ARGV[17…]: the client's own fields in Redis win over these defaults.
-        let loop = defaults.loopBreaker
-        args += [defaults.onLimit.rawValue, options.fingerprint ?? "", String(loop?.maxRepeats ?? 0), String(loop?.windowSeconds ?? 60)]
-        args += [text(options.dailyCap), text(options.monthlyCap)]
-        args += [options.run?.id ?? "", text(options.run?.cap), text(defaults.runLimit), String(defaults.runTTLSeconds)]
-        args += [options.model, String(defaults.downgrade?.atPercent ?? 0), defaults.downgrade?.models[options.model] ?? ""]
-        let fallback = options.fallback
-        let fallbackEstimate = fallback?.estimate ?? CostEstimate(inputTokenBound: 0, fixedCost: .zero, perOutputToken: .zero,
-                                                                  requestedOutputTokens: 0, minimumOutputTokens: 0)
-        args += [fallback?.model ?? "", String(fallbackEstimate.fixedCost.value), String(fallbackEstimate.perOutputToken.value)]
-        args += [String(fallbackEstimate.requestedOutputTokens), String(fallbackEstimate.minimumOutputTokens)]
-        args += [thresholdsArgument, String(policy.outboxMaxLength)]
-        let reply = try await redis.call(.script(scripts.reserve, keys: [keys.limits, keys.leases, keys.alerts], args: args))
+        let call = reserveCall(client, reservation, estimate: estimate, options: options)
+        let reply = try await redis.call(.script(scripts.reserve, keys: call.keys, args: call.args))
         let name = scripts.reserve.name
         guard let r = reply.array, let flag = r.first?.int, r.count == [0: 9, 1: 11, 2: 2][flag] else {
             throw RedisError.unexpectedReply("\(name): \(reply)")
@@ -126,10 +109,8 @@ public struct BudgetStore: Sendable {
     /// charges nothing, and neither does a lease this client does not hold.
     /// `model` is the model billed: the day's spend per model counts it (analytics).
     public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String = "") async throws -> SettleOutcome {
-        let keys = RedisKeys(client)
-        let args = [lease.member, String(max(0, actual.value)), model, thresholdsArgument,
-                    String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value), String(policy.outboxMaxLength)]
-        let reply = try await redis.call(.script(scripts.settle, keys: [keys.leases, keys.limits, keys.alerts], args: args))
+        let call = settleCall(client, lease, actual: actual, model: model)
+        let reply = try await redis.call(.script(scripts.settle, keys: call.keys, args: call.args))
         guard let r = reply.array, r.count == 4, let status = r[0].int, let outcome = SettleOutcome(rawValue: Int(status)),
               let charged = r[2].int, let fired = r[3].int else {
             throw RedisError.unexpectedReply("\(scripts.settle.name): \(reply)")
@@ -138,9 +119,6 @@ public struct BudgetStore: Sendable {
         if fired > 0 { alertsFired(client) }
         return outcome
     }
-
-    /// Clients without their own `alerts` field get these; '' when the default is none.
-    private var thresholdsArgument: String { policy.clientDefaults.alertThresholds.map(String.init).joined(separator: ",") }
 
     /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
     /// budget: posted after the settle, no reply awaited, so they cost no round trip; a reaped

@@ -35,7 +35,7 @@ struct ClientBudgetRoute: Sendable {
         let (_, policy) = try await own
         guard case .object(var members) = AdminAPI.spendJSON(spend, date: date) else { return .null }
         if let run = caps.run {
-            // The same cap as lua/reserve_v4.lua: the header's, lowering the policy's run_limit.
+            // The same cap as lua/reserve_v5.lua: the header's, lowering the policy's run_limit.
             let limit = BudgetHeaderCaps.lowering(policy.runLimit.value, to: caps.runLimit)
             let r = try await admin.runSpend(client, run: run)
             members.append(("run", .object([

@@ -3,7 +3,7 @@ import Hummingbird
 import TollgateCore
 import TollgateRedis
 
-/// Step 3 of the journey: reserve with the client's policy. The decision is `reserve_v4.lua`'s;
+/// Step 3 of the journey: reserve with the client's policy. The decision is `reserve_v5.lua`'s;
 /// this file prices what the script may need (the cheaper model of a downgrade) and turns its
 /// answer into a grant, an error, or a stop answer.
 extension ProxyPipeline {

@@ -8,7 +8,7 @@ import TollgateUpstream
 
 /// A paid request's whole journey, top to bottom:
 /// identify → estimate → reserve → forward → stream or collect → settle → log.
-/// The budget itself is decided in `lua/reserve_v4.lua` (called through `BudgetStore.reserve`).
+/// The budget itself is decided in `lua/reserve_v5.lua` (called through `BudgetStore.reserve`).
 struct ProxyPipeline: Sendable {
     let config: TollgateConfig
     let prices: PriceTable

@@ -21,7 +21,7 @@ public enum SettleDurability: Sendable, Equatable {
 /// Gets every settle into Redis, whatever Redis is doing. A settle that cannot reach Redis after
 /// a quick retry goes to the journal (or, failing that, a bounded queue in memory); this
 /// service replays the journal — left by a crash at start, and whenever Redis answers again —
-/// and retries the queue. Replay is exactly-once because `settle_v4.lua` is: the lease member
+/// and retries the queue. Replay is exactly-once because `settle_v5.lua` is: the lease member
 /// carries the reservation and is removed in the same step that charges it, so a settle that
 /// already reached Redis (its reply lost) charges nothing the second time.
 ///

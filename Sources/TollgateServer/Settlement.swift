@@ -5,7 +5,7 @@ import TollgateCore
 import TollgateRedis
 
 /// Settles one lease exactly once, whichever way the request ends (normal end, client gone,
-/// upstream error), and keeps the lease renewed until then. `settle_v4.lua` is idempotent, so a
+/// upstream error), and keeps the lease renewed until then. `settle_v5.lua` is idempotent, so a
 /// settle whose reply was lost is retried safely. A settle that cannot reach Redis is journaled
 /// before `settle` returns (`SettleRetrier`), and replayed when Redis answers again.
 final class Settlement: Sendable {

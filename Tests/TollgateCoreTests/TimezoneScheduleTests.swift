@@ -37,6 +37,30 @@ struct TimezoneScheduleTests {
         #expect(Self.fallBack.periodEnds(day: "2026-11-31") == nil)
     }
 
+    @Test("the period a replica passes reserve_v5 holds exactly while the script would name the same day", arguments: [
+        // 2027-03-14T09:00:00Z is 01:00 PST on the spring-forward day: the day began at 08:00Z,
+        // and by -8 h it lasts until the change at 10:00Z; from then on the script uses -7 h.
+        (springForward, Int64(1_805_014_800), "2027-03-14", Int64(1_805_011_200), Int64(1_805_018_400), Int64(1_805_094_000)),
+        // 2027-03-14T12:00:00Z, after the change: from the change to 00:00 PDT on the 15th (07:00Z).
+        (springForward, 1_805_025_600, "2027-03-14", 1_805_018_400, 1_805_094_000, 1_805_094_000),
+        // 2026-11-01T20:00:00Z, 12:00 PST after falling back: by -8 h the 1st began at 08:00Z,
+        // but only instants from the change (09:00Z) on use -8 h.
+        (fallBack, 1_793_563_200, "2026-11-01", 1_793_523_600, 1_793_606_400, 1_793_606_400),
+        // UTC, 2026-12-01T12:00:00Z: the whole day.
+        (TimezoneSchedule.utc, 1_796_126_400, "2026-12-01", 1_796_083_200, 1_796_169_600, 1_796_169_600),
+    ])
+    func replicaPeriod(schedule: TimezoneSchedule, seconds: Int64, day: String, from: Int64, until: Int64, dayEnd: Int64) throws {
+        let period = schedule.period(at: UnixTime(seconds: seconds))
+        #expect(period.day == day)
+        #expect(period.validFrom == UnixTime(seconds: from))
+        #expect(period.validUntil == UnixTime(seconds: until))
+        #expect(period.dayEnd == UnixTime(seconds: dayEnd))
+        #expect(period.monthEnd == schedule.periodEnds(day: day)?.monthEnd)
+        // Every instant of the window names the same day, and the instants just outside do not.
+        for t in [from, until - 1] { #expect(schedule.day(at: UnixTime(seconds: t)) == day) }
+        #expect(schedule.day(at: UnixTime(seconds: from - 1)) != day || from == schedule.nextChange.seconds)
+    }
+
     @Test("a midnight the clocks jump over begins the day at the jump")
     func skippedMidnight() {
         // +02:00 → +03:00 at local 00:00: 2027-03-14 begins at 2027-03-13T22:00:00Z = 1_804_975_200.

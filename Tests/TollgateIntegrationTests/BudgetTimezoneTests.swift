@@ -1,8 +1,9 @@
+import Foundation
 import Testing
 import TollgateCore
 import TollgateRedis
 
-/// Day keys in the budget timezone (lua/reserve_v3.lua): the date by the offset in force at Redis
+/// Day keys in the budget timezone (lua/reserve_v3.lua, v5: the replica's period or TIME's): the date by the offset in force at Redis
 /// TIME, and the expiry at the local midnight by the offset in force then. The clock is moved to
 /// fixed instants (always in the future, or the keys would expire at once), so every expected
 /// date and time below is a literal, worked out by hand in the comments.
@@ -49,10 +50,16 @@ struct BudgetTimezoneTests {
     static let springForward = TimezoneSchedule(current: -28_800, nextChange: UnixTime(seconds: 1_805_018_400), after: -25_200)
     static let fallBack = TimezoneSchedule(current: -25_200, nextChange: UnixTime(seconds: 1_825_578_000), after: -28_800)
 
-    @Test("the day key's date, its reset time and its expiry follow the local midnight", arguments: cases)
-    func dayKeys(c: Case) async throws {
+    /// Whether the replica's own clock agrees with Redis: reserve_v5 then takes the period the
+    /// replica passed; 40 days off, it derives the period from TIME itself. Both must agree.
+    enum ReplicaClock: String, CaseIterable, Sendable { case agrees, wrong }
+
+    @Test("the day key's date, its reset time and its expiry follow the local midnight",
+          arguments: cases, ReplicaClock.allCases)
+    func dayKeys(c: Case, replica: ReplicaClock) async throws {
         let client = TestRedis.uniqueClient("tz")
-        let store = BudgetStore.forTests(timezone: c.schedule).withClock(try await TestRedis.clockOffset(to: c.now))
+        var store = BudgetStore.forTests(timezone: c.schedule).withClock(try await TestRedis.clockOffset(to: c.now))
+        if replica == .wrong { store.policy.replicaClock = { UnixTime(seconds: Int64(Date().timeIntervalSince1970) - 40 * 86_400) } }
         let grant = try await store.grant(client, estimate: .fixed(1_000))
         let keys = RedisKeys(client)
         let day = keys.day(c.date), month = keys.month(String(c.date.prefix(7)))

@@ -112,11 +112,11 @@ struct LeaseReapingTests {
         let store = BudgetStore.forTests(leaseSeconds: 60)
         let crashed = try await store.grant(client, estimate: .fixed(9_000))
         let keys = RedisKeys(client)
-        // reserve_v3's ARGV with the clock 61 s ahead (the lease has expired) and "ten" as the fixed cost.
-        let args = [keys.base, "61", "0", "253402300800", "0", ReservationID.unique().rawValue, "ten", "0", "0", "0",
-                    "10000000000", "200000000000", "60000", "3600", "3600", "86400"]
+        // The reserve's arguments with the clock 61 s ahead (the lease has expired) and "ten" as the fixed cost.
+        var call = store.withClock(61).reserveCall(client, .unique(), estimate: .fixed(1), options: ReserveOptions())
+        call.args[1] = "ten"
         await #expect(throws: RedisError.self) {
-            _ = try await TestRedis.shared.call(.script(TestRedis.scripts.reserve, keys: [keys.limits, keys.leases], args: args))
+            _ = try await TestRedis.shared.call(.script(TestRedis.scripts.reserve, keys: call.keys, args: call.args))
         }
         #expect(try await TestRedis.shared.call(.command(["ZSCORE", keys.leases, crashed.lease.member])).string != nil, "not reaped")
         let (day, _) = try await TestRedis.periodKeys(client)

@@ -331,6 +331,18 @@ class Redis:
         raise RuntimeError(f"bad reply {line!r}")
 
 
+def commandstats(r):
+    """INFO commandstats as {command: {"calls", "usec"}}: Redis's own CPU per command, which the
+    load of a shared machine moves far less than wall-clock time."""
+    stats = {}
+    for line in r.call("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, fields = line[len("cmdstat_"):].split(":", 1)
+            kv = dict(f.split("=", 1) for f in fields.split(","))
+            stats[name] = {"calls": int(kv["calls"]), "usec": int(kv["usec"])}
+    return stats
+
+
 def day_counters(r, client):
     """The client's day hashes, summed (a run that crosses UTC midnight spans two keys)."""
     total = {"spent": 0, "reserved": 0, "requests": 0, "refused": 0, "leases_reaped": 0}
@@ -350,6 +362,35 @@ def cmd_limits(a):
     r = Redis(a.redis_port)
     for client in a.clients:
         r.call("HSET", f"tollgate:{{{client}}}:limits", "daily", HUGE_BUDGET, "monthly", HUGE_BUDGET)
+
+
+# What the budget scripts call inside EVALSHA (commandstats counts those calls twice: under
+# their own name and inside evalsha's usec), and what the bench itself sends.
+SCRIPT_COMMANDS = {"time", "zcount", "zrangebyscore", "zrange", "zrem", "zadd", "exists", "hincrby", "hmget", "hget",
+                   "hset", "hsetnx", "hdel", "expireat", "expire", "pexpireat", "incr", "ttl", "xadd"}
+BENCH_COMMANDS = {"info", "config", "scan", "hgetall", "ping", "client", "select", "hello", "command", "script"}
+
+
+def cmd_commandstats(a):
+    r = Redis(a.redis_port)
+    if a.reset:
+        r.call("CONFIG", "RESETSTAT")
+    else:
+        print(json.dumps(commandstats(r), separators=(",", ":")))
+
+
+def redis_commandstats_record(stats, requests):
+    """Redis µs per request from INFO commandstats: evalsha's usec (which includes every command
+    a script calls) plus the commands the replicas send outside scripts (the top-spender ZINCRBY),
+    over the requests wrk completed; and evalsha's own µs per call."""
+    # Redis 7 names subcommands "config|resetstat".
+    own = {c: v for c, v in stats.items()
+           if c in ("evalsha", "eval") or (c.split("|")[0] not in SCRIPT_COMMANDS and c.split("|")[0] not in BENCH_COMMANDS)}
+    ev = stats.get("evalsha", {"calls": 0, "usec": 0})
+    return {"redis_cmd_us_per_req": round(sum(v["usec"] for v in own.values()) / requests, 1),
+            "evalsha_calls_per_req": round(ev["calls"] / requests, 2),
+            "evalsha_us_per_call": round(ev["usec"] / ev["calls"], 1) if ev["calls"] else None,
+            "redis_commands": {c: {"calls": v["calls"], "us_per_call": round(v["usec"] / v["calls"], 2)} for c, v in own.items() if v["calls"]}}
 
 
 def cmd_counters(a):
@@ -474,6 +515,8 @@ def cmd_wrk_record(a):
             rec["cpu_us_per_req" if name == "cpu" else "redis_us_per_req"] = round(us, 1)
             if name == "cpu":
                 rec["rss_kb"], rec["hwm_kb"] = e["rss_kb"], e["hwm_kb"]
+    if a.redis_stats and w["requests"]:
+        rec.update(redis_commandstats_record(json.loads(a.redis_stats), w["requests"]))
     print(json.dumps(rec))
 
 
@@ -509,6 +552,8 @@ def cmd_line(a):
     t = r["type"]
     if t == "wrk":
         cpu = f"  CPU {r['cpu_us_per_req']} µs/req" if "cpu_us_per_req" in r else ""
+        if "redis_cmd_us_per_req" in r:
+            cpu += f"  Redis {r['redis_cmd_us_per_req']} µs/req (EVALSHA {r['evalsha_us_per_call']} µs/call)"
         print(f"{r['target']:>8} c={r['conns']:<3} {r['rps']:>8.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms  "
               f"p99 {r['p99_us'] / 1000:.2f} ms  p99.9 {r['p999_us'] / 1000:.2f} ms  errors {r['errors']}{cpu}")
     elif t == "ttfb":
@@ -576,8 +621,8 @@ def cmd_report(a):
     p("")
     p("## Non-streaming chat completion (POST 0.9 KB → 0.8 KB JSON with usage), wrk")
     p("")
-    p("| target | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU µs/req | Redis µs/req | RSS MiB |")
-    p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    p("| target | conns | req/s | p50 ms | p99 ms | p99.9 ms | errors | CPU µs/req | Redis CPU µs/req | Redis µs/req (commandstats) | EVALSHA µs/call | RSS MiB |")
+    p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in conns:
         for t in ("direct", "nginx", "tollgate"):
             r = by.get((t, c))
@@ -586,8 +631,10 @@ def cmd_report(a):
             cpu = f"{r['cpu_us_per_req']:.1f}" if r.get("cpu_us_per_req") is not None else "-"
             redis_cpu = f"{r['redis_us_per_req']:.1f}" if r.get("redis_us_per_req") is not None else "-"
             rss = f"{r['rss_kb'] / 1024:.1f}" if r.get("rss_kb") else "-"
+            redis_cmd = f"{r['redis_cmd_us_per_req']:.1f}" if r.get("redis_cmd_us_per_req") is not None else "-"
+            evalsha = f"{r['evalsha_us_per_call']:.1f}" if r.get("evalsha_us_per_call") is not None else "-"
             p(f"| {t} | {c} | {r['rps']:.0f} | {fmt_ms(r['p50_us'])} | {fmt_ms(r['p99_us'])} | {fmt_ms(r['p999_us'])} | "
-              f"{r['errors']} | {cpu} | {redis_cpu} | {rss} |")
+              f"{r['errors']} | {cpu} | {redis_cpu} | {redis_cmd} | {evalsha} | {rss} |")
     summary = {"mode": meta["mode"], "commit": meta["commit"], "date": meta["date"], "nproc": meta["nproc"]}
     p("")
     ratios = []
@@ -603,7 +650,9 @@ def cmd_report(a):
                                         "p999_us": r["p999_us"], "errors": r["errors"]}
                 if t == "tollgate":
                     summary[f"{t}_c{c}"].update(cpu_us_per_req=r.get("cpu_us_per_req"), rss_kb=r.get("rss_kb"),
-                                                redis_us_per_req=r.get("redis_us_per_req"))
+                                                redis_us_per_req=r.get("redis_us_per_req"),
+                                                redis_cmd_us_per_req=r.get("redis_cmd_us_per_req"),
+                                                evalsha_us_per_call=r.get("evalsha_us_per_call"))
                 if t == "nginx":
                     summary[f"{t}_c{c}"].update(cpu_us_per_req=r.get("cpu_us_per_req"))
     p("Tollgate / nginx req/s: " + ", ".join(ratios))
@@ -782,7 +831,12 @@ def main():
     s.add_argument("--after")
     s.add_argument("--redis-before")
     s.add_argument("--redis-after")
+    s.add_argument("--redis-stats", help="INFO commandstats after the run (benchlib.py commandstats), reset before it")
     s.set_defaults(fn=cmd_wrk_record)
+    s = sub.add_parser("commandstats")
+    s.add_argument("--redis-port", type=int, required=True)
+    s.add_argument("--reset", action="store_true", help="CONFIG RESETSTAT instead of printing")
+    s.set_defaults(fn=cmd_commandstats)
     s = sub.add_parser("sse-record")
     s.add_argument("--output", required=True)
     s.add_argument("--target")

@@ -1,0 +1,61 @@
+import Foundation
+import TollgateCore
+
+/// The keys and arguments of reserve_v5 and settle_v5, in the order their contract headers
+/// (lua/reserve_v5.lua, lua/settle_v5.lua) list them. Every argument costs Redis about as much
+/// as an HGET's worth of parsing, so config only a rare path needs travels packed in one.
+extension BudgetStore {
+    struct ScriptCall {
+        var keys: [String]
+        var args: [String]
+    }
+
+    func reserveCall(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate, options: ReserveOptions) -> ScriptCall {
+        let keys = RedisKeys(client)
+        let zone = policy.timezone()
+        // The period for the replica's clock, moved like Redis TIME by the test offset; the
+        // script checks it against TIME and derives its own when they disagree.
+        let period = zone.period(at: UnixTime(seconds: policy.replicaClock().seconds + policy.clockOffsetSeconds))
+        let defaults = policy.clientDefaults
+        let loop = defaults.loopBreaker
+        var args = [reservation.rawValue, String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
+                    String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens), options.model, options.fingerprint ?? ""]
+        args += [String(period.validFrom.seconds), String(period.validUntil.seconds), String(period.dayEnd.seconds),
+                 String(period.monthEnd.seconds), String(policy.clockOffsetSeconds)]
+        args += [String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value),
+                 String(policy.leaseSeconds * 1000), String(policy.reapedRetentionSeconds)]
+        args += [String(loop?.maxRepeats ?? 0), String(defaults.downgrade?.atPercent ?? 0)]
+        let settings: [String] = [String(zone.current), String(zone.nextChange.seconds), String(zone.after),
+                                  String(policy.dayGraceSeconds), String(policy.monthGraceSeconds), String(loop?.windowSeconds ?? 60),
+                                  String(defaults.runTTLSeconds), String(policy.outboxMaxLength), defaults.onLimit.rawValue, thresholdsArgument]
+        args.append(settings.joined(separator: " "))
+        args.append(options.run?.id ?? "")
+        args.append(capsArgument(options))
+        args.append(defaults.downgrade?.models[options.model] ?? "")
+        if let fallback = options.fallback {
+            let e = fallback.estimate
+            args += [fallback.model, "\(e.fixedCost.value) \(e.perOutputToken.value) \(e.requestedOutputTokens) \(e.minimumOutputTokens)"]
+        } else {
+            args += ["", ""]
+        }
+        return ScriptCall(keys: [keys.limits, keys.leases, keys.day(period.day), keys.month(String(period.month))], args: args)
+    }
+
+    /// '' when the request brings no budget header and no run (nearly always); else its caps and
+    /// the default run limit, '-' for none.
+    private func capsArgument(_ options: ReserveOptions) -> String {
+        guard options.dailyCap != nil || options.monthlyCap != nil || options.run != nil else { return "" }
+        func text(_ v: NanoUSD?) -> String { v.map { String($0.value) } ?? "-" }
+        return [text(options.dailyCap), text(options.monthlyCap), text(options.run?.cap), text(policy.clientDefaults.runLimit)]
+            .joined(separator: " ")
+    }
+
+    func settleCall(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String) -> ScriptCall {
+        // Read by the script only when an alert may be due.
+        let alertDefaults = "\(policy.defaultDailyLimit.value) \(policy.defaultMonthlyLimit.value) \(policy.outboxMaxLength) \(thresholdsArgument)"
+        return ScriptCall(keys: [RedisKeys(client).leases], args: [lease.member, String(max(0, actual.value)), model, alertDefaults])
+    }
+
+    /// Clients without their own `alerts` field get these; '' when the default is none.
+    var thresholdsArgument: String { policy.clientDefaults.alertThresholds.map(String.init).joined(separator: ",") }
+}
