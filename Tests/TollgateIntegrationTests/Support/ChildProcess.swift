@@ -11,6 +11,11 @@ final class ChildProcess: Sendable {
     private let exitStatus = Mutex<Int32?>(nil)
     /// Held while spawning, and while `run` makes its pipe close-on-exec.
     private static let spawning = Mutex<Void>(())
+    /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module does not export.
+    private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? =
+        dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+            unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+        }
 
     enum Output { case discard, pipe(Int32) }
 
@@ -31,6 +36,9 @@ final class ChildProcess: Sendable {
             posix_spawn_file_actions_addclose(&actions, writeEnd)
         }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of this process may leak into the child: a socket it inherits (a test
+        // client's, say) stays open after the test closes it, and the peer never sees the hang-up.
+        guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else { throw POSIXError(.ENOSYS) }
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { argv.forEach { free($0) }; envp?.forEach { free($0) } }
