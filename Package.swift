@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "TollgateFuzzChecks",
             dependencies: ["TollgateCore", "TollgateRedis", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "TollgateCoreTests", dependencies: ["TollgateCore", "TollgateFuzzChecks"]),
+        .testTarget(name: "TollgateCoreTests", dependencies: ["TollgateCore", "TollgateFuzzChecks", "TollgateRedis", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(
             name: "TollgateIntegrationTests",
             dependencies: [

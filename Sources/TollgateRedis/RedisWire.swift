@@ -43,8 +43,37 @@ enum RedisWire {
 package final class RedisReplyReader {
     private let reader: UnsafeMutablePointer<redisReader>
 
-    package init() { reader = redisReaderCreate() }
+    /// The most elements one array reply may declare. hiredis 0.14 allocates an array's element
+    /// table as soon as it reads the header, so `*2147483647` made it ask for 16 GiB at once
+    /// (found by `make fuzz`, redis-reply target). Tollgate's largest replies (a day hash's
+    /// HGETALL, a SCAN page, CLUSTER SLOTS) are far below this; a larger one is a protocol error.
+    package static let maxArrayElements: Int32 = 1 << 20
+
+    package init() {
+        reader = redisReaderCreate()
+        reader.pointee.fn = Self.boundedFunctions
+    }
     deinit { redisReaderFree(reader) }
+
+    /// hiredis's own reply constructors, read once from a throw-away reader (its table is
+    /// static in hiredis.c). Immutable after initialisation (swift_once), hence `unsafe`.
+    nonisolated(unsafe) private static let hiredisFunctions: redisReplyObjectFunctions = {
+        let probe = redisReaderCreate()!
+        defer { redisReaderFree(probe) }
+        return probe.pointee.fn.pointee
+    }()
+
+    /// The same, with `createArray` refusing oversized arrays (a nil object makes hiredis fail the
+    /// read with "Out of memory", which `next()` throws). Allocated once, never freed or written again.
+    nonisolated(unsafe) private static let boundedFunctions: UnsafeMutablePointer<redisReplyObjectFunctions> = {
+        var bounded = hiredisFunctions
+        bounded.createArray = { task, elements in
+            elements > RedisReplyReader.maxArrayElements ? nil : RedisReplyReader.hiredisFunctions.createArray?(task, elements)
+        }
+        let functions = UnsafeMutablePointer<redisReplyObjectFunctions>.allocate(capacity: 1)
+        functions.initialize(to: bounded)
+        return functions
+    }()
 
     /// Takes bytes as they arrived from the socket.
     package func feed(_ buffer: ByteBuffer) {
