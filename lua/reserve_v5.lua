@@ -9,7 +9,7 @@
 --            replica expects for now; used only if Redis TIME is inside ARGV[8..9]
 --   The outbox tollgate:{C}:alerts (written only on a refusal at the wall) is derived from
 --   KEYS[1] like the run and loop keys: same hash tag, same slot (docs/redis.md, Cluster).
--- ARGV (hot: read on every call):
+-- ARGV: (hot: read on every call)
 --   ARGV[1]  reservation id (no '|')
 --   ARGV[2]  fixed cost: the input upper bound, nano-USD, ARGV[3] cost per output token (already
 --            times n choices), ARGV[4] requested output tokens, ARGV[5] minimum (== ARGV[4]: no clamping)

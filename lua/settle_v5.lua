@@ -15,7 +15,12 @@
 --   ARGV[4]  read only when an alert may be due, space-separated: default daily limit, default
 --            monthly limit (nano-USD), outbox length bound (XADD MAXLEN ~), default alert
 --            thresholds (percent, comma-separated; may be empty)
--- Returns: settle_v4's reply, {status, reservedCost, charged, alertsFired}.
+-- Returns:
+--   {status, reservedCost, charged, alertsFired} (settle_v4's reply): status 1 settled
+--   (reservedCost released), 2 settled after reap (reservedCost 0), 0 unknown lease (already
+--   settled, never reserved, or reaped longer ago than the retention: nothing charged, nothing
+--   fired). charged is the actual cost now on the books for this request (the replica adds it to
+--   the top-spender sets); alertsFired counts the alert thresholds this settle crossed.
 --
 -- v5 charges, marks and fires exactly as settle_v4 (they settle each other's leases, and either
 -- fires a crossing the other settled). It changed what a call costs Redis (docs/redis.md):
