@@ -9,6 +9,8 @@ import Synchronization
 final class ChildProcess: Sendable {
     let pid: pid_t
     private let exitStatus = Mutex<Int32?>(nil)
+    /// Held while spawning, and while `run` makes its pipe close-on-exec.
+    private static let spawning = Mutex<Void>(())
     /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc module does not export.
     private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? =
         dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
@@ -41,8 +43,9 @@ final class ChildProcess: Sendable {
         let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { argv.forEach { free($0) }; envp?.forEach { free($0) } }
         var pid: pid_t = 0
-        let spawned = envp.map { posix_spawnp(&pid, executable, &actions, nil, argv, $0) }
-            ?? posix_spawnp(&pid, executable, &actions, nil, argv, environ)
+        let spawned = Self.spawning.withLock { _ in
+            envp.map { posix_spawnp(&pid, executable, &actions, nil, argv, $0) } ?? posix_spawnp(&pid, executable, &actions, nil, argv, environ)
+        }
         guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EIO) }
         self.pid = pid
     }
@@ -99,11 +102,15 @@ extension ChildProcess {
     /// threads.
     static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                     killAfter limit: Duration? = nil) async throws -> (status: Int32, output: String) {
-        // No other child inherits the write end (each closes every descriptor from 3 up), so the
-        // read below ends when this child does.
-        var pipeEnds: [Int32] = [0, 0]
-        guard pipe(&pipeEnds) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        let (readEnd, writeEnd) = (pipeEnds[0], pipeEnds[1])
+        // Close-on-exec, set under the lock every spawn takes: a child spawned meanwhile by another
+        // test must not inherit the write end, or the read below would wait for that child's end.
+        let (readEnd, writeEnd) = try spawning.withLock { _ in
+            var pipeEnds: [Int32] = [0, 0]
+            guard pipe(&pipeEnds) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+            _ = fcntl(pipeEnds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(pipeEnds[1], F_SETFD, FD_CLOEXEC)
+            return (pipeEnds[0], pipeEnds[1])
+        }
         let child: ChildProcess
         do {
             child = try ChildProcess(executable, arguments, environment: environment, output: .pipe(writeEnd))
