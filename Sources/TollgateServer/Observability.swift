@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import TollgateCore
 
 /// How a request ended, as counted in `tollgate_requests_total{outcome}` and the access log.
@@ -49,23 +50,25 @@ struct Observability: Sendable {
     /// Models named in labels must come from the pricing table, so label cardinality stays bounded.
     let knownModels: Set<String>
 
+    /// The request metrics' handles, made on first use and kept (`RequestMetrics`).
+    let metrics = RequestMetrics()
+
     static let streamsInFlight = Meter(label: "tollgate_streams_in_flight")
 
     func finish(_ r: RequestRecord) {
         let model = r.model.map { knownModels.contains($0) ? $0 : "other" } ?? "none"
-        Counter(label: "tollgate_requests_total", dimensions: [
-            ("route", r.route), ("model", model), ("status", String(r.status)), ("outcome", r.outcome.rawValue),
-        ]).increment()
-        if let d = r.reserveDuration { Metrics.Timer(label: "tollgate_reserve_duration_seconds").recordNanoseconds(d.nanoseconds) }
-        if let d = r.settleDuration { Metrics.Timer(label: "tollgate_settle_duration_seconds").recordNanoseconds(d.nanoseconds) }
-        if let e = r.estimate { Counter(label: "tollgate_reserved_nanousd_total", dimensions: [("model", model)]).increment(by: Int64(e.value)) }
-        if let c = r.cost { Counter(label: "tollgate_spent_nanousd_total", dimensions: [("model", model)]).increment(by: Int64(c.value)) }
-        if r.leasesReaped > 0 { Counter(label: "tollgate_leases_reaped_total").increment(by: Int64(r.leasesReaped)) }
-        if r.overLimit { Counter(label: "tollgate_over_limit_requests_total", dimensions: [("model", model)]).increment() }
-        if r.downgradedFrom != nil { Counter(label: "tollgate_downgrades_total", dimensions: [("model", model)]).increment() }
+        let handles = metrics.handles(route: r.route, model: model, status: r.status, outcome: r.outcome)
+        handles.requests.increment()
+        if let d = r.reserveDuration { handles.reserveDuration.recordNanoseconds(d.nanoseconds) }
+        if let d = r.settleDuration { handles.settleDuration.recordNanoseconds(d.nanoseconds) }
+        if let e = r.estimate { handles.reserved.increment(by: Int64(e.value)) }
+        if let c = r.cost { handles.spent.increment(by: Int64(c.value)) }
+        if r.leasesReaped > 0 { handles.leasesReaped.increment(by: Int64(r.leasesReaped)) }
+        if r.overLimit { handles.overLimit.increment() }
+        if r.downgradedFrom != nil { handles.downgrades.increment() }
         switch r.outcome {
-        case .upstreamError: Counter(label: "tollgate_upstream_errors_total").increment()
-        case .redisError: Counter(label: "tollgate_redis_errors_total").increment()
+        case .upstreamError: handles.upstreamErrors.increment()
+        case .redisError: handles.redisErrors.increment()
         default: break
         }
         accessLog?(Self.line(r))
@@ -103,6 +106,43 @@ struct Observability: Sendable {
     static func milliseconds(_ d: Duration) -> String {
         let micros = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
         return NanoUSD.formatDecimal(micros, scale: 3)
+    }
+}
+
+/// The handles `Observability.finish` increments, looked up once per (route, model, status,
+/// outcome) and kept: making a `Counter` goes through the metrics factory's registry, its lock and
+/// its label matching on every call, a few percent of a request's CPU. Every label comes from a
+/// bounded set (routes, priced models, statuses, outcomes), so the table stays small. Made per
+/// `Observability`, at first use, so the handles are the bootstrapped factory's.
+final class RequestMetrics: Sendable {
+    struct Key: Hashable { let route: String, model: String, status: Int, outcome: Outcome }
+
+    struct Handles: Sendable {
+        let requests, reserved, spent, overLimit, downgrades: Counter
+        let reserveDuration, settleDuration: Metrics.Timer
+        let leasesReaped, upstreamErrors, redisErrors: Counter
+    }
+
+    private let table = NIOLockedValueBox<[Key: Handles]>([:])
+
+    func handles(route: String, model: String, status: Int, outcome: Outcome) -> Handles {
+        let key = Key(route: route, model: model, status: status, outcome: outcome)
+        if let found = table.withLockedValue({ $0[key] }) { return found }
+        let made = Handles(
+            requests: Counter(label: "tollgate_requests_total", dimensions: [
+                ("route", route), ("model", model), ("status", String(status)), ("outcome", outcome.rawValue),
+            ]),
+            reserved: Counter(label: "tollgate_reserved_nanousd_total", dimensions: [("model", model)]),
+            spent: Counter(label: "tollgate_spent_nanousd_total", dimensions: [("model", model)]),
+            overLimit: Counter(label: "tollgate_over_limit_requests_total", dimensions: [("model", model)]),
+            downgrades: Counter(label: "tollgate_downgrades_total", dimensions: [("model", model)]),
+            reserveDuration: Metrics.Timer(label: "tollgate_reserve_duration_seconds"),
+            settleDuration: Metrics.Timer(label: "tollgate_settle_duration_seconds"),
+            leasesReaped: Counter(label: "tollgate_leases_reaped_total"),
+            upstreamErrors: Counter(label: "tollgate_upstream_errors_total"),
+            redisErrors: Counter(label: "tollgate_redis_errors_total"))
+        table.withLockedValue { $0[key] = made }
+        return made
     }
 }
 

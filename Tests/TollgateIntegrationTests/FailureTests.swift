@@ -43,18 +43,20 @@ struct FailureTests {
     func goneBeforeForwarding() async throws {
         let redis = try SpawnedRedis()
         let mock = try await MockProvider.start()
-        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url) { $0.redis.timeoutMilliseconds = 5_000 }
+        let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url) { $0.redis.timeoutMilliseconds = 10_000 }
         let client = TestRedis.uniqueClient("gone")
-        // Warm the connection (scripts loaded), then hold every Redis client for 1.5 s.
+        // Warm the connection (scripts loaded), then hold every Redis client for 5 s: the client
+        // hangs up 0.4 s in, and the replica has the rest to notice (HTTPEdge's probe) however
+        // busy the box is. 1.5 s was not always enough on a 2-core box running every suite.
         #expect(await TestClient.shared.post(replica.baseURL + "/v1/chat/completions", chatBody, headers: [("X-Client-ID", "warm")]).status == 200)
         let pauser = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
-        _ = try await pauser.call(.command(["CLIENT", "PAUSE", "1500", "ALL"]))
+        _ = try await pauser.call(.command(["CLIENT", "PAUSE", "5000", "ALL"]))
         let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [("X-Client-ID", client.rawValue)])
         try await Task.sleep(for: .milliseconds(400))
         transfer.cancel()
         let before = mock.recorder.count
         let keys = RedisKeys(client)
-        let probe = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 5_000, scripts: [], logger: TestRedis.logger)
+        let probe = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 10_000, scripts: [], logger: TestRedis.logger)
         func requests() async throws -> Int64 {
             let time = try await probe.call(.command(["TIME"])).array![0].int!
             let day = keys.day(CivilDate.dayString(UnixTime(seconds: time), utcOffset: 0))
