@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reads JSON in place: values are byte offsets into a body that `JSONReader.skipValue` has
 /// already validated, so nothing here fails and nothing builds a tree. A 30 MB array of a
 /// million elements costs its bytes and no more (a `JSONValue` tree of it took ~280 MB).
@@ -44,9 +46,20 @@ struct JSONView {
     }
 
     func end(ofStringAt i: Int) -> Int {
-        var k = i + 1
-        while bytes[k] != Self.quote { k += bytes[k] == Self.backslash ? 2 : 1 }
-        return k + 1
+        // memchr finds each quote (the byte-at-a-time loop this replaced was ~3 % of a request's
+        // CPU); a quote ends the string unless an odd run of backslashes escapes it.
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return i + 1 }
+            var k = i + 1
+            while k < buffer.count, let found = memchr(base + k, Int32(Self.quote), buffer.count - k) {
+                let quote = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                var escapes = 0
+                while quote - escapes - 1 >= k, buffer[quote - escapes - 1] == Self.backslash { escapes += 1 }
+                if escapes % 2 == 0 { return quote + 1 }
+                k = quote + 1
+            }
+            return buffer.count // unterminated: only validated bodies come here
+        }
     }
 
     // MARK: Scalars

@@ -13,6 +13,21 @@ struct LargeBodyScanTests {
         #expect(r.members.map(\.key) == ["model", "input"])
     }
 
+    @Test("a string ends at the first quote not escaped by an odd run of backslashes", arguments: [
+        ("\"abc\",1", 5),
+        ("\"\",1", 2),
+        ("\"a\\\"b\",1", 6),
+        ("\"a\\\\\",1", 5),
+        ("\"a\\\\\\\"b\",1", 8),
+        ("\"\\\\\\\\\",1", 6),
+        ("\"\\\"\\\"\",1", 6),
+        ("\"x\\\\\\\\\\\\\\\"y\\\\\",1", 14),
+    ])
+    func stringEnds(json: String, end: Int) {
+        // `end`: where Python's json.raw_decode stopped, the offset just past the closing quote.
+        #expect(JSONView(bytes: Array(json.utf8)).end(ofStringAt: 0) == end)
+    }
+
     @Test("escaped keys and strings, whitespace and non-ASCII count as their decoded UTF-8 bytes", arguments: [
         (#"{"model":"m","messages":[{"role":"user","content":"h\u00e9"}]}"#, #"{"model":"m","messages":[{"role":"user","content":"hé"}]}"#),
         (#"{ "model" : "m" , "messages" : [ { "role" : "user" , "content" : "a\nb" } ] }"#, #"{"model":"m","messages":[{"role":"user","content":"a\nb"}]}"#),
