@@ -141,7 +141,13 @@ struct ProxyPipeline: Sendable {
         let usage = (200..<300).contains(head.status)
             ? (try? JSONValue.parse(body.readableBytesView)).flatMap(route.usage(inResponse:)) : nil
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
-        await settle(settlement, bill.charge(.answered(status: head.status, usage: usage)), usage: usage, &record)
+        // Settled after the answer goes out: the whole answer is here and priced, so the client
+        // need not wait for Redis (issue 13, item 4). The reservation holds the worst case until
+        // then, so no budget can be overspent meanwhile; a crash in between leaves the lease to
+        // be reaped and charged its reservation. Streams still settle before their last event.
+        let charge = bill.charge(.answered(status: head.status, usage: usage))
+        (record.usage, record.cost, record.charged) = (usage, charge.cost, charge.basis)
+        settlement.settleAfterResponse(charge.cost, on: EventLoopExecutor.of(context.channel.eventLoop))
         return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
     }
 

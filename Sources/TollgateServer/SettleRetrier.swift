@@ -47,6 +47,8 @@ public final class SettleRetrier: Service, Sendable {
     let settings: Settings
     let logger: Logger
     private let queue = Mutex<[JournaledSettle]>([])
+    /// Settles running after their response went out (`settleAfterResponse`), awaited at shutdown.
+    private let afterResponse = Mutex<(next: Int, running: [Int: Task<Void, Never>])>((0, [:]))
     private let wakes: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -93,6 +95,21 @@ public final class SettleRetrier: Service, Sendable {
         }
         enqueue(s)
         return .retrying
+    }
+
+    /// Settles once the response has gone out, on a task of its own: the client does not wait
+    /// for Redis. Same path as `settle` (Redis, else the journal, else memory); shutdown waits
+    /// for these before it journals what is left.
+    func settleAfterResponse(_ s: JournaledSettle, on executor: (any TaskExecutor)?) {
+        afterResponse.withLock { state in
+            let id = state.next
+            state.next &+= 1
+            // Made under the lock, so the task's own removal (which takes it) comes after this insert.
+            state.running[id] = Task(executorPreference: executor) { [self] in
+                _ = await settle(s)
+                _ = afterResponse.withLock { $0.running.removeValue(forKey: id) }
+            }
+        }
     }
 
     /// Queues a settle for retry (the request's own path failed, or it ended without one).
@@ -214,6 +231,8 @@ public final class SettleRetrier: Service, Sendable {
     /// Shutdown: one more try for the queue, the journal for the rest; what still fails is lost
     /// (its lease is reaped and charged its reservation).
     private func finish() async {
+        // Each is bounded: Redis's timeout, then the journal.
+        for task in afterResponse.withLock({ Array($0.running.values) }) { await task.value }
         let pending = queue.withLock { q in defer { q = [] }; return q }
         guard !pending.isEmpty else { return }
         let done = Set(await settleAll(pending[...]).map(\.lease.member))

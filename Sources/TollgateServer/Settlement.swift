@@ -43,6 +43,15 @@ final class Settlement: Sendable {
         return await retrier.settle(order(cost))
     }
 
+    /// Settles without holding the caller: for an answer the client already has in full, so
+    /// only a crash before the charge lands can change what is charged (the lease is then reaped
+    /// and charged its reservation: over, never under).
+    func settleAfterResponse(_ cost: NanoUSD, on executor: (any TaskExecutor)?) {
+        guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        renewer.release(self)
+        retrier.settleAfterResponse(order(cost), on: executor)
+    }
+
     private func order(_ cost: NanoUSD) -> JournaledSettle {
         JournaledSettle(client: client, lease: lease, cost: cost, model: model, endedAtMilliseconds: Int64(Date().timeIntervalSince1970 * 1_000))
     }

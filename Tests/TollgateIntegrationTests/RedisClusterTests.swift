@@ -62,7 +62,18 @@ struct RedisClusterTests {
         let to = try await cluster.master(ofSlot: RedisHashSlot.of(try await Self.tag(awayFrom: tag, in: cluster))).master
         _ = try await redis.call(.command(["GET", key])) // the map now names `from`
         let toID = try await cluster.id(of: to)
+        // The new owner's epoch first becomes the highest, so no late gossip from the old owner
+        // can hand the slot back (a MOVED ping-pong that once failed this test on a busy box).
+        _ = try await SpawnedCluster.cli(["-p", String(to), "CLUSTER", "BUMPEPOCH"])
         for node in cluster.nodes { _ = try await SpawnedCluster.cli(["-p", String(node.port), "CLUSTER", "SETSLOT", String(slot), "NODE", toID]) }
+        #expect(try await eventually {
+            var agreed = true
+            for node in cluster.nodes where node.port != to {
+                let answer = try await SpawnedCluster.cli(["-p", String(node.port), "GET", key]).output
+                agreed = agreed && answer.contains("MOVED \(slot) ") && answer.contains(":\(to)")
+            }
+            return agreed
+        }, "every node names the new owner")
         _ = try await redis.call(.command(["HSET", key, "daily", "2"]))
         #expect(try await SpawnedCluster.cli(["-p", String(to), "HGET", key, "daily"]).output.hasPrefix("2"), "MOVED was followed to the new master")
 

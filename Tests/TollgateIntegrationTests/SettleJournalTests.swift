@@ -216,6 +216,30 @@ struct SettleJournalTests {
         await bench.stop()
     }
 
+    @Test("a non-streamed answer goes out before its settle; SIGTERM right after still waits for that settle, which lands in Redis")
+    func settleAfterResponse() async throws {
+        let bench = try await OutageBench.start { $0.redis.timeoutMilliseconds = 6_000 }
+        let client = TestRedis.uniqueClient("after")
+        let transfer = TestClient.shared.start(bench.replica.baseURL + "/v1/chat/completions", Self.chat,
+                                               headers: [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "200")])
+        #expect(try await eventually { await Self.leases(client, on: bench.admin) == 1 }, "reserved")
+        // Writes (scripts included) wait 1.5 s from here, inside the test server's 2 s graceful
+        // shutdown bound; reads like ZCARD are still answered.
+        _ = try await bench.admin.call(.command(["CLIENT", "PAUSE", "1500", "WRITE"]))
+        let reply = await TestClient.shared.collect(transfer)
+        #expect(reply.status == 200)
+        #expect(await Self.leases(client, on: bench.admin) == 1, "the answer did not wait for its settle")
+        // SIGTERM's path (the services alone): the HTTP server has nothing left to drain, the
+        // settle is still waiting on Redis, and the replica must not close Redis before it lands.
+        bench.replica.server.cancel()
+        _ = try? await bench.replica.server.value
+        let bill = try #require(Self.billed(reply.json?["usage"]))
+        #expect(try await Self.totals(client, on: bench.admin) == Totals(spent: bill, reserved: 0))
+        #expect(await Self.leases(client, on: bench.admin) == 0)
+        #expect(Self.journalRecords(bench.directory).settles.isEmpty, "charged in Redis, not journaled")
+        await bench.stop()
+    }
+
     // MARK: (b) Exactly once
 
     @Test("replaying the same journal twice charges once: the counters do not move after the first replay")
@@ -319,12 +343,12 @@ struct OutageBench {
     /// A connection of the test's own to `redis`, to watch leases while requests run.
     let admin: RedisConnection
 
-    static func start(metrics: PrometheusCollectorRegistry? = nil) async throws -> OutageBench {
+    static func start(metrics: PrometheusCollectorRegistry? = nil, configure: (inout TollgateConfig) -> Void = { _ in }) async throws -> OutageBench {
         let redis = try HeavySuites.SettleJournalTests.durableRedis()
         let directory = HeavySuites.SettleJournalTests.temporaryDirectory("journal")
         let mock = try await MockProvider.start()
         let replica = try await Replica.start(upstream: mock.baseURL, redisURL: redis.url,
-                                              configure: { $0.redis.journal.directory = directory }, metrics: metrics)
+                                              configure: { $0.redis.journal.directory = directory; configure(&$0) }, metrics: metrics)
         return OutageBench(redis: redis, directory: directory, mock: mock, replica: replica,
                            admin: RedisRecoveryTests.connection(redis, scripts: []))
     }
