@@ -59,8 +59,8 @@ struct Observability: Sendable {
         let model = r.model.map { knownModels.contains($0) ? $0 : "other" } ?? "none"
         let handles = metrics.handles(route: r.route, model: model, status: r.status, outcome: r.outcome)
         handles.requests.increment()
-        if let d = r.reserveDuration { handles.reserveDuration.recordNanoseconds(d.nanoseconds) }
-        if let d = r.settleDuration { handles.settleDuration.recordNanoseconds(d.nanoseconds) }
+        if let d = r.reserveDuration { metrics.reserveDuration.recordNanoseconds(d.nanoseconds) }
+        if let d = r.settleDuration { metrics.settleDuration.recordNanoseconds(d.nanoseconds) }
         if let e = r.estimate { handles.reserved.increment(by: Int64(e.value)) }
         if let c = r.cost { handles.spent.increment(by: Int64(c.value)) }
         if r.leasesReaped > 0 { handles.leasesReaped.increment(by: Int64(r.leasesReaped)) }
@@ -113,17 +113,19 @@ struct Observability: Sendable {
 /// outcome) and kept: making a `Counter` goes through the metrics factory's registry, its lock and
 /// its label matching on every call, a few percent of a request's CPU. Every label comes from a
 /// bounded set (routes, priced models, statuses, outcomes), so the table stays small. Made per
-/// `Observability`, at first use, so the handles are the bootstrapped factory's.
+/// `Observability` (after `MetricsSystem.bootstrap`), so the handles are the bootstrapped factory's.
 final class RequestMetrics: Sendable {
     struct Key: Hashable { let route: String, model: String, status: Int, outcome: Outcome }
 
     struct Handles: Sendable {
         let requests, reserved, spent, overLimit, downgrades: Counter
-        let reserveDuration, settleDuration: Metrics.Timer
         let leasesReaped, upstreamErrors, redisErrors: Counter
     }
 
     private let table = NIOLockedValueBox<[Key: Handles]>([:])
+    let reserveDuration = Metrics.Timer(label: "tollgate_reserve_duration_seconds")
+    /// Also recorded by settles that run after their response (`SettleRetrier.settleAfterResponse`).
+    let settleDuration = Metrics.Timer(label: "tollgate_settle_duration_seconds")
 
     func handles(route: String, model: String, status: Int, outcome: Outcome) -> Handles {
         let key = Key(route: route, model: model, status: status, outcome: outcome)
@@ -136,8 +138,6 @@ final class RequestMetrics: Sendable {
             spent: Counter(label: "tollgate_spent_nanousd_total", dimensions: [("model", model)]),
             overLimit: Counter(label: "tollgate_over_limit_requests_total", dimensions: [("model", model)]),
             downgrades: Counter(label: "tollgate_downgrades_total", dimensions: [("model", model)]),
-            reserveDuration: Metrics.Timer(label: "tollgate_reserve_duration_seconds"),
-            settleDuration: Metrics.Timer(label: "tollgate_settle_duration_seconds"),
             leasesReaped: Counter(label: "tollgate_leases_reaped_total"),
             upstreamErrors: Counter(label: "tollgate_upstream_errors_total"),
             redisErrors: Counter(label: "tollgate_redis_errors_total"))

@@ -147,7 +147,8 @@ struct ProxyPipeline: Sendable {
         // be reaped and charged its reservation. Streams still settle before their last event.
         let charge = bill.charge(.answered(status: head.status, usage: usage))
         (record.usage, record.cost, record.charged) = (usage, charge.cost, charge.basis)
-        settlement.settleAfterResponse(charge.cost, on: EventLoopExecutor.of(context.channel.eventLoop))
+        settlement.settleAfterResponse(charge.cost, on: EventLoopExecutor.of(context.channel.eventLoop),
+                                       timer: observability.metrics.settleDuration)
         return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
     }
 

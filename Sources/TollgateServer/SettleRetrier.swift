@@ -100,13 +100,15 @@ public final class SettleRetrier: Service, Sendable {
     /// Settles once the response has gone out, on a task of its own: the client does not wait
     /// for Redis. Same path as `settle` (Redis, else the journal, else memory); shutdown waits
     /// for these before it journals what is left.
-    func settleAfterResponse(_ s: JournaledSettle, on executor: (any TaskExecutor)?) {
+    func settleAfterResponse(_ s: JournaledSettle, on executor: (any TaskExecutor)?, timer: Metrics.Timer? = nil) {
         afterResponse.withLock { state in
             let id = state.next
             state.next &+= 1
             // Made under the lock, so the task's own removal (which takes it) comes after this insert.
             state.running[id] = Task(executorPreference: executor) { [self] in
+                let started = ContinuousClock.now
                 _ = await settle(s)
+                timer?.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
                 _ = afterResponse.withLock { $0.running.removeValue(forKey: id) }
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 import TollgateCore
 import TollgateRedis
@@ -46,10 +47,10 @@ final class Settlement: Sendable {
     /// Settles without holding the caller: for an answer the client already has in full, so
     /// only a crash before the charge lands can change what is charged (the lease is then reaped
     /// and charged its reservation: over, never under).
-    func settleAfterResponse(_ cost: NanoUSD, on executor: (any TaskExecutor)?) {
+    func settleAfterResponse(_ cost: NanoUSD, on executor: (any TaskExecutor)?, timer: Metrics.Timer?) {
         guard done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         renewer.release(self)
-        retrier.settleAfterResponse(order(cost), on: executor)
+        retrier.settleAfterResponse(order(cost), on: executor, timer: timer)
     }
 
     private func order(_ cost: NanoUSD) -> JournaledSettle {

@@ -36,12 +36,10 @@ struct BackPressureTests {
             \r
             \(Self.chat)
             """
-        let rssBefore = SlowReader.residentBytes()
         // 1 KB/s for 8 s, then the client gives up and closes.
         async let reading = SlowReader.run(port: replica.port, request: request, bytesPerSecond: 1_024, seconds: 8)
         let outcome = await reading
         let takenAtEnd = replica.tollgate.upstream.receivedBodyBytes
-        let rssGrowth = SlowReader.residentBytes() - rssBefore
         let peak = replica.tollgate.upstream.peakBufferedBytesPerTransfer
 
         #expect(outcome.error == nil)
@@ -55,9 +53,10 @@ struct BackPressureTests {
         // with TCP autotuning and are not Tollgate's memory); unpaused, all 50 MB would have
         // arrived within a second. The rest waits in the provider's socket and the provider.
         #expect(takenAtEnd < streamBytes / 5, "Tollgate took \(takenAtEnd) of \(streamBytes) bytes")
-        // RSS is the whole test process (other suites run in parallel), so the margin is wide;
-        // holding the stream would add at least its 50 MB.
-        #expect(rssGrowth < 40 << 20, "RSS grew by \(rssGrowth) bytes")
+        // Not asserted on the process's RSS: it is the whole test process, and suites running
+        // beside this one (large bodies, thousands of sockets) moved it by 200 MB in one run.
+        // What Tollgate held is counted above, at the curl thread, per transfer and in total;
+        // the benchmark measures RSS per open stream on a process of its own.
 
         // The client hung up: the transfer is cancelled, its buffer freed and its lease settled.
         #expect(try await eventually { replica.tollgate.upstream.bufferedBytes == 0 })

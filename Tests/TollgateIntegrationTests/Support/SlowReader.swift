@@ -62,12 +62,4 @@ enum SlowReader {
         }
         return outcome
     }
-
-    /// This process's resident set size (`VmRSS`), in bytes.
-    static func residentBytes() -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-        return kib * 1_024
-    }
 }
