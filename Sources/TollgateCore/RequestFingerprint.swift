@@ -46,10 +46,15 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
         let content = Self.sorted(members.filter { Self.countedFields.contains($0.key) }.map { (key: $0.key, value: $0.start) })
         let view = out.view
         out.writeObject(content.filter { !view.isNull($0.value) })
-        hex = out.finish().map { byte in
-            let digits = String(byte, radix: 16)
-            return byte < 16 ? "0" + digits : digits
-        }.joined()
+        let digest = out.finish()
+        let digits = Array("0123456789abcdef".utf8)
+        hex = String(unsafeUninitializedCapacity: 64) { text in
+            for (i, byte) in digest.enumerated() {
+                text[2 * i] = digits[Int(byte >> 4)]
+                text[2 * i + 1] = digits[Int(byte & 0x0f)]
+            }
+            return 64
+        }
     }
 
     public var description: String { hex }
