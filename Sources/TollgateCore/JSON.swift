@@ -52,6 +52,14 @@ public indirect enum JSONValue: Sendable, Equatable {
         return v
     }
     public static func parse(_ text: String) throws(JSONError) -> JSONValue { try parse(Array(text.utf8)) }
+
+    /// A top-level object with only the members named in `keep` made into values, in order;
+    /// the others (a chat answer's `choices`, its text) are validated and stepped over.
+    public static func parseObject(_ bytes: some Collection<UInt8>, keeping keep: Set<String>) throws(JSONError) -> JSONValue {
+        var reader = JSONReader(Array(bytes))
+        let members = try reader.readTopLevelObject()
+        return .object(members.filter { keep.contains($0.key) }.map { (key: $0.key, value: $0.value) })
+    }
 }
 
 public struct JSONError: Error, Equatable, CustomStringConvertible {

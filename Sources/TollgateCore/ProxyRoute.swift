@@ -38,6 +38,16 @@ public enum ProxyRoute: String, Sendable, CaseIterable {
     public var hasOutput: Bool { self != .embeddings }
 
     /// Reads the usage this route reports in a complete (non-streamed) JSON response.
+    /// The top-level members `usage(inResponse:)` reads: parsing only these skips the answer.
+    public var responseUsageMembers: Set<String> {
+        self == .responses ? ["usage", "service_tier", "output"] : ["usage", "service_tier"]
+    }
+
+    /// The usage of a whole (non-streamed) answer, read without making its text into values.
+    public func usage(inResponseBytes bytes: some Collection<UInt8>) -> TokenUsage? {
+        (try? JSONValue.parseObject(bytes, keeping: responseUsageMembers)).flatMap(usage(inResponse:))
+    }
+
     public func usage(inResponse body: JSONValue) -> TokenUsage? {
         guard let usage = body["usage"], !usage.isNull else { return nil }
         switch self {

@@ -139,7 +139,7 @@ struct ProxyPipeline: Sendable {
         }
         record.upstreamFinished = .now
         let usage = (200..<300).contains(head.status)
-            ? (try? JSONValue.parse(body.readableBytesView)).flatMap(route.usage(inResponse:)) : nil
+            ? route.usage(inResponseBytes: body.readableBytesView) : nil
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
         // Settled after the answer goes out: the whole answer is here and priced, so the client
         // need not wait for Redis (issue 13, item 4). The reservation holds the worst case until
@@ -164,7 +164,7 @@ struct ProxyPipeline: Sendable {
     func fail(_ e: UpstreamError, _ settlement: Settlement, _ bill: Bill, _ route: ProxyRoute,
               _ received: ByteBuffer?, _ record: inout RequestRecord) async -> ProxyError {
         // The whole answer may have arrived just before the failure: then its usage is the truth.
-        let usage = received.flatMap { (try? JSONValue.parse($0.readableBytesView)).flatMap(route.usage(inResponse:)) }
+        let usage = received.flatMap { route.usage(inResponseBytes: $0.readableBytesView) }
         let ending: UpstreamEnding
         if let usage {
             ending = .answered(status: 200, usage: usage)

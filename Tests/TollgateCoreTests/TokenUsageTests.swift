@@ -91,6 +91,21 @@ struct ProxyRouteTests {
         #expect(ProxyRoute.messages.usage(inResponse: messages) == TokenUsage(input: 9, cachedInput: 4, output: 3))
     }
 
+    @Test("usage read from the answer's bytes, its text stepped over: tier, billed tool calls and the last of a repeated usage count")
+    func responseUsageFromBytes() {
+        let chat = #"{"id":"x","choices":[{"message":{"content":"a long answer \"quoted\" {not json}"}}],"service_tier":"flex","usage":{"prompt_tokens":9,"completion_tokens":3}}"#
+        #expect(ProxyRoute.chatCompletions.usage(inResponseBytes: Array(chat.utf8)) == TokenUsage(input: 9, output: 3, serviceTier: "flex"))
+        let repeated = #"{"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":{"prompt_tokens":9,"completion_tokens":3}}"#
+        #expect(ProxyRoute.chatCompletions.usage(inResponseBytes: Array(repeated.utf8)) == TokenUsage(input: 9, output: 3))
+        let responses = #"{"output":[{"type":"web_search_call"},{"type":"message","content":[]},{"type":"web_search_call"}],"usage":{"input_tokens":9,"output_tokens":3}}"#
+        #expect(ProxyRoute.responses.usage(inResponseBytes: Array(responses.utf8))
+                == TokenUsage(input: 9, output: 3, serverToolCalls: ["web_search_call": 2]))
+        let messages = #"{"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"cache_read_input_tokens":4,"output_tokens":3}}"#
+        #expect(ProxyRoute.messages.usage(inResponseBytes: Array(messages.utf8)) == TokenUsage(input: 9, cachedInput: 4, output: 3))
+        #expect(ProxyRoute.chatCompletions.usage(inResponseBytes: Array(#"{"usage":{"prompt_tokens":9"#.utf8)) == nil, "cut JSON")
+        #expect(ProxyRoute.chatCompletions.usage(inResponseBytes: Array("[1,2]".utf8)) == nil)
+    }
+
     @Test("a response without usage, or with usage null, reports none", arguments: ProxyRoute.allCases)
     func noUsage(route: ProxyRoute) throws {
         #expect(route.usage(inResponse: try JSONValue.parse(#"{"usage":null}"#)) == nil)
