@@ -106,7 +106,15 @@ public final class Tollgate: Sendable {
         for route in ProxyRoute.allCases {
             router.post(RouterPath(route.path)) { request, context in
                 await withTaskExecutorPreference(EventLoopExecutor.of(context.channel.eventLoop)) {
-                    await pipeline.proxy(route, request, context)
+                    // Up to the answer's head, the request runs in a child task. A task keeps the
+                    // memory its deepest frames took for as long as it lives, and the connection's
+                    // task lives on through a stream and between keep-alive requests: the pipeline's
+                    // frames (reserve, forward: ~25 KB) are given back when the child ends, so an
+                    // open stream keeps only the relay's. Measured in `make bench` (RSS per stream).
+                    await withTaskGroup(of: Response.self) { group in
+                        group.addTask { await pipeline.proxy(route, request, context) }
+                        return await group.next()!
+                    }
                 }
             }
         }

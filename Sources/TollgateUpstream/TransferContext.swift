@@ -7,7 +7,9 @@ import Synchronization
 /// why it can be `@unchecked Sendable`; the outside world sees only `UpstreamParts`, and the
 /// reader's side (`TransferDemand`) reads nothing here but `isDelivered`.
 final class TransferContext: @unchecked Sendable {
-    let request: UpstreamRequest
+    /// Its body and headers are dropped once curl has its own copies (`begin`): a stream keeps
+    /// this object for its whole life.
+    private(set) var request: UpstreamRequest
     var source: UpstreamParts.Producer.Source!
     let buffer: TransferBuffer
     var easy: UnsafeMutableRawPointer?
@@ -64,6 +66,8 @@ final class TransferContext: @unchecked Sendable {
             finish(.failed(UpstreamError(kind: .connect, message: error.message)))
             return false
         }
+        request.body = [] // COPYPOSTFIELDS and the header list hold curl's copies
+        request.headers = []
         // The thread's `active` table keeps this object alive while curl holds the pointer.
         let added = curl_multi_add_handle(multi, h)
         guard added == CURLM_OK else {
@@ -91,6 +95,10 @@ final class TransferContext: @unchecked Sendable {
             try check(tg_easy_setopt_long(h, CURLOPT_TIMEOUT, settings.timeoutSeconds), "CURLOPT_TIMEOUT")
         }
         try check(tg_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1), "CURLOPT_TCP_KEEPALIVE")
+        // A streamed answer arrives an event at a time, and its transfer lives as long as the
+        // stream: curl's receive buffer (16 KiB by default, allocated per transfer) is cut to
+        // 4 KiB for it. An answer gathered whole keeps the default, for fewer callbacks.
+        if !request.collectBody { try check(tg_easy_setopt_long(h, CURLOPT_BUFFERSIZE, 4_096), "CURLOPT_BUFFERSIZE") }
         if request.method == "GET" {
             try check(tg_easy_setopt_long(h, CURLOPT_HTTPGET, 1), "CURLOPT_HTTPGET")
         } else {
