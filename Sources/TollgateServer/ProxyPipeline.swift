@@ -9,12 +9,7 @@ import TollgateUpstream
 /// A paid request's whole journey, top to bottom:
 /// identify → estimate → reserve → forward → stream or collect → settle → log.
 /// The budget itself is decided in `lua/reserve_v5.lua` (called through `BudgetStore.reserve`).
-///
-/// A class, not a struct: an async method keeps what it uses across a suspension in its task's
-/// frame, and a copied struct `self` (the whole config among it) made these frames kilobytes. A
-/// task keeps the memory of its deepest frames for as long as it lives, which for a stream or a
-/// keep-alive connection is its whole life.
-final class ProxyPipeline: Sendable {
+struct ProxyPipeline: Sendable {
     let config: TollgateConfig
     let prices: PriceTable
     let estimator: CostEstimator
@@ -27,23 +22,6 @@ final class ProxyPipeline: Sendable {
     let observability: Observability
     let logger: Logger
     let largeBodies: LargeBodyGate
-
-    init(config: TollgateConfig, prices: PriceTable, estimator: CostEstimator, identity: ClientIdentity, budget: BudgetStore,
-         upstream: UpstreamClient, renewer: LeaseRenewer, retrier: SettleRetrier, providerKeys: [APIFamily: String],
-         observability: Observability, logger: Logger, largeBodies: LargeBodyGate) {
-        self.config = config
-        self.prices = prices
-        self.estimator = estimator
-        self.identity = identity
-        self.budget = budget
-        self.upstream = upstream
-        self.renewer = renewer
-        self.retrier = retrier
-        self.providerKeys = providerKeys
-        self.observability = observability
-        self.logger = logger
-        self.largeBodies = largeBodies
-    }
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
         var record = RequestRecord(route: route.path)
