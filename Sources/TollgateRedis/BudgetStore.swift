@@ -47,7 +47,7 @@ public struct BudgetStore: Sendable {
     /// period and defaults among all its operations.
     public var policy: Policy { didSet { tick = BudgetTick() } }
     private let topKeysExpiring = KeysSeen()
-    private var tick = BudgetTick()
+    private(set) var tick = BudgetTick()
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis

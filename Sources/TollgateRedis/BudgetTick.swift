@@ -58,6 +58,8 @@ final class BudgetTick: Sendable {
     private struct Closed: Error {}
 
     private let open = Mutex<[Key: Batch]>([:])
+    /// apply_v6 calls sent (batches of two operations or more): how the tests see a batch.
+    let batchesSent = Atomic<Int>(0)
 
     /// The operation's reply (reserve_v5's or settle_v5's shape). Throws what `RedisConnection.call`
     /// throws: every operation of a batch whose call failed gets that call's error.
@@ -95,6 +97,7 @@ final class BudgetTick: Sendable {
         let parts: [RedisReply]
         do {
             let call = store.applyCall(client, operations)
+            batchesSent.add(1, ordering: .relaxed)
             let reply = try await store.redis.call(.script(apply, keys: call.keys, args: call.args))
             guard let all = reply.array, all.count == operations.count else {
                 throw RedisError.unexpectedReply("\(apply.name): \(operations.count) operations, reply \(reply)")
