@@ -51,8 +51,9 @@ local prefix = string.sub(KEYS[1], 1, -8)
 
 -- The period hashes this batch touches (nearly always today's day and month): K[j] is the key,
 -- V[b + 1 … b + 11] with b = (j - 1) * 11 its state:
---   +1 spent, +2 reserved (running), +3 alert_next (false: none), +4 new (neither spent nor
---   reserved when read: a reserve gives it its expiry), +5 exists (1 yes, -1 no, 0 not asked),
+--   +1 spent, +2 reserved (running), +3 alert_next as a number (false: none), +4 new (neither
+--   spent nor reserved when read: a reserve gives it its expiry), +5 exists (1 yes, -1 no, 0 not
+--   asked),
 --   +6 … +9 the pending HINCRBY of reserved, spent, requests, over_limit_spent (false: none),
 --   +10, +11 the expiry to set once written (command, at).
 local K, nk = {false, false}, 0
@@ -65,7 +66,7 @@ local function slot(k)
   nk = nk + 1
   K[nk] = k
   local b = (nk - 1) * 11
-  V[b + 1], V[b + 2], V[b + 3] = (v[1] or 0) + 0, (v[2] or 0) + 0, v[3] or false
+  V[b + 1], V[b + 2], V[b + 3] = (v[1] or 0) + 0, (v[2] or 0) + 0, v[3] and v[3] + 0 or false
   V[b + 4], V[b + 5] = not (v[1] or v[2]), (v[1] or v[2] or v[3]) and 1 or 0
   V[b + 6], V[b + 7], V[b + 8], V[b + 9], V[b + 10], V[b + 11] = false, false, false, false, false, false
   return b
@@ -431,7 +432,7 @@ while i <= n do
           if flags == 'w' and which < 3 then bump(b, 9, spent) end
           if which == 1 and model_field then rare(b, model_field, amount) end
           local next_at = V[b + 3]
-          if not next_at or V[b + 1] >= next_at + 0 then
+          if not next_at or V[b + 1] >= next_at then
             if not check_alerts then
               -- settle_v5.lua's, on the running spend; made on the first alert that may be due.
               check_alerts = function(b, which, spent_now)
@@ -466,12 +467,12 @@ while i <= n do
                     end
                   end
                 end
-                V[b + 3] = fmt('%d', upcoming)
+                V[b + 3] = upcoming
                 if alerted >= 100 and not state[2] then
                   -- Spend reached the wall: a refusal after this must not fire the 100 % alert again.
-                  call('HSET', k, 'alerted', alerted, 'alert_next', V[b + 3], 'alert_wall', '1')
+                  call('HSET', k, 'alerted', alerted, 'alert_next', fmt('%d', upcoming), 'alert_wall', '1')
                 else
-                  call('HSET', k, 'alerted', alerted, 'alert_next', V[b + 3])
+                  call('HSET', k, 'alerted', alerted, 'alert_next', fmt('%d', upcoming))
                 end
                 return count
               end
