@@ -2,8 +2,9 @@ import Foundation
 import TollgateCore
 
 /// The keys and arguments of reserve_v5, settle_v5 and apply_v6, in the order their contract
-/// headers (lua/reserve_v5.lua, lua/settle_v5.lua, lua/apply_v6.lua) list them. Every argument costs Redis about as much
-/// as an HGET's worth of parsing, so config only a rare path needs travels packed in one.
+/// headers (lua/reserve_v5.lua, lua/settle_v5.lua, lua/apply_v6.lua) list them. Every argument
+/// costs Redis about as much as an HGET's worth of parsing, so config only a rare path needs
+/// travels packed in one.
 extension BudgetStore {
     struct ScriptCall {
         var keys: [String]
