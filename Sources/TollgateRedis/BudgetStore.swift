@@ -47,12 +47,14 @@ public struct BudgetStore: Sendable {
     /// period and defaults among all its operations.
     public var policy: Policy { didSet { tick = BudgetTick() } }
     private let topKeysExpiring = KeysSeen()
+    private let topSpend: TopSpendTally
     private(set) var tick = BudgetTick()
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis
         self.scripts = scripts
         self.policy = policy
+        topSpend = TopSpendTally(redis: redis)
     }
 
     /// Reserves the estimate (possibly with fewer output tokens, when the estimate allows it),
@@ -132,15 +134,14 @@ public struct BudgetStore: Sendable {
     }
 
     /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
-    /// budget: posted after the settle, no reply awaited, so they cost no round trip; a reaped
-    /// lease's charge is missing from them (numbers shown are read from the period hashes).
+    /// budget: posted after the settle, no reply awaited, so they cost no round trip, and summed
+    /// per tick (TopSpendTally); a reaped lease's charge is missing from them (numbers shown are
+    /// read from the period hashes).
     private func recordTopSpend(_ client: ClientID, _ lease: Lease, charged: Int64) {
         guard charged > 0, let (day, month) = lease.periods else { return }
         for key in [SharedRedisKeys.topDay(day), SharedRedisKeys.topMonth(month)] {
-            redis.post(.command(["ZINCRBY", key, String(charged), client.rawValue]))
-            if topKeysExpiring.firstSight(of: key) {
-                redis.post(.command(["EXPIRE", key, String(policy.topSpendRetentionSeconds + 32 * 86_400), "NX"]))
-            }
+            let expiry = topKeysExpiring.firstSight(of: key) ? policy.topSpendRetentionSeconds + 32 * 86_400 : nil
+            topSpend.add(charged, to: key, for: client, thenExpireIn: expiry)
         }
     }
 

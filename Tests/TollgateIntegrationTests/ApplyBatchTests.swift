@@ -108,6 +108,19 @@ struct ApplyBatchTests {
         #expect(try await TestRedis.int(day, "model:gpt-4o-mini") == 33_000)
     }
 
+    @Test("a tick's settles of a client reach the top-spender sets summed, with an expiry")
+    func topSpendSummed() async throws {
+        let client = TestRedis.uniqueClient("apply")
+        let store = BudgetStore.forTests()
+        let leases = [try await store.grant(client, estimate: .fixed(9_000)).lease, try await store.grant(client, estimate: .fixed(9_000)).lease]
+        _ = try await Self.inOneTick(leases.map { lease in { try await store.settle(client, lease, actual: NanoUSD(4_000)) } })
+        let (day, month) = try await TestRedis.periodKeys(client)
+        for key in [SharedRedisKeys.topDay(String(day.suffix(10))), SharedRedisKeys.topMonth(String(month.suffix(7)))] {
+            #expect(try await eventually { try await TestRedis.shared.call(.command(["ZSCORE", key, client.rawValue])).int == 8_000 }, "\(key)")
+            #expect(try await TestRedis.shared.call(.command(["TTL", key])).int ?? -1 > 0, "\(key) expires")
+        }
+    }
+
     @Test("a reserve after a settle in the same tick sees what the settle freed")
     func settleThenReserve() async throws {
         let client = TestRedis.uniqueClient("apply")
