@@ -4,6 +4,8 @@ redis-server, measured with INFO commandstats (usec of evalsha per call). Stdlib
 
     bench/redis_scripts.py                       the scripts BudgetScripts.load() uses (v5)
     bench/redis_scripts.py --version 4 --runs 5  the old pair, for comparison
+    bench/redis_scripts.py --version 6 --batch 8 apply_v6: 8 operations of the client per call
+    bench/redis_scripts.py --version 6 --batch 8 --mixed   each call settles 4 and reserves 4
 
 The arguments are the ones BudgetStore sends for the bench's chat request (config defaults:
 alerts 50,80,100, no loop breaker, no run, no downgrade); one client holds `--window` leases in
@@ -90,6 +92,20 @@ def reserve_v5(base, rid):
              0, 0, f"0 {NEVER} 0 {GRACE} {GRACE} 60 604800 10000 block 50,80,100", "", "", "", "", ""])
 
 
+def apply_header(base):
+    """apply_v6's KEYS and batch ARGV (ARGV[1..13]), as BudgetStore sends them."""
+    keys, args = reserve_v5(base, "x")
+    return keys, args[7:18] + [args[18], f"{HUGE_BUDGET} {HUGE_BUDGET} 10000 50,80,100"]
+
+
+def apply_reserve(rid):
+    return ["r", rid, FIXED, UNIT, TOKENS, TOKENS, "gpt-4o-mini"]
+
+
+def apply_settle(member):
+    return ["S", member, FIXED + 100 * UNIT, "gpt-4o-mini"]
+
+
 def settle_args(version, base, member):
     if version == 4:
         return [f"{base}:leases", f"{base}:limits", f"{base}:alerts"], [member, FIXED + 100 * UNIT, "gpt-4o-mini", "50,80,100", HUGE_BUDGET, HUGE_BUDGET, 10000]
@@ -105,20 +121,95 @@ def usec(stats, command="evalsha"):
     return (s["usec"], s["calls"]) if s else (0, 0)
 
 
+class Meter:
+    """evalsha's usec over what ran since the last read. Deltas, not CONFIG RESETSTAT: a reset
+    frees each command's latency histogram, and re-creating those of the commands a script
+    calls (~60k instructions each) is charged to the EVALSHA that first calls them again."""
+
+    def __init__(self, r):
+        self.r = r
+        self.last = usec(commandstats(r))
+
+    def read(self):
+        now = usec(commandstats(self.r))
+        delta = (now[0] - self.last[0], now[1] - self.last[1])
+        self.last = now
+        return delta
+
+
+def one_run_v6(r, pairs, window, batch, mixed):
+    """apply_v6: `batch` operations of the client per EVALSHA. Split: the window's reserves in
+    batches, then their settles in batches. Mixed: each call settles batch/2 leases of the
+    previous round and reserves batch/2 new ones (a steady tick of a busy client)."""
+    sha = evalsha(r, 6, "apply")
+    base = f"tollgate:{{bench-{uuid.uuid4().hex[:8]}}}"
+    r.call("HSET", f"{base}:limits", "daily", HUGE_BUDGET, "monthly", HUGE_BUDGET)
+    keys, header = apply_header(base)
+    totals = {"reserve": [0, 0], "settle": [0, 0], "mixed": [0, 0]}
+    meter = Meter(r)
+
+    def run(ops_per_call):
+        calls = [["EVALSHA", sha, len(keys), *keys, *header, *[x for op in ops for x in op]] for ops in ops_per_call]
+        meter.read()
+        replies = pipeline(r, calls)
+        u, c = meter.read()
+        out = []
+        for reply in replies:
+            if not isinstance(reply, list):
+                raise SystemExit(f"apply_v6 failed: {reply}")
+            out += reply
+        return u, out
+
+    def chunks(ops, n):
+        return [ops[i:i + n] for i in range(0, len(ops), n)]
+
+    if mixed:
+        half = max(1, batch // 2)
+        members = []
+        _, replies = run(chunks([apply_reserve(uuid.uuid4().hex) for _ in range(window)], half))
+        members = [x[7] for x in replies]
+        for _ in range(pairs // window):
+            calls = []
+            for part in chunks(members, half):
+                calls.append([apply_settle(m) for m in part] + [apply_reserve(uuid.uuid4().hex) for _ in part])
+            u, replies = run(calls)
+            members = [x[7] for x in replies if len(x) == 11]
+            if len(members) != window or any(x[0] != 1 for x in replies):
+                raise SystemExit(f"apply_v6 mixed: not all granted/settled: {replies[:4]}")
+            totals["mixed"][0] += u
+            totals["mixed"][1] += window
+        return {"pair": totals["mixed"][0] / totals["mixed"][1]}
+    for _ in range(pairs // window):
+        u, replies = run(chunks([apply_reserve(uuid.uuid4().hex) for _ in range(window)], batch))
+        if any(x[0] != 1 for x in replies):
+            raise SystemExit(f"apply_v6 did not grant: {replies[:2]}")
+        totals["reserve"][0] += u
+        totals["reserve"][1] += window
+        u, settled = run(chunks([apply_settle(x[7]) for x in replies], batch))
+        if any(x[0] != 1 for x in settled):
+            raise SystemExit(f"apply_v6 did not settle: {settled[:2]}")
+        totals["settle"][0] += u
+        totals["settle"][1] += window
+    out = {k: u / c for k, (u, c) in totals.items() if c}
+    out["pair"] = out["reserve"] + out["settle"]
+    return out
+
+
 def one_run(r, version, pairs, window):
     reserve_sha, settle_sha = evalsha(r, version, "reserve"), evalsha(r, version, "settle")
     base = f"tollgate:{{bench-{uuid.uuid4().hex[:8]}}}"
     r.call("HSET", f"{base}:limits", "daily", HUGE_BUDGET, "monthly", HUGE_BUDGET)
     make = reserve_v4 if version == 4 else reserve_v5
     totals = {"reserve": [0, 0], "settle": [0, 0]}
+    meter = Meter(r)
     for _ in range(pairs // window):
         reserves = []
         for _ in range(window):
             keys, args = make(base, uuid.uuid4().hex)
             reserves.append(["EVALSHA", reserve_sha, len(keys), *keys, *args])
-        r.call("CONFIG", "RESETSTAT")
+        meter.read()
         replies = pipeline(r, reserves)
-        u, c = usec(commandstats(r))
+        u, c = meter.read()
         totals["reserve"][0] += u
         totals["reserve"][1] += c
         settles = []
@@ -127,11 +218,11 @@ def one_run(r, version, pairs, window):
                 raise SystemExit(f"reserve_v{version} did not grant: {reply}")
             keys, args = settle_args(version, base, reply[7])
             settles.append(["EVALSHA", settle_sha, len(keys), *keys, *args])
-        r.call("CONFIG", "RESETSTAT")
+        meter.read()
         for reply in pipeline(r, settles):
             if reply[0] != 1:
                 raise SystemExit(f"settle_v{version} did not settle: {reply}")
-        u, c = usec(commandstats(r))
+        u, c = meter.read()
         totals["settle"][0] += u
         totals["settle"][1] += c
     return {k: u / c for k, (u, c) in totals.items()}
@@ -139,7 +230,9 @@ def one_run(r, version, pairs, window):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--version", type=int, default=5, choices=(4, 5))
+    ap.add_argument("--version", type=int, default=5, choices=(4, 5, 6))
+    ap.add_argument("--batch", type=int, default=8, help="v6: operations of the client per EVALSHA")
+    ap.add_argument("--mixed", action="store_true", help="v6: each call settles batch/2 and reserves batch/2")
     ap.add_argument("--pairs", type=int, default=20_000)
     ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--runs", type=int, default=5)
@@ -159,12 +252,21 @@ def main():
                 break
             except OSError:
                 time.sleep(0.05)
-        runs = [one_run(r, a.version, a.pairs, a.window) for _ in range(a.runs)]
+        if a.version == 6:
+            runs = [one_run_v6(r, a.pairs, a.window, a.batch, a.mixed) for _ in range(a.runs)]
+        else:
+            runs = [one_run(r, a.version, a.pairs, a.window) for _ in range(a.runs)]
+        for x in runs:
+            x.setdefault("pair", x.get("reserve", 0) + x.get("settle", 0))
         out = {"version": a.version, "pairs": a.pairs, "window": a.window, "redis": r.call("INFO", "server").split("redis_version:")[1].split()[0]}
+        if a.version == 6:
+            out["batch"], out["mixed"] = a.batch, a.mixed
         for name in ("reserve", "settle"):
+            if name not in runs[0]:
+                continue
             values = sorted(x[name] for x in runs)
             out[name] = {"min": round(values[0], 2), "median": round(statistics.median(values), 2), "max": round(values[-1], 2)}
-        pair = sorted(x["reserve"] + x["settle"] for x in runs)
+        pair = sorted(x["pair"] for x in runs)
         out["pair"] = {"min": round(pair[0], 2), "median": round(statistics.median(pair), 2), "max": round(pair[-1], 2)}
         print(json.dumps(out))
     finally:

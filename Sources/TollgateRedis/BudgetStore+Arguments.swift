@@ -1,9 +1,10 @@
 import Foundation
 import TollgateCore
 
-/// The keys and arguments of reserve_v5 and settle_v5, in the order their contract headers
-/// (lua/reserve_v5.lua, lua/settle_v5.lua) list them. Every argument costs Redis about as much
-/// as an HGET's worth of parsing, so config only a rare path needs travels packed in one.
+/// The keys and arguments of reserve_v5, settle_v5 and apply_v6, in the order their contract
+/// headers (lua/reserve_v5.lua, lua/settle_v5.lua, lua/apply_v6.lua) list them. Every argument
+/// costs Redis about as much as an HGET's worth of parsing, so config only a rare path needs
+/// travels packed in one.
 extension BudgetStore {
     struct ScriptCall {
         var keys: [String]
@@ -11,6 +12,25 @@ extension BudgetStore {
     }
 
     func reserveCall(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate, options: ReserveOptions) -> ScriptCall {
+        let period = periodCall(client)
+        var args = [reservation.rawValue, String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
+                    String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens), options.model, options.fingerprint ?? ""]
+        args += period.args
+        args.append(options.run?.id ?? "")
+        args.append(capsArgument(options))
+        args.append(policy.clientDefaults.downgrade?.models[options.model] ?? "")
+        if let fallback = options.fallback {
+            let e = fallback.estimate
+            args += [fallback.model, "\(e.fixedCost.value) \(e.perOutputToken.value) \(e.requestedOutputTokens) \(e.minimumOutputTokens)"]
+        } else {
+            args += ["", ""]
+        }
+        return ScriptCall(keys: period.keys, args: args)
+    }
+
+    /// reserve_v5's KEYS and its ARGV[8…19]: the period the replica expects for now and the
+    /// config every reserve of this replica shares (apply_v6's KEYS and ARGV[1…12]).
+    func periodCall(_ client: ClientID) -> ScriptCall {
         let keys = RedisKeys(client)
         let zone = policy.timezone()
         // The period for the replica's clock, moved like Redis TIME by the test offset; the
@@ -18,10 +38,8 @@ extension BudgetStore {
         let period = zone.period(at: UnixTime(seconds: policy.replicaClock().seconds + policy.clockOffsetSeconds))
         let defaults = policy.clientDefaults
         let loop = defaults.loopBreaker
-        var args = [reservation.rawValue, String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
-                    String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens), options.model, options.fingerprint ?? ""]
-        args += [String(period.validFrom.seconds), String(period.validUntil.seconds), String(period.dayEnd.seconds),
-                 String(period.monthEnd.seconds), String(policy.clockOffsetSeconds)]
+        var args = [String(period.validFrom.seconds), String(period.validUntil.seconds), String(period.dayEnd.seconds),
+                    String(period.monthEnd.seconds), String(policy.clockOffsetSeconds)]
         args += [String(policy.defaultDailyLimit.value), String(policy.defaultMonthlyLimit.value),
                  String(policy.leaseSeconds * 1000), String(policy.reapedRetentionSeconds)]
         args += [String(loop?.maxRepeats ?? 0), String(defaults.downgrade?.atPercent ?? 0)]
@@ -29,15 +47,6 @@ extension BudgetStore {
                                   String(policy.dayGraceSeconds), String(policy.monthGraceSeconds), String(loop?.windowSeconds ?? 60),
                                   String(defaults.runTTLSeconds), String(policy.outboxMaxLength), defaults.onLimit.rawValue, thresholdsArgument]
         args.append(settings.joined(separator: " "))
-        args.append(options.run?.id ?? "")
-        args.append(capsArgument(options))
-        args.append(defaults.downgrade?.models[options.model] ?? "")
-        if let fallback = options.fallback {
-            let e = fallback.estimate
-            args += [fallback.model, "\(e.fixedCost.value) \(e.perOutputToken.value) \(e.requestedOutputTokens) \(e.minimumOutputTokens)"]
-        } else {
-            args += ["", ""]
-        }
         return ScriptCall(keys: [keys.limits, keys.leases, keys.day(period.day), keys.month(String(period.month))], args: args)
     }
 
@@ -51,9 +60,38 @@ extension BudgetStore {
     }
 
     func settleCall(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String) -> ScriptCall {
-        // Read by the script only when an alert may be due.
-        let alertDefaults = "\(policy.defaultDailyLimit.value) \(policy.defaultMonthlyLimit.value) \(policy.outboxMaxLength) \(thresholdsArgument)"
-        return ScriptCall(keys: [RedisKeys(client).leases], args: [lease.member, String(max(0, actual.value)), model, alertDefaults])
+        ScriptCall(keys: [RedisKeys(client).leases], args: [lease.member, String(max(0, actual.value)), model, alertDefaults])
+    }
+
+    /// settle_v5's ARGV[4], apply_v6's ARGV[13]: read by the scripts only when an alert may be due.
+    var alertDefaults: String {
+        "\(policy.defaultDailyLimit.value) \(policy.defaultMonthlyLimit.value) \(policy.outboxMaxLength) \(thresholdsArgument)"
+    }
+
+    /// One apply_v6 call for operations of one client, in order (lua/apply_v6.lua's contract):
+    /// each operation is its v5 call's arguments, tagged; a reserve without a loop fingerprint,
+    /// run, caps or downgrade ('r', nearly all) leaves those out.
+    func applyCall(_ client: ClientID, _ operations: [BudgetOperation]) -> ScriptCall {
+        let period = periodCall(client)
+        var args = period.args + [alertDefaults]
+        for operation in operations {
+            switch operation {
+            case .reserve(let call):
+                let a = call.args
+                if a[6].isEmpty && a[19...].allSatisfy(\.isEmpty) {
+                    args.append("r")
+                    args += a[0..<6]
+                } else {
+                    args.append("R")
+                    args += a[0..<7]
+                    args += a[19..<24]
+                }
+            case .settle(let call):
+                args.append("S")
+                args += call.args[0..<3]
+            }
+        }
+        return ScriptCall(keys: period.keys, args: args)
     }
 
     /// Clients without their own `alerts` field get these; '' when the default is none.

@@ -43,13 +43,18 @@ public struct BudgetStore: Sendable {
 
     public let redis: RedisConnection
     public let scripts: BudgetScripts
-    public var policy: Policy
+    /// A copy given another policy gets a tick of its own: one apply_v6 call shares its
+    /// period and defaults among all its operations.
+    public var policy: Policy { didSet { tick = BudgetTick() } }
     private let topKeysExpiring = KeysSeen()
+    private let topSpend: TopSpendTally
+    private(set) var tick = BudgetTick()
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis
         self.scripts = scripts
         self.policy = policy
+        topSpend = TopSpendTally(redis: redis)
     }
 
     /// Reserves the estimate (possibly with fewer output tokens, when the estimate allows it),
@@ -57,7 +62,11 @@ public struct BudgetStore: Sendable {
     public func reserve(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate,
                         options: ReserveOptions = ReserveOptions()) async throws -> ReserveOutcome {
         let call = reserveCall(client, reservation, estimate: estimate, options: options)
-        let reply = try await redis.call(.script(scripts.reserve, keys: call.keys, args: call.args))
+        return try reserveOutcome(try await tick.send(client, .reserve(call), via: self), client, reservation)
+    }
+
+    /// reserve_v5's reply (apply_v6 answers each reserve with the same).
+    func reserveOutcome(_ reply: RedisReply, _ client: ClientID, _ reservation: ReservationID) throws -> ReserveOutcome {
         let name = scripts.reserve.name
         guard let r = reply.array, let flag = r.first?.int, r.count == [0: 9, 1: 11, 2: 2][flag] else {
             throw RedisError.unexpectedReply("\(name): \(reply)")
@@ -110,7 +119,11 @@ public struct BudgetStore: Sendable {
     /// `model` is the model billed: the day's spend per model counts it (analytics).
     public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String = "") async throws -> SettleOutcome {
         let call = settleCall(client, lease, actual: actual, model: model)
-        let reply = try await redis.call(.script(scripts.settle, keys: call.keys, args: call.args))
+        return try settleOutcome(try await tick.send(client, .settle(call), via: self), client, lease)
+    }
+
+    /// settle_v5's reply (apply_v6 answers each settle with the same).
+    func settleOutcome(_ reply: RedisReply, _ client: ClientID, _ lease: Lease) throws -> SettleOutcome {
         guard let r = reply.array, r.count == 4, let status = r[0].int, let outcome = SettleOutcome(rawValue: Int(status)),
               let charged = r[2].int, let fired = r[3].int else {
             throw RedisError.unexpectedReply("\(scripts.settle.name): \(reply)")
@@ -121,15 +134,14 @@ public struct BudgetStore: Sendable {
     }
 
     /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
-    /// budget: posted after the settle, no reply awaited, so they cost no round trip; a reaped
-    /// lease's charge is missing from them (numbers shown are read from the period hashes).
+    /// budget: posted after the settle, no reply awaited, so they cost no round trip, and summed
+    /// per tick (TopSpendTally); a reaped lease's charge is missing from them (numbers shown are
+    /// read from the period hashes).
     private func recordTopSpend(_ client: ClientID, _ lease: Lease, charged: Int64) {
         guard charged > 0, let (day, month) = lease.periods else { return }
         for key in [SharedRedisKeys.topDay(day), SharedRedisKeys.topMonth(month)] {
-            redis.post(.command(["ZINCRBY", key, String(charged), client.rawValue]))
-            if topKeysExpiring.firstSight(of: key) {
-                redis.post(.command(["EXPIRE", key, String(policy.topSpendRetentionSeconds + 32 * 86_400), "NX"]))
-            }
+            let expiry = topKeysExpiring.firstSight(of: key) ? policy.topSpendRetentionSeconds + 32 * 86_400 : nil
+            topSpend.add(charged, to: key, for: client, thenExpireIn: expiry)
         }
     }
 

@@ -34,17 +34,22 @@ public struct RedisScript: Sendable, Hashable {
 
 }
 
-/// The budget scripts, one per step of a request's life.
+/// The budget scripts, one per step of a request's life, and the one that runs a tick's
+/// reserves and settles of one client together.
 public struct BudgetScripts: Sendable {
     public let reserve: RedisScript
     public let settle: RedisScript
     public let renew: RedisScript
-    public var all: [RedisScript] { [reserve, settle, renew] }
+    /// Several operations of one client in one call (lua/apply_v6.lua); nil: each goes alone.
+    public var apply: RedisScript? = nil
+    public var all: [RedisScript] { [reserve, settle, renew] + (apply.map { [$0] } ?? []) }
 
     public static func load() throws -> BudgetScripts {
         // renew_v2: its contract did not change since (lua/reserve_v4.lua says why the others did).
-        // v5 decides and charges as v4 at less Redis CPU (lua/reserve_v5.lua).
-        BudgetScripts(reserve: try .bundled("reserve_v5"), settle: try .bundled("settle_v5"), renew: try .bundled("renew_v2"))
+        // v5 decides and charges as v4 at less Redis CPU (lua/reserve_v5.lua); apply_v6 decides
+        // each of its operations as v5 does, sharing what one call can share.
+        BudgetScripts(reserve: try .bundled("reserve_v5"), settle: try .bundled("settle_v5"), renew: try .bundled("renew_v2"),
+                      apply: try .bundled("apply_v6"))
     }
 }
 

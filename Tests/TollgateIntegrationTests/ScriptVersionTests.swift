@@ -125,6 +125,60 @@ struct ScriptVersionTests {
         #expect(try await TestRedis.int(day, "reserved") == 3_000)
     }
 
+    @Test("settle_v5 settles apply_v6's leases, and apply_v6 settles v5's and v4's, each once")
+    func applySettlesAcrossVersions() async throws {
+        let old = OldReplica()
+        defer { old.redis.shutdown() }
+        let client = TestRedis.uniqueClient("v6")
+        let store = BudgetStore.forTests()
+        let batched = try await ApplyBatchTests.inOneTick((0..<2).map { _ in { try await store.grant(client, estimate: .fixed(10_000)).lease } })
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 1)
+        // A v5 replica (a call off any event loop goes alone, as reserve_v5/settle_v5).
+        #expect(try await store.settle(client, batched[0], actual: NanoUSD(4_000)) == .settled)
+        let v5Lease = try await store.grant(client, estimate: .fixed(20_000)).lease
+        let v4Lease = Lease(reservation: .unique(), member: try await old.reserve(client, cost: 30_000))
+        let settling = [v5Lease, v4Lease, batched[0], batched[1]]
+        let outcomes = try await ApplyBatchTests.inOneTick(settling.map { lease in
+            { try await store.settle(client, lease, actual: NanoUSD(1_000), model: "gpt-4o-mini") }
+        })
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 2)
+        #expect(outcomes == [.settled, .settled, .unknownLease, .settled])
+        let (day, month) = try await TestRedis.periodKeys(client)
+        for key in [day, month] {
+            #expect(try await TestRedis.int(key, "spent") == 7_000, "\(key)")
+            #expect(try await TestRedis.int(key, "reserved") == 0, "\(key)")
+            #expect(try await TestRedis.int(key, "requests") == 4, "\(key)")
+        }
+    }
+
+    @Test("apply_v6 reaps v4's and v5's expired leases, and v5 reaps apply_v6's")
+    func applyReapsAcrossVersions() async throws {
+        let old = OldReplica()
+        defer { old.redis.shutdown() }
+        let client = TestRedis.uniqueClient("v6")
+        let store = BudgetStore.forTests(leaseSeconds: 60)
+        _ = try await old.reserve(client, cost: 10_000)
+        _ = try await store.grant(client, estimate: .fixed(20_000))
+        let late = store.withClock(61)
+        let reapers = try await ApplyBatchTests.inOneTick((0..<2).map { _ in { try await late.grant(client, estimate: .fixed(0)) } })
+        #expect(late.tick.batchesSent.load(ordering: .relaxed) == 1)
+        #expect(reapers.map(\.leasesReaped) == [2, 0], "the batch's first reserve reports what it reaped")
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.int(day, "spent") == 30_000, "reaped means charged")
+        #expect(try await TestRedis.int(day, "reserved") == 0)
+
+        let other = TestRedis.uniqueClient("v6")
+        let batched = try await ApplyBatchTests.inOneTick((0..<2).map { _ in { try await store.grant(other, estimate: .fixed(5_000)).lease } })
+        guard case .granted(let reaper) = try await store.withClock(61).reserve(other, .unique(), estimate: .fixed(0)) else {
+            Issue.record("refused"); return
+        }
+        #expect(reaper.leasesReaped == 2)
+        #expect(try await store.settle(other, batched[0], actual: NanoUSD(1_000)) == .settledAfterReap)
+        let otherDay = try await TestRedis.periodKeys(other).day
+        #expect(try await TestRedis.int(otherDay, "spent") == 6_000)
+        #expect(try await TestRedis.int(otherDay, "reserved") == 0)
+    }
+
     @Test("every command the scripts BudgetScripts loads call is granted by the ACL docs/operations.md documents")
     func commandsInDocumentedACL() throws {
         // An upgrade whose script needs a command operators have not granted fails every request.
