@@ -1,19 +1,4 @@
--- apply_v6 — the reserves and settles of ONE client that a replica collected in one event-loop
--- tick, in one call. Caller: TollgateRedis/BudgetStore+Apply.swift (the coalescer, arguments in
--- BudgetStore+Arguments.swift), which hands each caller its own reply.
---
--- Each operation is decided exactly as reserve_v5 / settle_v5 decide it, in the order given, on
--- running totals: every reserve sees the reserves and settles before it in the batch, as if
--- they had been separate calls in that order. Replies, lease members, alert marks and outbox
--- entries are v5's, so settle_v5 settles apply_v6's leases and apply_v6 settles v4/v5's.
--- What the batch shares (docs/redis.md, "What they cost"): one TIME, one reap check, one read
--- of the limits and of each period hash, and the writes, aggregated to one HINCRBY per field
--- per hash, one ZADD and one PEXPIREAT of the leases. What stays per operation: a settle's ZREM
--- of its lease (its result says whether this settle charges), a reserve's reply.
---
--- One client per call: every key carries the client's {C} hash tag (KEYS[1..4], and the
--- period, run, loop and outbox keys derived from them), so a batch is one Cluster slot.
---
+-- apply_v6 — the reserves and settles of ONE client that a replica collected in one tick.
 -- KEYS:
 --   KEYS[1]  tollgate:{C}:limits, KEYS[2] tollgate:{C}:leases
 --   KEYS[3]  tollgate:{C}:day:YYYY-MM-DD, KEYS[4] tollgate:{C}:month:YYYY-MM: the period the
@@ -35,6 +20,21 @@
 -- Returns: one reply per operation, in order: reserve_v5's reply for a reserve, settle_v5's
 --   for a settle, or an error reply for that operation alone (a bad id, run id, caps or cost:
 --   nothing of it was done; the other operations are).
+--
+-- They come from one event-loop tick, in one call. Caller: TollgateRedis/BudgetTick.swift (the
+-- coalescer; arguments in BudgetStore+Arguments.swift), which hands each caller its own reply.
+--
+-- Each operation is decided exactly as reserve_v5 / settle_v5 decide it, in the order given, on
+-- running totals: every reserve sees the reserves and settles before it in the batch, as if
+-- they had been separate calls in that order. Replies, lease members, alert marks and outbox
+-- entries are v5's, so settle_v5 settles apply_v6's leases and apply_v6 settles v4/v5's.
+-- What the batch shares (docs/redis.md, "What they cost"): one TIME, one reap check, one read
+-- of the limits and of each period hash, and the writes, aggregated to one HINCRBY per field
+-- per hash, one ZADD and one PEXPIREAT of the leases. What stays per operation: a settle's ZREM
+-- of its lease (its result says whether this settle charges), a reserve's reply.
+--
+-- One client per call: every key carries the client's {C} hash tag (KEYS[1..4], and the
+-- period, run, loop and outbox keys derived from them), so a batch is one Cluster slot.
 --
 -- All amounts stay below 2^53 (Lua numbers are doubles); numbers go back to Redis through
 -- string.format('%d'). A period whose key has expired is over and is not recreated (settle).

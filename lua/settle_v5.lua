@@ -1,8 +1,4 @@
 -- settle_v5 — turn a reservation into real spend, and fire the budget alerts it crosses.
--- Caller: TollgateRedis/BudgetStore.swift (`settle`); key layout, the lease member and why names
--- carry a version: reserve_v4.lua; exactly-once, the A|/C|/R| members and the alert marks:
--- settle_v4.lua.
---
 -- KEYS:
 --   KEYS[1]  tollgate:{C}:leases
 --   Only when an alert may be due, derived from KEYS[1] (same hash tag, same slot):
@@ -21,6 +17,10 @@
 --   settled, never reserved, or reaped longer ago than the retention: nothing charged, nothing
 --   fired). charged is the actual cost now on the books for this request (the replica adds it to
 --   the top-spender sets); alertsFired counts the alert thresholds this settle crossed.
+--
+-- Caller: TollgateRedis/BudgetStore.swift (`settle`); key layout, the lease member and why names
+-- carry a version: reserve_v4.lua; exactly-once, the A|/C|/R| members and the alert marks:
+-- settle_v4.lua.
 --
 -- v5 charges, marks and fires exactly as settle_v4 (they settle each other's leases, and either
 -- fires a crossing the other settled). It changed what a call costs Redis (docs/redis.md):
