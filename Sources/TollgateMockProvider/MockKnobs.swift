@@ -13,6 +13,9 @@ public enum MockHeader {
     public static let reasoningTokens = "X-Mock-Reasoning-Tokens"
     /// Answer with this HTTP status and the provider family's error JSON.
     public static let status = "X-Mock-Status"
+    /// Hold the reply until the test calls `recorder.release(name)` with this header's value (at
+    /// most 60 s): a window that no machine load can close, to read Redis while a request is in flight.
+    public static let hold = "X-Mock-Hold"
     /// Sleep before responding.
     public static let latencyMs = "X-Mock-Latency-Ms"
     /// Sleep between streamed events.

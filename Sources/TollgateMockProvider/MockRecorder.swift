@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import Synchronization
 import TollgateCore
@@ -32,6 +33,8 @@ public struct RecordedRequest: Sendable {
 /// and the test that reads it, hence the lock.
 public final class MockRecorder: Sendable {
     private let recorded = Mutex<[RecordedRequest]>([])
+    /// Names of `X-Mock-Hold` gates a test has opened.
+    private let released = Mutex<Set<String>>([])
 
     public init() {}
 
@@ -41,6 +44,18 @@ public final class MockRecorder: Sendable {
     public func reset() { recorded.withLock { $0.removeAll() } }
 
     func record(_ request: RecordedRequest) { recorded.withLock { $0.append(request) } }
+
+    /// Lets every request held with `X-Mock-Hold: name` answer, now and from now on.
+    public func release(_ name: String) { _ = released.withLock { $0.insert(name) } }
+
+    /// Waits until `name` is released, or `limit` passed (a failed test must not hang the mock's
+    /// shutdown). Polling is plenty for a test double.
+    func hold(_ name: String, limit: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !released.withLock({ $0.contains(name) }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
 }
 
 /// Records every request, matched route or not, before any handler (or fault knob) answers it.
@@ -58,6 +73,7 @@ struct RecordingMiddleware<Context: RequestContext>: RouterMiddleware {
             query: request.uri.query,
             headers: request.headers.map { ($0.name.canonicalName, $0.value) },
             body: Array(body.readableBytesView)))
+        if let gate = HTTPField.Name(MockHeader.hold).flatMap({ request.headers[$0] }) { try await recorder.hold(gate) }
         return try await MockUsageLog.$current.withValue(usageLog) { try await next(request, context) }
     }
 }

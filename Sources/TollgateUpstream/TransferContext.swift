@@ -253,12 +253,17 @@ final class TransferContext: @unchecked Sendable {
         }
     }
 
-    /// Whether a connection to the provider was made (curl's connect time is 0 until then).
+    /// Whether the request may have reached the provider: a connection was made for it (curl's
+    /// connect time is 0 until then), or its head went out. The second matters on a reused
+    /// keep-alive connection, whose transfers connect nothing and report a connect time of 0:
+    /// a slow answer timed out there was once taken for one never sent, and charged $0.
     private var connected: Bool {
         guard let h = easy else { return true }
         var micros: curl_off_t = 0
-        guard tg_easy_getinfo_off_t(h, CURLINFO_CONNECT_TIME_T, &micros) == CURLE_OK else { return true }
-        return micros > 0
+        var requestBytes = 0
+        guard tg_easy_getinfo_off_t(h, CURLINFO_CONNECT_TIME_T, &micros) == CURLE_OK,
+              tg_easy_getinfo_long(h, CURLINFO_REQUEST_SIZE, &requestBytes) == CURLE_OK else { return true }
+        return micros > 0 || requestBytes > 0
     }
 
     func end(multi: UnsafeMutableRawPointer, with last: UpstreamPart) {

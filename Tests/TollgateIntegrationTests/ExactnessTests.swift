@@ -34,11 +34,23 @@ struct ExactnessTests {
     /// The reservation of the one request in flight for `client`, read from Redis while it runs.
     func reservationInFlight(_ client: ClientID) async throws -> Int64 {
         var reserved: Int64 = 0
-        _ = try await eventually {
+        try #require(await eventually {
             reserved = try await totals(client).reserved
             return reserved > 0
-        }
+        }, "no reservation seen for \(client.rawValue) while its request was in flight")
         return reserved
+    }
+
+    /// Sends `body` for `client` with the mock holding its answer (`X-Mock-Hold`) until the
+    /// reservation has been read from Redis, then lets it answer. No machine load can close that
+    /// window, as a latency could (CI once missed a 1.5 s one).
+    func postHeld(_ replica: Replica, _ mock: RunningMockProvider, _ body: String, _ client: ClientID,
+                  _ headers: [(String, String)] = [], path: String = "/v1/chat/completions") async throws -> (reserved: Int64, reply: TestClient.Reply) {
+        defer { mock.recorder.release(client.rawValue) }
+        async let reply = post(replica, body, client, headers + [(MockHeader.hold, client.rawValue)], path: path)
+        let reserved = try await reservationInFlight(client)
+        mock.recorder.release(client.rawValue)
+        return (reserved, await reply)
     }
 
     /// The request settled at exactly what was reserved for it, and the log says so.
@@ -87,11 +99,10 @@ struct ExactnessTests {
 
     @Test("hole 1: a 2xx answer without usage is charged its reservation, not $0")
     func successWithoutUsage() async throws {
-        try await withProxy { replica, _, log throws in
+        try await withProxy { replica, mock, log throws in
             let client = TestRedis.uniqueClient("nousage")
-            async let reply = post(replica, Self.chat, client, [("X-Mock-Omit-Usage", "1"), ("X-Mock-Latency-Ms", "1500")])
-            let reserved = try await reservationInFlight(client)
-            #expect(await reply.status == 200)
+            let (reserved, reply) = try await postHeld(replica, mock, Self.chat, client, [("X-Mock-Omit-Usage", "1")])
+            #expect(reply.status == 200)
             let after = try await settled(client)
             #expect(after == Totals(spent: reserved, reserved: 0, requests: 1))
             #expect(try await log.charged(client) == "reservation")
@@ -115,12 +126,10 @@ struct ExactnessTests {
 
     @Test("hole 1: background: true, when allowed, is charged its reservation (usage arrives only later)")
     func backgroundAllowedIsCharged() async throws {
-        try await withProxy(configure: { $0.budget.background = .allow }) { replica, _, log throws in
+        try await withProxy(configure: { $0.budget.background = .allow }) { replica, mock, log throws in
             let client = TestRedis.uniqueClient("bgok")
             let body = #"{"model":"gpt-4o-mini","background":true,"max_output_tokens":50,"input":"hi"}"#
-            async let reply = post(replica, body, client, [("X-Mock-Latency-Ms", "1500")], path: "/v1/responses")
-            let reserved = try await reservationInFlight(client)
-            let answer = await reply
+            let (reserved, answer) = try await postHeld(replica, mock, body, client, path: "/v1/responses")
             #expect(answer.status == 200)
             #expect(answer.json?["status"]?.string == "queued")
             try await expectChargedItsReservation(client, reserved, log)
@@ -131,23 +140,27 @@ struct ExactnessTests {
 
     @Test("hole 2: a non-streamed request cut by upstream.timeout_seconds is charged its reservation")
     func upstreamTimeout() async throws {
-        try await withProxy(configure: { $0.upstream.timeoutSeconds = 1 }) { replica, _, log throws in
+        try await withProxy(configure: { $0.upstream.timeoutSeconds = 1 }) { replica, mock, log throws in
+            // The timeout closes the request's own window after 1 s, so its reservation is read
+            // from the same body sent for another client, held until looked at. That request also
+            // leaves a keep-alive connection, which the timed-out one reuses: curl reports no
+            // connect time there, and such a timeout was once taken for "never sent" and charged $0.
+            let (reserved, _) = try await postHeld(replica, mock, Self.chat, TestRedis.uniqueClient("timeout-probe"))
             let client = TestRedis.uniqueClient("timeout")
-            async let reply = post(replica, Self.chat, client, [("X-Mock-Latency-Ms", "2500")])
-            let reserved = try await reservationInFlight(client)
+            let reply = await post(replica, Self.chat, client, [(MockHeader.hold, client.rawValue)])
+            mock.recorder.release(client.rawValue)
             // The duration cap (docs/operations.md, "Limits and back-pressure"): a gateway timeout.
-            #expect(await reply.status == 504)
+            #expect(reply.status == 504)
             try await expectChargedItsReservation(client, reserved, log)
         }
     }
 
     @Test("hole 2: a connection reset mid-body is charged its reservation")
     func resetMidBody() async throws {
-        try await withProxy { replica, _, log throws in
+        try await withProxy { replica, mock, log throws in
             let client = TestRedis.uniqueClient("reset")
-            async let reply = post(replica, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40"), ("X-Mock-Latency-Ms", "1500")])
-            let reserved = try await reservationInFlight(client)
-            #expect(await reply.status == 502)
+            let (reserved, reply) = try await postHeld(replica, mock, Self.chat, client, [("X-Mock-Drop-After-Bytes", "40")])
+            #expect(reply.status == 502)
             try await expectChargedItsReservation(client, reserved, log)
         }
     }

@@ -63,6 +63,18 @@ struct PolicyTests {
         }
     }
 
+    /// `race` for `client`, with every answer held at the mock (`X-Mock-Hold`) until all `count`
+    /// requests have reached it: all are in flight at once however loaded the box is.
+    func raceHeld(_ pair: Pair, _ count: Int, client: ClientID, body: @escaping @Sendable (Int) -> String) async -> [TestClient.Reply] {
+        let gate = client.rawValue
+        let opener = Task {
+            _ = try? await eventually { pair.mock.recorder.count >= count }
+            pair.mock.recorder.release(gate)
+        }
+        defer { opener.cancel() }
+        return await race(pair, count, body: body, headers: { _ in [("X-Client-ID", gate), (MockHeader.hold, gate)] })
+    }
+
     static let chat = #"{"model":"gpt-4o-mini","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#
 
     // MARK: on_limit
@@ -73,10 +85,8 @@ struct PolicyTests {
             let client = TestRedis.uniqueClient("warn")
             // Room for about one request (a reservation is ~34,500 nano-USD).
             try await setPolicy(client, ["daily", "40000", "on_limit", "warn"])
-            // Slow answers keep all eight in flight at once, so only the first fits.
-            let replies = await race(pair, 8, body: { _ in Self.chat }, headers: { _ in
-                [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "3000")]
-            })
+            // Held answers keep all eight in flight at once, so only the first fits.
+            let replies = await raceHeld(pair, 8, client: client, body: { _ in Self.chat })
             #expect(replies.allSatisfy { $0.status == 200 }, "warn never refuses")
             let marked = replies.filter { $0.header("X-Budget-Exceeded") == "true" }
             #expect(marked.count >= 6 && marked.count <= 7, "all but the one or two that fit")
@@ -148,11 +158,9 @@ struct PolicyTests {
             // $0.05 a day; at 50 % gpt-4o moves to gpt-4o-mini.
             try await setPolicy(client, ["daily", "50000000", "downgrade_at", "50", "downgrade:gpt-4o", "gpt-4o-mini"])
             let body = #"{"model":"gpt-4o","max_tokens":400,"messages":[{"role":"user","content":"hi"}]}"#
-            // Slow answers keep every reservation in flight, so spent + reserved only grows while
+            // Held answers keep every reservation in flight, so spent + reserved only grows while
             // the race runs (a settle would shrink it to the real, much smaller cost).
-            let replies = await race(pair, 40, body: { _ in body }, headers: { _ in
-                [("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "5000")]
-            })
+            let replies = await raceHeld(pair, 40, client: client, body: { _ in body })
             _ = try await eventually { pair.log.json(client: client).count == 40 }
             #expect(replies.allSatisfy { $0.status == 200 })
             let lines = pair.log.json(client: client).filter { $0["outcome"]?.string == "forwarded" }
