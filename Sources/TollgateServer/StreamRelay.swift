@@ -8,7 +8,8 @@ import TollgateUpstream
 /// Passes an SSE stream to the client as it arrives (never buffering the whole response),
 /// follows the usage it reports, and settles once when it ends: with the provider's usage when it
 /// arrived, otherwise with a provable bound (`ChargeRule`).
-struct StreamRelay: Sendable {
+final class StreamRelay: Sendable {
+    // A class, so the relay's long-lived async frame holds one reference, not a copy of all this.
     let route: ProxyRoute
     let bill: Bill
     let estimate: CostEstimate
@@ -21,46 +22,40 @@ struct StreamRelay: Sendable {
     /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
     let maxEventBytes: Int
 
+    init(route: ProxyRoute, bill: Bill, estimate: CostEstimate, settlement: Settlement, transfer: UpstreamTransfer,
+         hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int) {
+        (self.route, self.bill, self.estimate, self.settlement, self.transfer) = (route, bill, estimate, settlement, transfer)
+        (self.hideInjectedUsage, self.observability, self.record, self.watch, self.maxEventBytes) =
+            (hideInjectedUsage, observability, record, watch, maxEventBytes)
+    }
+
     func run(_ writer: inout any ResponseBodyWriter) async throws {
         Observability.streamsInFlight.increment()
         defer {
             Observability.streamsInFlight.decrement()
             watch?.unwatch()
         }
-        var parser = SSEParser(maxEventBytes: maxEventBytes)
-        var tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
-
-        var completed = false
-        var clientGone = false
-        var cancelled = false
-        // The event that tells the client the stream is complete waits until the settle is done:
-        // a client that saw the end of its stream has been charged, even if this replica dies next.
-        var terminal: [UInt8] = []
+        // This frame lives as long as the stream, in the connection task's allocator, which keeps
+        // its high-water mark until the connection closes: so it holds only what crosses an await,
+        // and the parsing state sits in one heap object (issue 13: memory per open stream).
+        let events = EventFilter(route: route, hideInjectedUsage: hideInjectedUsage, maxEventBytes: maxEventBytes)
+        var ending = Ending.cut
         streaming: for await part in transfer.parts {
             switch part {
             case .head: continue
             case .body(let chunk):
                 // Every event that arrived in this chunk goes out in one write: one flush (one
                 // syscall) per chunk from the provider, not one per event, and no added delay.
-                var batch = ByteBuffer()
-                for event in parser.feed(chunk) {
-                    guard let out = tracker.observe(event) else { continue }
-                    if StreamUsageTracker.isTerminal(event, route: route) {
-                        terminal += out
-                        continue
-                    }
-                    batch.writeBytes(out)
-                }
-                if batch.readableBytes > 0 {
+                if let batch = events.feed(chunk) {
                     do {
                         try await writer.write(batch)
                     } catch {
-                        clientGone = true
+                        ending = .clientGone
                         transfer.cancel()
                         break streaming
                     }
                 }
-                if parser.eventTooLarge {
+                if events.parser.eventTooLarge {
                     // Cut like a broken stream: settled below by the cut-stream rule.
                     UpstreamMetrics.exceeded(.sseEvent)
                     settlement.logger.warning("upstream stream cut at a limit", metadata: [
@@ -69,19 +64,28 @@ struct StreamRelay: Sendable {
                     break streaming
                 }
             case .end:
-                completed = true
+                ending = .completed
             case .failed(let e):
-                cancelled = e.kind == .cancelled // the client's connection closed (see ConnectionWatch)
+                if e.kind == .cancelled { ending = .cancelled } // the client's connection closed (see ConnectionWatch)
                 break streaming
             }
         }
+        try await finish(ending, events, &writer)
+    }
+
+    private enum Ending { case completed, cut, clientGone, cancelled }
+
+    /// Settles, logs, and only then sends the event that tells the client its stream is complete:
+    /// a client that saw the end of its stream has been charged, even if this replica dies next.
+    private func finish(_ end: Ending, _ events: EventFilter, _ writer: inout any ResponseBodyWriter) async throws {
+        let completed = end == .completed
         let ending: UpstreamEnding
-        if let usage = tracker.finalUsage {
+        if let usage = events.tracker.finalUsage {
             ending = .answered(status: 200, usage: usage)  // even if the connection broke right after
         } else if completed {
             ending = .answered(status: 200, usage: nil)    // a stream that never reported its usage
         } else {
-            ending = .cut(bound: tracker.cutStreamBound(for: estimate))
+            ending = .cut(bound: events.tracker.cutStreamBound(for: estimate))
         }
         let charge = bill.charge(ending)
         var finished = record
@@ -89,13 +93,43 @@ struct StreamRelay: Sendable {
         if case .answered(_, let usage?) = ending { finished.usage = usage }
         finished.cost = charge.cost
         finished.charged = charge.basis
-        finished.outcome = completed ? .forwarded : clientGone || cancelled || Task.isCancelled ? .clientGone : .upstreamError
+        finished.outcome = completed ? .forwarded : end == .clientGone || end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
         let settleStarted = ContinuousClock.now
         await settlement.settle(charge.cost)
         finished.settleDuration = ContinuousClock.now - settleStarted
         observability.finish(finished)
-        if clientGone { throw CancellationError() }
-        if !terminal.isEmpty || !parser.buffered.isEmpty { try await writer.write(ByteBuffer(bytes: terminal + parser.buffered)) }
+        if end == .clientGone { throw CancellationError() }
+        let rest = events.terminal + events.parser.buffered
+        if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
         try await writer.finish(nil)
+    }
+}
+
+/// The events of one stream: parsed, followed for usage, and filtered for the client. The event
+/// that says the stream is complete is held back in `terminal` until the settle is done.
+private final class EventFilter {
+    let route: ProxyRoute
+    var parser: SSEParser
+    var tracker: StreamUsageTracker
+    private(set) var terminal: [UInt8] = []
+
+    init(route: ProxyRoute, hideInjectedUsage: Bool, maxEventBytes: Int) {
+        self.route = route
+        parser = SSEParser(maxEventBytes: maxEventBytes)
+        tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
+    }
+
+    /// What this chunk's complete events send on now, nil when nothing.
+    func feed(_ chunk: [UInt8]) -> ByteBuffer? {
+        var batch = ByteBuffer()
+        for event in parser.feed(chunk) {
+            guard let out = tracker.observe(event) else { continue }
+            if StreamUsageTracker.isTerminal(event, route: route) {
+                terminal += out
+                continue
+            }
+            batch.writeBytes(out)
+        }
+        return batch.readableBytes > 0 ? batch : nil
     }
 }
