@@ -48,7 +48,7 @@ public struct BudgetStore: Sendable {
     public var policy: Policy { didSet { tick = BudgetTick() } }
     private let topKeysExpiring = KeysSeen()
     private let topSpend: TopSpendTally
-    private(set) var tick = BudgetTick()
+    var tick = BudgetTick() // settable by tests, for a longer settle window
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis
@@ -117,9 +117,11 @@ public struct BudgetStore: Sendable {
     /// Charges the real cost and releases the lease's reservation. Safe to retry: a second call
     /// charges nothing, and neither does a lease this client does not hold.
     /// `model` is the model billed: the day's spend per model counts it (analytics).
-    public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String = "") async throws -> SettleOutcome {
+    /// `mayWait`: the answer has gone out, so the settle may wait a moment to share a call with
+    /// the client's next reserve (`BudgetTick.settleWindow`).
+    public func settle(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String = "", mayWait: Bool = false) async throws -> SettleOutcome {
         let call = settleCall(client, lease, actual: actual, model: model)
-        return try settleOutcome(try await tick.send(client, .settle(call), via: self), client, lease)
+        return try settleOutcome(try await tick.send(client, .settle(call), mayWait: mayWait, via: self), client, lease)
     }
 
     /// settle_v5's reply (apply_v6 answers each settle with the same).

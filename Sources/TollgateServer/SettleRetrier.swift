@@ -64,12 +64,14 @@ public final class SettleRetrier: Service, Sendable {
 
     /// Charges in Redis, or makes the charge durable in the journal, before returning (the caller
     /// holds the response until then). Never throws: the worst case is `.retrying`.
-    public func settle(_ s: JournaledSettle) async -> SettleDurability {
+    /// `mayWait`: the answer is out already, so the first try may wait to share a Redis call
+    /// (`BudgetStore.settle`).
+    public func settle(_ s: JournaledSettle, mayWait: Bool = false) async -> SettleDurability {
         var failure: (any Error)?
         for attempt in 0..<settings.quickAttempts {
             if attempt > 0 { try? await Task.sleep(for: settings.quickPause) }
             do {
-                _ = try await budget.settle(s.client, s.lease, actual: s.cost, model: s.model)
+                _ = try await budget.settle(s.client, s.lease, actual: s.cost, model: s.model, mayWait: mayWait && attempt == 0)
                 return .inRedis
             } catch { failure = error }
         }
@@ -107,7 +109,7 @@ public final class SettleRetrier: Service, Sendable {
             // Made under the lock, so the task's own removal (which takes it) comes after this insert.
             state.running[id] = Task(executorPreference: executor) { [self] in
                 let started = ContinuousClock.now
-                _ = await settle(s)
+                _ = await settle(s, mayWait: true)
                 timer?.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
                 _ = afterResponse.withLock { $0.running.removeValue(forKey: id) }
             }

@@ -141,6 +141,52 @@ struct ApplyBatchTests {
         #expect(try await TestRedis.int(day, "reserved") == 85_000)
     }
 
+    @Test("a settle that may wait rides with the client's next reserve on its loop, first, so the reserve sees what it gave back")
+    func waitingSettleRidesWithReserve() async throws {
+        let client = TestRedis.uniqueClient("apply")
+        try await Self.limit(client, daily: 100_000)
+        var store = BudgetStore.forTests()
+        store.tick = BudgetTick(settleWindow: .seconds(30)) // far longer than the test: only the reserve can send it
+        let lease = try await store.grant(client, estimate: .fixed(80_000)).lease
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let settle = Task(executorPreference: LoopExecutor(loop)) { [store] in
+            try await store.settle(client, lease, actual: NanoUSD(10_000), mayWait: true)
+        }
+        // Parked, not sent: the counters still hold the reservation.
+        try await Task.sleep(for: .milliseconds(300))
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.int(day, "reserved") == 80_000)
+        // A later reserve on the same loop takes it along, first: 80 000 reserved would leave
+        // 20 000, but settled at 10 000 it leaves 90 000, so 85 000 fits.
+        let granted = try await Task(executorPreference: LoopExecutor(loop)) { [store] in
+            try await store.reserve(client, .unique(), estimate: .fixed(85_000)).isGranted
+        }.value
+        #expect(granted)
+        #expect(try await settle.value == .settled, "the settle is answered with the reserve, not at the window's end")
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 1)
+        #expect(try await TestRedis.int(day, "spent") == 10_000)
+        #expect(try await TestRedis.int(day, "reserved") == 85_000)
+    }
+
+    @Test("settles that may wait and meet no reserve are sent when the window ends: one alone as v5, several in one call")
+    func waitingSettlesWithoutReserve() async throws {
+        let client = TestRedis.uniqueClient("apply")
+        let store = BudgetStore.forTests()
+        let leases = [try await store.grant(client, estimate: .fixed(30_000)).lease, try await store.grant(client, estimate: .fixed(40_000)).lease,
+                      try await store.grant(client, estimate: .fixed(50_000)).lease]
+        let first: @Sendable () async throws -> SettleOutcome = { try await store.settle(client, leases[0], actual: NanoUSD(1_000), mayWait: true) }
+        let alone = try await Self.inOneTick([first])
+        #expect(alone == [.settled])
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 0)
+        let pair = try await Self.inOneTick(leases[1...].map { lease in { try await store.settle(client, lease, actual: NanoUSD(2_000), mayWait: true) } })
+        #expect(pair == [.settled, .settled])
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 1)
+        let (day, _) = try await TestRedis.periodKeys(client)
+        #expect(try await TestRedis.int(day, "spent") == 5_000)
+        #expect(try await TestRedis.int(day, "reserved") == 0)
+        #expect(try await TestRedis.int(day, "requests") == 3)
+    }
+
     @Test("a tick mixing clients sends one call per client and answers each caller its own")
     func mixedClients() async throws {
         let a = TestRedis.uniqueClient("apply-a"), b = TestRedis.uniqueClient("apply-b")
