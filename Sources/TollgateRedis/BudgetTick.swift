@@ -147,7 +147,8 @@ final class BudgetTick: Sendable {
                     return true
                 }
                 guard waiting else { return due.resume() }
-                loop.scheduleTask(in: settleWindow) {
+                // On completion, not in the task: a loop shutting down fails it instead of running it.
+                loop.scheduleTask(in: settleWindow) {}.futureResult.whenComplete { _ in
                     let due = self.state.withLock { s in s.parked[key]?.id == parking ? s.parked[key]!.takeDue() : nil }
                     due?.resume()
                 }
