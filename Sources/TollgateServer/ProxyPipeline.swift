@@ -168,7 +168,8 @@ struct ProxyPipeline: Sendable {
         let ending: UpstreamEnding
         if let usage {
             ending = .answered(status: 200, usage: usage)
-        } else if e.kind == .connect {
+        } else if !e.mayHaveReachedProvider {
+            // Never connected, or the client left before curl sent a byte of the request.
             ending = .notSent
         } else {
             // Cut after the request reached the provider (timeout, reset, or the client hung up):

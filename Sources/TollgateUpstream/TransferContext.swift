@@ -253,6 +253,15 @@ final class TransferContext: @unchecked Sendable {
         }
     }
 
+    /// Whether any of the request went out (curl counts the head's bytes as it sends them). A
+    /// transfer not begun yet, or already ended, counts as sent: the answer that is never wrong.
+    var requestSent: Bool {
+        guard let h = easy else { return true }
+        var requestBytes = 0
+        guard tg_easy_getinfo_long(h, CURLINFO_REQUEST_SIZE, &requestBytes) == CURLE_OK else { return true }
+        return requestBytes > 0
+    }
+
     /// Whether the request may have reached the provider: a connection was made for it (curl's
     /// connect time is 0 until then), or its head went out. The second matters on a reused
     /// keep-alive connection, whose transfers connect nothing and report a connect time of 0:

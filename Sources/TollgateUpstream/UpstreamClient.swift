@@ -197,7 +197,8 @@ public final class UpstreamClient: Sendable {
                     if context.begin(multi: multi, settings: settings) { active[ObjectIdentifier(context)] = context }
                 case .cancel(let context):
                     guard active.removeValue(forKey: ObjectIdentifier(context)) != nil else { continue }
-                    context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "cancelled")))
+                    context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "cancelled",
+                                                                          mayHaveReachedProvider: context.requestSent)))
                 case .resume(let context):
                     guard active[ObjectIdentifier(context)] != nil else { continue }
                     let resumed = context.resume()

@@ -57,10 +57,14 @@ public struct UpstreamError: Error, Sendable, CustomStringConvertible, Equatable
     public var message: String
     /// Set when Tollgate itself stopped the answer at one of its bounds.
     public var limit: UpstreamLimit?
-    public init(kind: Kind, message: String, limit: UpstreamLimit? = nil) {
+    /// False only when no byte of the request went out (a transfer cancelled before curl sent
+    /// its head): then nothing can have been billed, whatever the kind.
+    public var mayHaveReachedProvider: Bool
+    public init(kind: Kind, message: String, limit: UpstreamLimit? = nil, mayHaveReachedProvider: Bool = true) {
         self.kind = kind
         self.message = message
         self.limit = limit
+        self.mayHaveReachedProvider = kind != .connect && mayHaveReachedProvider
     }
     public var description: String { message }
 }

@@ -165,6 +165,28 @@ struct ExactnessTests {
         }
     }
 
+    @Test("hole 2: a client that hangs up while its request waits for an upstream connection is charged nothing")
+    func goneBeforeSent() async throws {
+        try await withProxy(configure: { $0.upstream.maxConnections = 1 }) { replica, mock, log throws in
+            // The one upstream connection is taken by a request the mock holds.
+            let holder = TestRedis.uniqueClient("holder")
+            async let held = post(replica, Self.chat, holder, [(MockHeader.hold, holder.rawValue)])
+            #expect(try await eventually { mock.recorder.count == 1 })
+            // The next request is reserved, then waits in curl's queue for that connection.
+            let client = TestRedis.uniqueClient("queued")
+            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", Self.chat, headers: [("X-Client-ID", client.rawValue)])
+            _ = try await reservationInFlight(client)
+            try await Task.sleep(for: .milliseconds(200))
+            transfer.cancel()
+            // Not a byte of it went out, so the provider cannot bill it: $0, not its reservation.
+            #expect(try await settled(client) == Totals(spent: 0, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "nothing")
+            mock.recorder.release(holder.rawValue)
+            #expect(await held.status == 200)
+            #expect(mock.recorder.count == 1, "the queued request never reached the provider")
+        }
+    }
+
     @Test("hole 2: a provider that was never reached charges nothing")
     func neverReached() async throws {
         let replica = try await Replica.start(upstream: "http://127.0.0.1:1")

@@ -55,9 +55,10 @@ struct LargeBodyTests {
         #expect(await holder.status == 200)
         #expect(mock.recorder.count == 2, "the refused body was never forwarded")
         #expect(try await eventually { log.all.contains { $0.contains("refused_busy") } })
+        // The holder's settle follows its answer (within BudgetTick.settleWindow), so wait for it.
         let (day, _) = try await TestRedis.periodKeys(client)
-        let hash = try await TestRedis.hash(day)
-        #expect(hash["reserved"].map { $0 == "0" } ?? true, "no reservation left behind")
+        #expect(try await eventually { try await TestRedis.hash(day)["requests"] == "2" })
+        #expect(try await TestRedis.hash(day)["reserved"].map { $0 == "0" } ?? true, "no reservation left behind")
         #expect(try await TestRedis.shared.call(.command(["EXISTS", RedisKeys(client).leases])).int == 0)
         await replica.stop()
         await mock.stop()
