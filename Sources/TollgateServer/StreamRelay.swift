@@ -8,8 +8,7 @@ import TollgateUpstream
 /// Passes an SSE stream to the client as it arrives (never buffering the whole response),
 /// follows the usage it reports, and settles once when it ends: with the provider's usage when it
 /// arrived, otherwise with a provable bound (`ChargeRule`).
-final class StreamRelay: Sendable {
-    // A class, so the relay's long-lived async frame holds one reference, not a copy of all this.
+struct StreamRelay: Sendable {
     let route: ProxyRoute
     let bill: Bill
     let estimate: CostEstimate
@@ -21,13 +20,6 @@ final class StreamRelay: Sendable {
     let watch: ConnectionWatch?
     /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
     let maxEventBytes: Int
-
-    init(route: ProxyRoute, bill: Bill, estimate: CostEstimate, settlement: Settlement, transfer: UpstreamTransfer,
-         hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int) {
-        (self.route, self.bill, self.estimate, self.settlement, self.transfer) = (route, bill, estimate, settlement, transfer)
-        (self.hideInjectedUsage, self.observability, self.record, self.watch, self.maxEventBytes) =
-            (hideInjectedUsage, observability, record, watch, maxEventBytes)
-    }
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
         Observability.streamsInFlight.increment()

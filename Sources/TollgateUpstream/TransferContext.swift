@@ -269,10 +269,8 @@ final class TransferContext: @unchecked Sendable {
     private var connected: Bool {
         guard let h = easy else { return true }
         var micros: curl_off_t = 0
-        var requestBytes = 0
-        guard tg_easy_getinfo_off_t(h, CURLINFO_CONNECT_TIME_T, &micros) == CURLE_OK,
-              tg_easy_getinfo_long(h, CURLINFO_REQUEST_SIZE, &requestBytes) == CURLE_OK else { return true }
-        return micros > 0 || requestBytes > 0
+        guard tg_easy_getinfo_off_t(h, CURLINFO_CONNECT_TIME_T, &micros) == CURLE_OK else { return true }
+        return micros > 0 || requestSent
     }
 
     func end(multi: UnsafeMutableRawPointer, with last: UpstreamPart) {
