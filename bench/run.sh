@@ -9,7 +9,8 @@
 # BENCH_HOLD_SECONDS, BENCH_SOAK_SECONDS (300; 0 = no soak), BENCH_NGINX_WORKERS (auto),
 # BENCH_NO_BUILD=1 (use the binaries in .build/release as they are), BENCH_PHASES (any of
 # "wrk ttfb exact soak hold"), BENCH_STREAM_MAX_CONNECTIONS (20000: upstream.max_connections of the
-# stream Tollgate), BENCH_TOLLGATE_LOG_LEVEL (warning).
+# stream Tollgate), BENCH_TOLLGATE_LOG_LEVEL (warning), TG_BIN (the Tollgate binary of the wrk, TTFB
+# and exact runs, for A/B of two builds; default .build/release/tollgate).
 set -euo pipefail
 # The whole script is one block, read before it runs: editing this file during a run cannot
 # change what the run executes.
@@ -126,7 +127,7 @@ start proxy nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" -e "$TM
 tollgate_env=(env TOLLGATE_HOST=127.0.0.1 TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL="${BENCH_TOLLGATE_LOG_LEVEL:-warning}")
 start tollgate "${tollgate_env[@]}" TOLLGATE_PORT="$P_TG" TOLLGATE_ADMIN_PORT="$P_ADMIN" \
   TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_UP" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_UP" \
-  .build/release/tollgate serve --config "$TMP/tollgate.yaml"
+  ${TG_BIN:-.build/release/tollgate} serve --config "$TMP/tollgate.yaml"
 wait_ready upstream "http://127.0.0.1:$P_UP/healthz"
 wait_ready proxy "http://127.0.0.1:$P_PROXY/healthz"
 wait_ready tollgate "http://127.0.0.1:$P_TG/readyz"

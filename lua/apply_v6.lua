@@ -121,8 +121,9 @@ end
 
 local t, now, now_ms -- Redis TIME, read on the first reserve (or alert)
 local day_key, month_key, day_end, month_end
-local p -- the limits hash's four hot fields, read on the first reserve
+local p -- the limits hash's four hot fields as numbers (defaults applied), read on the first reserve
 local leases, nl = {}, 0 -- ZADD's arguments: deadline, member, …
+local deadline -- the leases' score, as text: the batch's reserves share now
 local NEVER = 9007199254740992 -- 2^53: no threshold left in this window
 local limits, thresholds, defaults -- settle alerts: read on the first that may be due
 local check_alerts -- defined when first needed (settle_v5.lua's)
@@ -262,15 +263,15 @@ while i <= n do
           end
         end
         p = call('HMGET', KEYS[1], 'daily', 'monthly', 'loop_max', 'downgrade_at')
+        p[1], p[2], p[3], p[4] = (p[1] or ARGV[6]) + 0, (p[2] or ARGV[7]) + 0, (p[3] or ARGV[10]) + 0, (p[4] or ARGV[11]) + 0
       end
-      local given_daily = (p[1] or ARGV[6]) + 0
-      local given_monthly = (p[2] or ARGV[7]) + 0
+      local given_daily, given_monthly = p[1], p[2]
       local day_limit, month_limit = given_daily, given_monthly
       if header_daily and header_daily < day_limit then day_limit = header_daily end
       if header_monthly and header_monthly < month_limit then month_limit = header_monthly end
       local db, mb = slot(day_key), slot(month_key)
 
-      local loop_max = (p[3] or ARGV[10]) + 0
+      local loop_max = p[3]
       if loop_max > 0 and fingerprint ~= '' then
         local window = (own('loop_window') or setting(6)) + 0
         local loop_key = prefix .. ':loop:' .. fingerprint
@@ -309,7 +310,7 @@ while i <= n do
       end
 
       local downgraded = ''
-      local at = (p[4] or ARGV[11]) + 0
+      local at = p[4]
       if at > 0 then
         local cheaper = own('downgrade:' .. ARGV[i + 6]) or (default_cheaper ~= '' and default_cheaper) or nil
         if cheaper and cheaper ~= 'none' then
@@ -379,7 +380,8 @@ while i <= n do
         if run_limit then call('HSET', run_key, 'limit', fmt('%d', run_limit)) end
         if not V[rb + 10] then V[rb + 10], V[rb + 11] = 'EXPIRE', setting(7) end
       end
-      leases[nl + 1], leases[nl + 2] = now_ms + ARGV[8], lease
+      if not deadline then deadline = fmt('%d', now_ms + ARGV[8]) end
+      leases[nl + 1], leases[nl + 2] = deadline, lease
       nl = nl + 2
       reply = {1, granted, cost, limit, left - cost, resets, reaped, lease, flags == 'w' and 1 or 0, downgraded, period}
     else
