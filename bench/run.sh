@@ -273,7 +273,7 @@ if [ -n "$STREAMS" ]; then
   start mock .build/release/tollgate-mock-provider --host 127.0.0.1 --port "$P_MOCK"
   start tollgate-streams "${tollgate_env[@]}" TOLLGATE_PORT="$P_STREAMS" TOLLGATE_ADMIN_PORT="$P_ADMIN2" \
     TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_MOCK" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_MOCK" \
-    .build/release/tollgate serve --config "$TMP/tollgate-streams.yaml"
+    ${TG_BIN:-.build/release/tollgate} serve --config "$TMP/tollgate-streams.yaml"
   wait_ready tollgate-streams "http://127.0.0.1:$P_STREAMS/readyz"
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$P_MOCK/v1/models" && break; sleep 0.05; done
   # 300 events at 1/s outlast any hold; the mock renders a stream's events up front, so a longer

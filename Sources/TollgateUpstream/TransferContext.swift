@@ -20,6 +20,16 @@ final class TransferContext: @unchecked Sendable {
     var finished = false
     /// `request.collectBody`: the body gathered here and handed over once, at the end.
     var collected: [UInt8] = []
+    /// A stream's bytes of this turn of the curl loop, handed over when the turn ends
+    /// (`UpstreamClient.deliverPendingBodies`), when the transfer does, or on reaching
+    /// `pendingLimit`, so back-pressure still sees them: a transfer holds at most the high
+    /// watermark plus one part.
+    var pending: [UInt8] = []
+    var pendingListed = false
+    static let pendingLimit = 16 << 10
+    /// Whose turn: the curl thread's list of transfers with pending bytes. Unowned: the client
+    /// outlives its transfers (its thread ends them all before it stops).
+    unowned let client: UpstreamClient
     /// The reader asked us to stop (`stopProducing`): the next chunk is refused with
     /// `CURL_WRITEFUNC_PAUSE`, which curl keeps and delivers again after `resume`.
     var paused = false
@@ -36,7 +46,8 @@ final class TransferContext: @unchecked Sendable {
     private let delivered = Atomic<Bool>(false)
     var isDelivered: Bool { delivered.load(ordering: .acquiring) }
 
-    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int, maxCollectedBytes: Int) {
+    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int, maxCollectedBytes: Int, client: UpstreamClient) {
+        self.client = client
         self.request = request
         self.buffer = buffer
         self.maxHeaderBytes = maxHeaderBytes
@@ -97,8 +108,10 @@ final class TransferContext: @unchecked Sendable {
         try check(tg_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1), "CURLOPT_TCP_KEEPALIVE")
         // A streamed answer arrives an event at a time, and its transfer lives as long as the
         // stream: curl's receive buffer (16 KiB by default, allocated per transfer) is cut to
-        // 4 KiB for it. An answer gathered whole keeps the default, for fewer callbacks.
-        if !request.collectBody { try check(tg_easy_setopt_long(h, CURLOPT_BUFFERSIZE, 4_096), "CURLOPT_BUFFERSIZE") }
+        // 1 KiB for it, 3 KiB less per open stream. A burst larger than that takes more
+        // callbacks, but its reader still gets one part per turn of the curl loop (`pending`).
+        // An answer gathered whole keeps the default, for fewer callbacks.
+        if !request.collectBody { try check(tg_easy_setopt_long(h, CURLOPT_BUFFERSIZE, 1_024), "CURLOPT_BUFFERSIZE") }
         if request.method == "GET" {
             try check(tg_easy_setopt_long(h, CURLOPT_HTTPGET, 1), "CURLOPT_HTTPGET")
         } else {
@@ -183,8 +196,28 @@ final class TransferContext: @unchecked Sendable {
             return Int(CURL_WRITEFUNC_PAUSE)
         }
         sendHeadIfNeeded()
-        deliver(.body(Array(chunk)))
+        if !pending.isEmpty && pending.count + chunk.count > Self.pendingLimit {
+            deliverPending()
+            if paused {
+                UpstreamMetrics.pauseCounter.increment()
+                curlPaused = true
+                return Int(CURL_WRITEFUNC_PAUSE)
+            }
+        }
+        if !pendingListed {
+            pendingListed = true
+            client.pendingBodies.append(self)
+        }
+        pending.append(contentsOf: chunk)
         return chunk.count
+    }
+
+    /// This turn's bytes, as one part.
+    func deliverPending() {
+        guard !pending.isEmpty else { return }
+        let chunk = pending
+        pending = []
+        deliver(.body(chunk))
     }
 
     func sendHeadIfNeeded() {
@@ -274,6 +307,7 @@ final class TransferContext: @unchecked Sendable {
     }
 
     func end(multi: UnsafeMutableRawPointer, with last: UpstreamPart) {
+        deliverPending()
         if let h = easy {
             curl_multi_remove_handle(multi, h)
             curl_easy_cleanup(h)

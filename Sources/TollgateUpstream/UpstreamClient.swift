@@ -57,6 +57,10 @@ public final class UpstreamClient: Sendable {
     /// Transfers whose socket curl asked us to watch and epoll refused (curl thread only): they
     /// are failed after the current `curl_multi_socket_action`, outside curl's callbacks.
     nonisolated(unsafe) var unwatchable: [(context: TransferContext, error: Int32)] = []
+    /// Streamed transfers holding body bytes curl handed over in this turn of the loop (curl
+    /// thread only): each gets them as one part when the turn ends, however many callbacks
+    /// brought them, so its reader wakes and writes once per turn, not once per callback.
+    nonisolated(unsafe) var pendingBodies: [TransferContext] = []
 
     /// - Parameter logger: where limit hits are logged (nil: not logged, still counted).
     public init(settings: Settings = Settings(), logger: Logger? = nil) throws(SetupError) {
@@ -125,7 +129,7 @@ public final class UpstreamClient: Sendable {
         let buffer = TransferBuffer(
             watermarks: .init(low: settings.bufferLowWatermarkBytes, high: settings.bufferHighWatermarkBytes), stats: bufferStats)
         let context = TransferContext(request: request, buffer: buffer, maxHeaderBytes: settings.maxHeaderBytes,
-                                      maxCollectedBytes: settings.maxCollectedBytes)
+                                      maxCollectedBytes: settings.maxCollectedBytes, client: self)
         let made = UpstreamParts.Producer.makeSequence(
             backPressureStrategy: ByteWatermarks(buffer: buffer), finishOnDeinit: true,
             delegate: TransferDemand(client: self, context: context))
@@ -209,6 +213,7 @@ public final class UpstreamClient: Sendable {
                     }
                 }
             }
+            deliverPendingBodies() // a resumed transfer may have been handed its kept chunk
             if !running { break }
             var stillRunning: Int32 = 0
             // Sleep only if nothing arrived meanwhile; a command queued after this point wakes us.
@@ -245,6 +250,7 @@ public final class UpstreamClient: Sendable {
                 context.end(multi: multi, with: .failed(UpstreamError(kind: .transfer, message: "epoll refused the transfer's socket: \(reason)")))
             }
             unwatchable.removeAll()
+            deliverPendingBodies()
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle else { continue }
@@ -261,6 +267,18 @@ public final class UpstreamClient: Sendable {
         }
         curl_multi_cleanup(multi)
         stopped.signal()
+    }
+}
+
+extension UpstreamClient {
+    /// Curl thread only: the turn's body bytes of each streamed transfer, as one part each.
+    func deliverPendingBodies() {
+        guard !pendingBodies.isEmpty else { return }
+        for context in pendingBodies {
+            context.pendingListed = false
+            context.deliverPending()
+        }
+        pendingBodies.removeAll(keepingCapacity: true)
     }
 }
 
