@@ -142,10 +142,19 @@ struct ExactnessTests {
     func upstreamTimeout() async throws {
         try await withProxy(configure: { $0.upstream.timeoutSeconds = 1 }) { replica, mock, log throws in
             // The timeout closes the request's own window after 1 s, so its reservation is read
-            // from the same body sent for another client, held until looked at. That request also
-            // leaves a keep-alive connection, which the timed-out one reuses: curl reports no
-            // connect time there, and such a timeout was once taken for "never sent" and charged $0.
-            let (reserved, _) = try await postHeld(replica, mock, Self.chat, TestRedis.uniqueClient("timeout-probe"))
+            // from the same body sent for another client through a second replica with the default
+            // timeout, held until looked at (a probe through this replica would have the same 1 s
+            // window, which a loaded CI machine once missed).
+            let prober = try await Replica.start(upstream: mock.baseURL)
+            let reserved: Int64
+            do { reserved = try await postHeld(prober, mock, Self.chat, TestRedis.uniqueClient("timeout-probe")).reserved } catch {
+                await prober.stop(); throw error
+            }
+            await prober.stop()
+            // A quick request first leaves a keep-alive connection, which the timed-out one reuses:
+            // curl reports no connect time there, and such a timeout was once taken for "never
+            // sent" and charged $0.
+            #expect(await post(replica, Self.chat, TestRedis.uniqueClient("timeout-warm")).status == 200)
             let client = TestRedis.uniqueClient("timeout")
             let reply = await post(replica, Self.chat, client, [(MockHeader.hold, client.rawValue)])
             mock.recorder.release(client.rawValue)
