@@ -140,11 +140,11 @@ struct ExactnessTests {
 
     @Test("hole 2: a non-streamed request cut by upstream.timeout_seconds is charged its reservation")
     func upstreamTimeout() async throws {
-        try await withProxy(configure: { $0.upstream.timeoutSeconds = 1 }) { replica, mock, log throws in
-            // The timeout closes the request's own window after 1 s, so its reservation is read
+        try await withProxy(configure: { $0.upstream.timeoutSeconds = 2 }) { replica, mock, log throws in
+            // The timeout closes the request's own window after 2 s, so its reservation is read
             // from the same body sent for another client through a second replica with the default
-            // timeout, held until looked at (a probe through this replica would have the same 1 s
-            // window, which a loaded CI machine once missed).
+            // timeout, held until looked at (a probe through this replica would have the same 2 s
+            // window; a loaded CI machine once missed a 1 s one).
             let prober = try await Replica.start(upstream: mock.baseURL)
             let reserved: Int64
             do { reserved = try await postHeld(prober, mock, Self.chat, TestRedis.uniqueClient("timeout-probe")).reserved } catch {
@@ -153,8 +153,9 @@ struct ExactnessTests {
             await prober.stop()
             // A quick request first leaves a keep-alive connection, which the timed-out one reuses:
             // curl reports no connect time there, and such a timeout was once taken for "never
-            // sent" and charged $0.
-            #expect(await post(replica, Self.chat, TestRedis.uniqueClient("timeout-warm")).status == 200)
+            // sent" and charged $0. Its own answer is not the point (on a loaded machine it may
+            // itself run into the timeout), so it is not asserted.
+            _ = await post(replica, Self.chat, TestRedis.uniqueClient("timeout-warm"))
             let client = TestRedis.uniqueClient("timeout")
             let reply = await post(replica, Self.chat, client, [(MockHeader.hold, client.rawValue)])
             mock.recorder.release(client.rawValue)
