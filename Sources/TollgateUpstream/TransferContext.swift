@@ -190,20 +190,15 @@ final class TransferContext: @unchecked Sendable {
             collected.append(contentsOf: chunk)
             return chunk.count
         }
+        // A part is cut at `pendingLimit` before this chunk joins it; a pause that cut brings
+        // refuses this chunk, as the reader's earlier pause does.
+        if !pending.isEmpty && pending.count + chunk.count > Self.pendingLimit { deliverPending() }
         if paused {
             if !curlPaused { UpstreamMetrics.pauseCounter.increment() }
             curlPaused = true
             return Int(CURL_WRITEFUNC_PAUSE)
         }
         sendHeadIfNeeded()
-        if !pending.isEmpty && pending.count + chunk.count > Self.pendingLimit {
-            deliverPending()
-            if paused {
-                UpstreamMetrics.pauseCounter.increment()
-                curlPaused = true
-                return Int(CURL_WRITEFUNC_PAUSE)
-            }
-        }
         if !pendingListed {
             pendingListed = true
             client.pendingBodies.append(self)

@@ -37,6 +37,7 @@ struct UpstreamBurstTests {
             .childChannelInitializer { $0.pipeline.addHandler(CannedAnswer(Array(head.utf8) + body)) }
             .bind(host: "127.0.0.1", port: 0).get()
         let curl = try UpstreamClient()
+        defer { curl.shutdown() }
         let transfer = curl.start(UpstreamRequest(url: "http://127.0.0.1:\(server.localAddress!.port!)/v1/chat/completions", method: "POST",
                                                   headers: [("Content-Type", "application/json")], body: Array(#"{"stream":true}"#.utf8)))
         var parts: [[UInt8]] = []
