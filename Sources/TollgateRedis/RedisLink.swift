@@ -122,8 +122,12 @@ final class RedisLink: @unchecked Sendable {
             reply.resume(returning: value)
         case .fail(let reply, let error):
             reply.resume(throwing: error)
-        case .connect:
+        case .connect(let deadline):
             startConnecting()
+            if let deadline { armTimer(at: deadline) }
+        case .expire(let replies, let error, let deadline):
+            for reply in replies { reply.resume(throwing: error) }
+            if let deadline { armTimer(at: deadline) }
         case .close(let connection):
             connection.channel.close(promise: nil)
         case .flush(let connection, let deadline):

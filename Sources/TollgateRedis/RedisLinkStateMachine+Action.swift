@@ -59,7 +59,10 @@ extension RedisLinkStateMachine {
         case resume(Caller, RedisReply)
         case fail(Caller, RedisError)
         /// Open a connection; its outcome comes back as `connected` or `failed(_, on: nil, _)`.
-        case connect
+        /// Arm the deadline timer too if a deadline is given (the first caller waiting for it).
+        case connect(armTimerAt: NIODeadline?)
+        /// Callers that waited for a connection until their deadline: fail them, not sent.
+        case expire([Caller], RedisError, armTimerAt: NIODeadline?)
         /// A connection that is not wanted any more.
         case close(Channel)
         /// Flush the channel, then arm the deadline timer if a deadline is given.

@@ -49,8 +49,10 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
     private var state: State
     /// Sent, awaiting replies, oldest first, with the time each must be answered by.
     private var inFlight = CircularBuffer<(entry: Entry, deadline: NIODeadline)>()
-    /// Accepted while connecting; sent once the setup is done.
-    private var waiting: [(command: Command, caller: Caller)] = []
+    /// Accepted while connecting; sent once the setup is done, or failed as not sent at its
+    /// deadline: a connect that stalls (a thread pool busy elsewhere, a setup Redis does not
+    /// answer) must not hold a caller longer than any command would be held.
+    private var waiting = CircularBuffer<(command: Command, caller: Caller, deadline: NIODeadline)>()
     /// The SCRIPT LOADs of the current connection, sent again after a NOSCRIPT.
     private var scriptLoads: [ByteBuffer] = []
     private var backoff = RedisLinkPace.firstBackoff
@@ -86,12 +88,12 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
             return .fail(caller, .unavailable("connection is shut down"))
         case .down(let retryAt, let outage):
             guard retryAt <= now else { return .fail(caller, outage.unsent) }
-            waiting.append((command, caller))
+            waiting.append((command, caller, now + timeout))
             state = .connecting
-            return .connect
+            return .connect(armTimerAt: armTimer())
         case .connecting, .settingUp:
-            waiting.append((command, caller))
-            return .none
+            waiting.append((command, caller, now + timeout))
+            return armTimer().map { .armTimer(at: $0) } ?? .none
         case .ready(let channel):
             // The hot path: one write, no array.
             record(.caller(caller, rerun: command.rerun))
@@ -103,7 +105,7 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
     mutating func connectRequested() -> Action {
         guard case .down = state else { return .none }
         state = .connecting
-        return .connect
+        return .connect(armTimerAt: nil)
     }
 
     mutating func shutdown() -> Action {
@@ -150,7 +152,7 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
         waiting.removeAll()
         var buffers: [ByteBuffer] = []
         buffers.reserveCapacity(queued.count)
-        for (command, caller) in queued {
+        for (command, caller, _) in queued {
             record(.caller(caller, rerun: command.rerun))
             buffers.append(command.bytes)
         }
@@ -271,25 +273,36 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
     /// The deadline timer went off. A frozen Redis must not hold callers forever, but bytes
     /// waiting in the socket mean Redis did answer: NIO runs every queued task before it polls
     /// sockets again, and this loop has been busy. `unreadBytes` asks the socket, only then.
+    /// Callers still waiting for a connection at their deadline fail as not sent; the connect
+    /// goes on for the callers after them.
     mutating func timerFired(now: NIODeadline, unreadBytes: (Channel) -> Bool) -> Action {
         timerArmed = false
-        guard let oldest = inFlight.first else { return .none }
-        guard oldest.deadline <= now else {
-            guard let deadline = armTimer() else { return .none }
-            return .armTimer(at: deadline)
+        if let oldest = inFlight.first, oldest.deadline <= now {
+            if let current, unreadBytes(current) {
+                timerArmed = true
+                return .armTimer(at: now + RedisLinkPace.unreadRecheck)
+            }
+            return failed(.lost("no reply within \(milliseconds) ms"), on: nil, now: now)
         }
-        if let current, unreadBytes(current) {
-            timerArmed = true
-            return .armTimer(at: now + RedisLinkPace.unreadRecheck)
+        var expired: [Caller] = []
+        while let first = waiting.first, first.deadline <= now { expired.append(waiting.removeFirst().caller) }
+        if !expired.isEmpty {
+            return .expire(expired, .unavailable("no connection to Redis within \(milliseconds) ms; not sent"), armTimerAt: armTimer())
         }
-        return failed(.lost("no reply within \(timeout.nanoseconds / 1_000_000) ms"), on: nil, now: now)
+        return armTimer().map { .armTimer(at: $0) } ?? .none
     }
 
-    /// When the timer must go off, if it is not armed: the oldest unanswered command's deadline.
-    /// Not before that command is flushed (its deadline is unknown): the flush arms it.
+    private var milliseconds: Int64 { timeout.nanoseconds / 1_000_000 }
+
+    /// When the timer must go off, if it is not armed: the earliest deadline of the oldest
+    /// unanswered command and the oldest caller waiting for a connection. A command has none
+    /// before it is flushed (its flush arms the timer).
     private mutating func armTimer() -> NIODeadline? {
-        guard !timerArmed, let oldest = inFlight.first, oldest.deadline != .distantFuture else { return nil }
+        guard !timerArmed else { return nil }
+        let sent = inFlight.first.map(\.deadline) ?? .distantFuture
+        let deadline = min(sent, waiting.first?.deadline ?? .distantFuture)
+        guard deadline != .distantFuture else { return nil }
         timerArmed = true
-        return oldest.deadline
+        return deadline
     }
 }

@@ -27,7 +27,7 @@ struct RedisLinkStateMachineTests {
     /// A machine connected on `channel` at 1000 ms, with no handshake; `scripts` SCRIPT LOADs answered.
     static func ready(_ channel: String = "c1", scripts: [String] = []) -> Machine {
         var m = Machine(timeout: timeout, endpoint: plain, now: at(1000))
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         let setup = m.connected(channel, setup: .commands(handshake: [], scripts: scripts.map(bytes)), now: at(1000))
         guard !scripts.isEmpty else {
             #expect(setup == .becomeReady(writes(channel, [], flush: false)))
@@ -43,25 +43,56 @@ struct RedisLinkStateMachineTests {
     @Test("calls while down fail fast, as not sent, until the retry time; the first call after it connects")
     func downFailsFastThenConnects() {
         var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
-        #expect(m.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(m.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         #expect(m.send(Self.command("GET b"), for: 2, now: Self.at(1000)) == .none)
         let refused = RedisOutage.lost("Connection refused")
         #expect(m.failed(refused, on: nil, now: Self.at(1100)) == Self.down(refused, close: nil, unsent: [1, 2], why: refused))
         #expect(m.send(Self.command("GET c"), for: 3, now: Self.at(1100)) == .fail(3, .unavailable("Connection refused")))
         #expect(m.send(Self.command("GET d"), for: 4, now: Self.at(1149)) == .fail(4, .unavailable("Connection refused")))
-        #expect(m.send(Self.command("GET e"), for: 5, now: Self.at(1150)) == .connect)
+        #expect(m.send(Self.command("GET e"), for: 5, now: Self.at(1150)) == .connect(armTimerAt: nil)) // caller 1's timer (3000) is still to fire
         #expect(m.connectRequested() == .none, "already connecting")
+    }
+
+    @Test("a caller waiting for a connect that stalls fails as not sent at its own deadline; the connect goes on for the next")
+    func waitingCallersHaveDeadlines() {
+        var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
+        let silent: (String) -> Bool = { _ in false }
+        let expired = RedisError.unavailable("no connection to Redis within 2000 ms; not sent")
+        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
+        #expect(m.send(Self.command("GET 2"), for: 2, now: Self.at(1500)) == .none, "the timer is armed for caller 1")
+        #expect(m.timerFired(now: Self.at(3000), unreadBytes: silent) == .expire([1], expired, armTimerAt: Self.at(3500)))
+        #expect(m.timerFired(now: Self.at(3500), unreadBytes: silent) == .expire([2], expired, armTimerAt: nil))
+        #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(3600)) == .armTimer(at: Self.at(5600)), "still connecting")
+        #expect(m.connected("c1", setup: .commands(handshake: [], scripts: []), now: Self.at(3700))
+                == .becomeReady(Self.writes("c1", ["GET 3"], flush: true)), "only the caller still waiting is written")
+        #expect(m.flushDue(now: Self.at(3700)) == .flush("c1", armTimerAt: nil))
+        #expect(m.received(Self.bulk("three"), on: "c1", now: Self.at(3701)) == .resume(3, Self.bulk("three")))
+        #expect(m.timerFired(now: Self.at(5600), unreadBytes: silent) == .none, "nothing left to time")
+    }
+
+    @Test("callers waiting through a setup Redis does not answer fail with it, at the setup's deadline, not later")
+    func waitingThroughSilentSetup() {
+        var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
+        let silent: (String) -> Bool = { _ in false }
+        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
+        #expect(m.connected("c1", setup: .commands(handshake: [], scripts: [Self.bytes("LOAD")]), now: Self.at(1000))
+                == .writeAll(Self.writes("c1", ["LOAD"], flush: true)))
+        #expect(m.flushDue(now: Self.at(1000)) == .flush("c1", armTimerAt: nil))
+        #expect(m.send(Self.command("GET 2"), for: 2, now: Self.at(2000)) == .none)
+        // 3000: the SCRIPT LOAD (flushed at 1000) is as overdue as caller 1: the connection goes, with both callers.
+        let lost = RedisOutage.lost("no reply within 2000 ms")
+        #expect(m.timerFired(now: Self.at(3000), unreadBytes: silent) == Self.down(lost, close: "c1", unsent: [1, 2], why: lost))
     }
 
     @Test("callers queued while connecting and setting up are written in order once the setup is answered")
     func queuedCallersWrittenInOrder() {
         var m = Machine(timeout: Self.timeout, endpoint: RedisEndpoint(url: "redis://127.0.0.1:6379/3")!, now: Self.at(1000))
-        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         #expect(m.send(Self.command("GET 2"), for: 2, now: Self.at(1001)) == .none)
         let setup = Machine.Setup.commands(handshake: [.init(step: "SELECT", bytes: Self.bytes("SELECT 3"))], scripts: [Self.bytes("LOAD")])
         #expect(m.connected("c1", setup: setup, now: Self.at(1005)) == .writeAll(Self.writes("c1", ["SELECT 3", "LOAD"], flush: true)))
         #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(1006)) == .none)
-        #expect(m.flushDue(now: Self.at(1006)) == .flush("c1", armTimerAt: Self.at(3006)))
+        #expect(m.flushDue(now: Self.at(1006)) == .flush("c1", armTimerAt: nil), "armed for caller 1 already (3000)")
         #expect(m.received(.status("OK"), on: "c1", now: Self.at(1007)) == .none)
         #expect(m.received(Self.bulk("sha"), on: "c1", now: Self.at(1008))
                 == .becomeReady(Self.writes("c1", ["GET 1", "GET 2", "GET 3"], flush: true)))
@@ -74,7 +105,7 @@ struct RedisLinkStateMachineTests {
     @Test("a refused setup step: callers fail as not sent, naming the setting; the next try is 2 s later")
     func setupRefused() {
         var m = Machine(timeout: Self.timeout, endpoint: RedisEndpoint(url: "redis://127.0.0.1:6379/3")!, now: Self.at(1000))
-        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         let setup = Machine.Setup.commands(handshake: [.init(step: "SELECT", bytes: Self.bytes("SELECT 3"))], scripts: [])
         #expect(m.connected("c1", setup: setup, now: Self.at(1000)) == .writeAll(Self.writes("c1", ["SELECT 3"], flush: true)))
         let refused = RedisOutage.refused("Redis refused database 3 (SELECT: ERR DB index is out of range); fix the /DB part of redis.url")
@@ -82,7 +113,7 @@ struct RedisLinkStateMachineTests {
                 == .goDown(.init(close: "c1", report: refused, sent: [], sentError: .unknownOutcome(refused.why),
                                  unsent: [1], unsentError: .misconfigured(refused.why))))
         #expect(m.send(Self.command("GET 2"), for: 2, now: Self.at(3009)) == .fail(2, .misconfigured(refused.why)))
-        #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(3010)) == .connect)
+        #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(3010)) == .connect(armTimerAt: nil))
     }
 
     @Test("replies reach their callers in the order the commands were sent; one flush per tick")
@@ -103,7 +134,7 @@ struct RedisLinkStateMachineTests {
         let lost = RedisOutage.lost("reply without a request")
         #expect(m.received(.status("OK"), on: "c1", now: Self.at(1200)) == Self.down(lost, close: "c1", why: lost))
         #expect(m.send(Self.command("GET a"), for: 1, now: Self.at(1249)) == .fail(1, .unavailable("reply without a request")))
-        #expect(m.send(Self.command("GET a"), for: 2, now: Self.at(1250)) == .connect)
+        #expect(m.send(Self.command("GET a"), for: 2, now: Self.at(1250)) == .connect(armTimerAt: Self.at(3250)))
     }
 
     @Test("NOSCRIPT: one SCRIPT LOAD serves every rerun; a second NOSCRIPT on a rerun goes to its caller")
@@ -159,14 +190,14 @@ struct RedisLinkStateMachineTests {
     @Test("a loading Redis (-LOADING) is retried 100 ms later")
     func loadingRetry() {
         var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
-        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(m.send(Self.command("GET 1"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         #expect(m.connected("c1", setup: .commands(handshake: [], scripts: [Self.bytes("LOAD")]), now: Self.at(1000))
                 == .writeAll(Self.writes("c1", ["LOAD"], flush: true)))
         let loading = RedisOutage.loading("Redis is loading its dataset (SCRIPT LOAD: LOADING Redis is loading the dataset in memory)")
         #expect(m.received(.error("LOADING Redis is loading the dataset in memory"), on: "c1", now: Self.at(1020))
                 == Self.down(loading, close: "c1", unsent: [1], why: loading))
         #expect(m.send(Self.command("GET 2"), for: 2, now: Self.at(1119)) == .fail(2, .unavailable(loading.why)))
-        #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(1120)) == .connect)
+        #expect(m.send(Self.command("GET 3"), for: 3, now: Self.at(1120)) == .connect(armTimerAt: nil))
     }
 
     @Test("lost connections back off 50, 100, 200, 250, 250 ms; a connection that becomes ready resets it to 50")
@@ -174,18 +205,18 @@ struct RedisLinkStateMachineTests {
         var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(0))
         let lost = RedisOutage.lost("Connection refused")
         var now = 1000
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         for (attempt, delay) in [50, 100, 200, 250, 250].enumerated() {
             _ = m.failed(lost, on: nil, now: Self.at(now))
             #expect(m.send(Self.command("GET"), for: attempt, now: Self.at(now + delay - 1)) == .fail(attempt, .unavailable(lost.why)))
             now += delay
-            #expect(m.send(Self.command("GET"), for: attempt, now: Self.at(now)) == .connect)
+            #expect(m.send(Self.command("GET"), for: attempt, now: Self.at(now)) == .connect(armTimerAt: attempt == 0 ? Self.at(now + 2000) : nil), "armed by the first caller, still to fire")
         }
         #expect(m.connected("c1", setup: .commands(handshake: [], scripts: []), now: Self.at(now))
                 == .becomeReady(Self.writes("c1", ["GET"], flush: true)))
         _ = m.failed(.lost("connection closed by Redis"), on: "c1", now: Self.at(2000))
         #expect(m.send(Self.command("GET"), for: 9, now: Self.at(2049)) == .fail(9, .unavailable("connection closed by Redis")))
-        #expect(m.send(Self.command("GET"), for: 9, now: Self.at(2050)) == .connect)
+        #expect(m.send(Self.command("GET"), for: 9, now: Self.at(2050)) == .connect(armTimerAt: nil))
     }
 
     @Test("late events from an old channel are ignored: they neither take down the new one nor a connect in progress")
@@ -195,7 +226,7 @@ struct RedisLinkStateMachineTests {
         #expect(m.flushDue(now: Self.at(1100)) == .flush("c1", armTimerAt: Self.at(3100)))
         let closed = RedisOutage.lost("connection closed by Redis")
         #expect(m.failed(closed, on: "c1", now: Self.at(1200)) == Self.down(closed, close: "c1", sent: [1], why: closed))
-        #expect(m.send(Self.command("GET b"), for: 2, now: Self.at(1250)) == .connect)
+        #expect(m.send(Self.command("GET b"), for: 2, now: Self.at(1250)) == .connect(armTimerAt: nil))
         #expect(m.failed(.error(ChannelError.ioOnClosedChannel, endpoint: Self.plain), on: "c1", now: Self.at(1251)) == .none)
         #expect(m.received(.integer(1), on: "c1", now: Self.at(1251)) == .none)
         #expect(m.connected("c2", setup: .commands(handshake: [], scripts: []), now: Self.at(1260))
@@ -217,7 +248,7 @@ struct RedisLinkStateMachineTests {
         #expect(m.failed(.lost("connection closed by Redis"), on: "c1", now: Self.at(9000)) == .none)
 
         var connecting = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
-        #expect(connecting.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(connecting.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         #expect(connecting.shutdown() == .shutDown(.init(close: nil, report: nil, sent: [], sentError: gone, unsent: [1], unsentError: gone)))
         #expect(connecting.connected("c1", setup: .commands(handshake: [], scripts: []), now: Self.at(1001)) == .close("c1"))
     }
@@ -227,15 +258,15 @@ struct RedisLinkStateMachineTests {
         var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
         let refused = RedisOutage.lost("Connection refused")
         let loading = RedisOutage.loading("Redis is loading its dataset (SCRIPT LOAD: LOADING)")
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         #expect(m.failed(refused, on: nil, now: Self.at(1000)) == Self.down(refused, close: nil, why: refused))
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         #expect(m.failed(refused, on: nil, now: Self.at(1100)) == Self.down(nil, close: nil, why: refused))
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         #expect(m.failed(loading, on: nil, now: Self.at(1200)) == Self.down(loading, close: nil, why: loading))
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         #expect(m.failed(refused, on: nil, now: Self.at(1300)) == Self.down(refused, close: nil, why: refused))
-        #expect(m.connectRequested() == .connect)
+        #expect(m.connectRequested() == .connect(armTimerAt: nil))
         #expect(m.connected("c1", setup: .commands(handshake: [], scripts: []), now: Self.at(1400)) == .becomeReady(Self.writes("c1", [], flush: false)))
         #expect(m.failed(refused, on: "c1", now: Self.at(1500)) == Self.down(refused, close: "c1", why: refused))
     }
@@ -243,7 +274,7 @@ struct RedisLinkStateMachineTests {
     @Test("a setup command that cannot be encoded takes the new connection down")
     func unencodableSetup() {
         var m = Machine(timeout: Self.timeout, endpoint: Self.plain, now: Self.at(1000))
-        #expect(m.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect)
+        #expect(m.send(Self.command("GET a"), for: 1, now: Self.at(1000)) == .connect(armTimerAt: Self.at(3000)))
         let why = RedisOutage.lost("SCRIPT could not be encoded (over 2 GiB, or out of memory)")
         #expect(m.connected("c1", setup: .unencodable(why.why), now: Self.at(1000)) == Self.down(why, close: "c1", unsent: [1], why: why))
     }
