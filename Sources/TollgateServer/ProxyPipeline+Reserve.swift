@@ -55,6 +55,7 @@ extension ProxyPipeline {
         return options
     }
 
+    @inline(never)
     func reserve(_ client: ClientID, _ reservation: ReservationID, _ requested: PricedRequest, _ options: ReserveOptions,
                  _ scanned: ScannedRequest, route: ProxyRoute, _ record: inout RequestRecord) async throws -> ReserveResult {
         let started = ContinuousClock.now
@@ -74,29 +75,39 @@ extension ProxyPipeline {
                 // Fail closed. An unknown outcome may have left a lease: the reaper charges it.
                 throw ProxyError.budgetUnavailable(error)
             }
-            switch outcome {
-            case .granted(let grant):
-                record.estimate = grant.reserved
-                record.leasesReaped = grant.leasesReaped
-                record.overLimit = grant.overLimit
-                if let cheaper = grant.downgradedTo, let fallback, fallback.model == cheaper {
-                    record.downgradedFrom = scanned.model
-                    record.model = cheaper
-                    return .granted(grant, fallback)
-                }
-                return .granted(grant, requested)
-            case .refused(let refusal):
-                record.leasesReaped = refusal.leasesReaped
-                if refusal.action == .stop { return .stop(refusal) }
-                throw ProxyError.budgetExceeded(refusal, client: client, status: config.budget.exceededStatus)
-            case .loopDetected(let trip):
-                record.leasesReaped = trip.leasesReaped
-                throw ProxyError.loopDetected(trip)
-            case .priceFallback(let model):
-                fallback = try pricedFallback(model, scanned, route: route)
-            }
+            if let result = try answer(outcome, client, requested, scanned, route: route, &fallback, &record) { return result }
         }
         throw ProxyError.budgetUnavailable(.unexpectedReply("reserve asked twice for a downgrade model"))
+    }
+
+    /// What the script's answer means for the request; nil: ask again with `fallback` priced.
+    /// Never inlined: in an async loop, every temporary of an inlined callee gets its own slot in
+    /// the caller's frame (issue 13: memory per open stream; see ProxyPipeline).
+    @inline(never)
+    private func answer(_ outcome: ReserveOutcome, _ client: ClientID, _ requested: PricedRequest, _ scanned: ScannedRequest,
+                        route: ProxyRoute, _ fallback: inout PricedRequest?, _ record: inout RequestRecord) throws -> ReserveResult? {
+        switch outcome {
+        case .granted(let grant):
+            record.estimate = grant.reserved
+            record.leasesReaped = grant.leasesReaped
+            record.overLimit = grant.overLimit
+            if let cheaper = grant.downgradedTo, let fallback, fallback.model == cheaper {
+                record.downgradedFrom = scanned.model
+                record.model = cheaper
+                return .granted(grant, fallback)
+            }
+            return .granted(grant, requested)
+        case .refused(let refusal):
+            record.leasesReaped = refusal.leasesReaped
+            if refusal.action == .stop { return .stop(refusal) }
+            throw ProxyError.budgetExceeded(refusal, client: client, status: config.budget.exceededStatus)
+        case .loopDetected(let trip):
+            record.leasesReaped = trip.leasesReaped
+            throw ProxyError.loopDetected(trip)
+        case .priceFallback(let model):
+            fallback = try pricedFallback(model, scanned, route: route)
+            return nil
+        }
     }
 
     /// `on_limit: stop`: a 200 completion in the route's own shape that says the budget is

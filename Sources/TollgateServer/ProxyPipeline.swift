@@ -9,7 +9,12 @@ import TollgateUpstream
 /// A paid request's whole journey, top to bottom:
 /// identify → estimate → reserve → forward → stream or collect → settle → log.
 /// The budget itself is decided in `lua/reserve_v5.lua` (called through `BudgetStore.reserve`).
-struct ProxyPipeline: Sendable {
+///
+/// A class, not a struct: its fields (the whole config among them) are 2 KB, and an async method
+/// of a struct may copy them into its frame. Frames are carved from the connection task's
+/// allocator, which keeps its high-water mark while the connection lives, so 2 KB per frame was
+/// 2 KB per open stream (issue 13: memory per open stream).
+final class ProxyPipeline: Sendable {
     let config: TollgateConfig
     let prices: PriceTable
     let estimator: CostEstimator
@@ -22,6 +27,23 @@ struct ProxyPipeline: Sendable {
     let observability: Observability
     let logger: Logger
     let largeBodies: LargeBodyGate
+
+    init(config: TollgateConfig, prices: PriceTable, estimator: CostEstimator, identity: ClientIdentity, budget: BudgetStore,
+         upstream: UpstreamClient, renewer: LeaseRenewer, retrier: SettleRetrier, providerKeys: [APIFamily: String],
+         observability: Observability, logger: Logger, largeBodies: LargeBodyGate) {
+        self.config = config
+        self.prices = prices
+        self.estimator = estimator
+        self.identity = identity
+        self.budget = budget
+        self.upstream = upstream
+        self.renewer = renewer
+        self.retrier = retrier
+        self.providerKeys = providerKeys
+        self.observability = observability
+        self.logger = logger
+        self.largeBodies = largeBodies
+    }
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
         var record = RequestRecord(route: route.path)
@@ -43,6 +65,11 @@ struct ProxyPipeline: Sendable {
         }
     }
 
+    /// The journey's steps in order. Only what crosses an await lives here; each step's own work
+    /// is a function that is never inlined. An async function's frame has a slot for every
+    /// temporary of what is inlined into it, frames come from the connection task's allocator,
+    /// and that allocator keeps its high-water mark while the connection lives: a 7 KB frame
+    /// here was 7 KB per open stream (issue 13).
     private func run(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext,
                      _ record: inout RequestRecord, _ permit: inout LargeBodyGate.Permit?) async throws -> (Response, streaming: Bool) {
         // 1. Identify the client.
@@ -52,51 +79,33 @@ struct ProxyPipeline: Sendable {
         // 2. Read the body and estimate the worst case.
         let bytes = try await readBody(request, context, &permit)
         let (scanned, fingerprint) = try await scan(bytes, route: route, large: permit != nil)
-        record.model = scanned.model
-        record.stream = scanned.stream
-        guard let requestedPrice = prices.price(for: scanned.model) else {
-            throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
-        }
-        let requested = try priced(scanned, route: route, price: requestedPrice)
-        try refuseUnpricedBetas(request.headers, route: route)
+        let (requested, options) = try estimate(scanned, fingerprint, request.headers, route: route, &record)
 
         // 3. Reserve it, or refuse without sending anything upstream. The client's policy (on-limit
         // mode, downgrade, loop breaker, run and header budgets) is decided in the same script call.
         // One id for the reservation in Redis and the access-log line, so operators can match them.
         let reservation = ReservationID(rawValue: record.requestID)
-        let options = try reserveOptions(request.headers, scanned, fingerprint: fingerprint)
         let grant: BudgetGrant
         let sent: PricedRequest
         switch try await reserve(client, reservation, requested, options, scanned, route: route, &record) {
         case .granted(let g, let p): (grant, sent) = (g, p)
         case .stop(let refusal): return (stopAnswer(refusal, client: client, scanned, route: route, &record), false)
         }
-        let (price, estimate) = (sent.price, sent.estimate)
         // Every in-flight lease is renewed, streamed or not: a slow answer is not a dead replica.
         let settlement = Settlement(retrier: retrier, client: client, lease: grant.lease, reserved: grant.reserved,
                                     model: sent.model, renewer: renewer, logger: logger)
-
-        // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
-        var rewrite = BodyRewrite()
-        if let cheaper = grant.downgradedTo { rewrite.set("model", json: jsonQuoted(cheaper)) }
-        if config.budget.mode == .strict, route.hasOutput, scanned.outputLimit?.tokens != grant.grantedOutputTokens {
-            rewrite.setOutputLimit(grant.grantedOutputTokens, request: scanned, route: route)
-        }
-        let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
-        if injectUsage { rewrite.requestStreamUsage(scanned) }
-        let bill = Bill(price: price, reserved: grant.reserved, strict: config.budget.mode == .strict)
+        let bill = Bill(price: sent.price, reserved: grant.reserved, strict: config.budget.mode == .strict)
         guard context.channel.isActive else {
             // The client left while its budget was reserved: nothing is sent, so nothing is charged.
             await settle(settlement, bill.charge(.notSent), usage: nil, &record)
             throw ProxyError.clientDisconnected
         }
-        record.upstreamStarted = .now
-        var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
-        outgoing.collectBody = !scanned.stream
-        let transfer = upstream.start(outgoing)
-        outgoing.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
-        let watch = await context.watchDisconnect { transfer.cancel() }
 
+        // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
+        let forwarded = forwardedRequest(request, scanned, grant, route: route)
+        record.upstreamStarted = .now
+        let transfer = upstream.start(forwarded.request)
+        let watch = await context.watchDisconnect { transfer.cancel() }
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
         guard case .head(let head)? = first else {
@@ -106,22 +115,19 @@ struct ProxyPipeline: Sendable {
             throw await fail(failure, settlement, bill, route, nil, &record)
         }
         record.status = head.status
-        var headers = ForwardedHeaders.client(from: head)
-        for (name, value) in ForwardedHeaders.budget(grant, requestedModel: scanned.model) { headers[name] = value }
-        let status = HTTPResponse.Status(code: head.status)
 
         // 5a. Streams pass through event by event and settle when they end, however they end.
         if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
-                route: route, bill: bill, estimate: estimate, settlement: settlement, transfer: transfer,
-                hideInjectedUsage: injectUsage, observability: observability, record: record, watch: watch,
+                route: route, bill: bill, estimate: sent.estimate, settlement: settlement, transfer: transfer,
+                hideInjectedUsage: forwarded.injectsUsage, observability: observability, record: record, watch: watch,
                 maxEventBytes: config.upstream.maxSSEEventBytes)
-            return (Response(status: status, headers: headers, body: ResponseBody { writer in try await relay.run(&writer) }), true)
+            return (streamResponse(head, grant, scanned, relay), true)
         }
 
         // 5b. Everything else is collected, priced from its usage, settled, then returned.
-        var body = ByteBuffer()
         defer { watch?.unwatch() }
+        var body = ByteBuffer()
         while let part = await parts.next() {
             switch part {
             case .body(let chunk):
@@ -137,6 +143,59 @@ struct ProxyPipeline: Sendable {
                 throw await fail(e, settlement, bill, route, body, &record)
             }
         }
+        return (collectedResponse(head, body, grant, scanned, route: route, bill, settlement, context, &record), false)
+    }
+
+    /// Step 2's pricing: the requested model's prices and worst case, and what the policy needs.
+    @inline(never)
+    private func estimate(_ scanned: ScannedRequest, _ fingerprint: RequestFingerprint, _ headers: HTTPFields, route: ProxyRoute,
+                          _ record: inout RequestRecord) throws -> (PricedRequest, ReserveOptions) {
+        record.model = scanned.model
+        record.stream = scanned.stream
+        guard let requestedPrice = prices.price(for: scanned.model) else {
+            throw ProxyError.unknownModel(scanned.model, pricing: config.pricingFile ?? "the bundled pricing.yaml")
+        }
+        let requested = try priced(scanned, route: route, price: requestedPrice)
+        try refuseUnpricedBetas(headers, route: route)
+        return (requested, try reserveOptions(headers, scanned, fingerprint: fingerprint))
+    }
+
+    /// Step 4's request: the body with the granted reply cap (strict mode), the cheaper model of a
+    /// downgrade, and the usage chunk an OpenAI stream needs to be priced (hidden from the client
+    /// again when it did not ask for it: `injectsUsage`).
+    @inline(never)
+    private func forwardedRequest(_ request: Request, _ scanned: ScannedRequest, _ grant: BudgetGrant,
+                                  route: ProxyRoute) -> (request: UpstreamRequest, injectsUsage: Bool) {
+        var rewrite = BodyRewrite()
+        if let cheaper = grant.downgradedTo { rewrite.set("model", json: jsonQuoted(cheaper)) }
+        if config.budget.mode == .strict, route.hasOutput, scanned.outputLimit?.tokens != grant.grantedOutputTokens {
+            rewrite.setOutputLimit(grant.grantedOutputTokens, request: scanned, route: route)
+        }
+        let injectUsage = scanned.stream && [.chatCompletions, .completions].contains(route) && !scanned.clientIncludesUsage
+        if injectUsage { rewrite.requestStreamUsage(scanned) }
+        var outgoing = upstreamRequest(route.family, request, body: rewrite.apply(to: scanned))
+        outgoing.collectBody = !scanned.stream
+        return (outgoing, injectUsage)
+    }
+
+    /// The provider's headers for the client, with the budget's.
+    private func responseHeaders(_ head: UpstreamResponseHead, _ grant: BudgetGrant, _ scanned: ScannedRequest) -> HTTPFields {
+        var headers = ForwardedHeaders.client(from: head)
+        for (name, value) in ForwardedHeaders.budget(grant, requestedModel: scanned.model) { headers[name] = value }
+        return headers
+    }
+
+    @inline(never)
+    private func streamResponse(_ head: UpstreamResponseHead, _ grant: BudgetGrant, _ scanned: ScannedRequest, _ relay: StreamRelay) -> Response {
+        Response(status: HTTPResponse.Status(code: head.status), headers: responseHeaders(head, grant, scanned),
+                 body: ResponseBody { writer in try await relay.run(&writer) })
+    }
+
+    /// A whole answer: priced from its usage, settled after it goes out, returned.
+    @inline(never)
+    private func collectedResponse(_ head: UpstreamResponseHead, _ body: ByteBuffer, _ grant: BudgetGrant, _ scanned: ScannedRequest,
+                                   route: ProxyRoute, _ bill: Bill, _ settlement: Settlement, _ context: TollgateRequestContext,
+                                   _ record: inout RequestRecord) -> Response {
         record.upstreamFinished = .now
         let usage = (200..<300).contains(head.status)
             ? route.usage(inResponseBytes: body.readableBytesView) : nil
@@ -149,7 +208,8 @@ struct ProxyPipeline: Sendable {
         (record.usage, record.cost, record.charged) = (usage, charge.cost, charge.basis)
         settlement.settleAfterResponse(charge.cost, on: EventLoopExecutor.of(context.channel.eventLoop),
                                        timer: observability.metrics.settleDuration)
-        return (Response(status: status, headers: headers, body: .init(byteBuffer: body)), false)
+        return Response(status: HTTPResponse.Status(code: head.status), headers: responseHeaders(head, grant, scanned),
+                        body: .init(byteBuffer: body))
     }
 
     /// An answer held whole that passed `upstream.max_response_bytes`, counted and logged as curl's

@@ -8,7 +8,10 @@ import TollgateUpstream
 /// Passes an SSE stream to the client as it arrives (never buffering the whole response),
 /// follows the usage it reports, and settles once when it ends: with the provider's usage when it
 /// arrived, otherwise with a provable bound (`ChargeRule`).
-struct StreamRelay: Sendable {
+///
+/// A class: the response body's closure holds it for the stream's life, and `run`'s frame (which
+/// lives as long) then holds a reference, not a 700-byte copy.
+final class StreamRelay: Sendable {
     let route: ProxyRoute
     let bill: Bill
     let estimate: CostEstimate
@@ -20,6 +23,20 @@ struct StreamRelay: Sendable {
     let watch: ConnectionWatch?
     /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
     let maxEventBytes: Int
+
+    init(route: ProxyRoute, bill: Bill, estimate: CostEstimate, settlement: Settlement, transfer: UpstreamTransfer,
+         hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int) {
+        self.route = route
+        self.bill = bill
+        self.estimate = estimate
+        self.settlement = settlement
+        self.transfer = transfer
+        self.hideInjectedUsage = hideInjectedUsage
+        self.observability = observability
+        self.record = record
+        self.watch = watch
+        self.maxEventBytes = maxEventBytes
+    }
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
         Observability.streamsInFlight.increment()
@@ -69,6 +86,9 @@ struct StreamRelay: Sendable {
 
     /// Settles, logs, and only then sends the event that tells the client its stream is complete:
     /// a client that saw the end of its stream has been charged, even if this replica dies next.
+    /// Never inlined: an async function's frame has room for everything its inlined callees keep
+    /// across an await, and `run`'s frame lives as long as the stream.
+    @inline(never)
     private func finish(_ end: Ending, _ events: EventFilter, _ writer: inout any ResponseBodyWriter) async throws {
         let completed = end == .completed
         let ending: UpstreamEnding
