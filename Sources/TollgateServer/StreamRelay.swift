@@ -65,11 +65,7 @@ final class StreamRelay: Sendable {
                     }
                 }
                 if events.parser.eventTooLarge {
-                    // Cut like a broken stream: settled below by the cut-stream rule.
-                    UpstreamMetrics.exceeded(.sseEvent)
-                    settlement.logger.warning("upstream stream cut at a limit", metadata: [
-                        "limit": "\(UpstreamLimit.sseEvent.rawValue)", "max_bytes": "\(maxEventBytes)"])
-                    transfer.cancel()
+                    cutAtEventLimit()
                     break streaming
                 }
             case .end:
@@ -80,6 +76,16 @@ final class StreamRelay: Sendable {
             }
         }
         try await finish(ending, events, &writer)
+    }
+
+    /// An event over `upstream.max_sse_event_bytes`: cut like a broken stream, and settled by the
+    /// cut-stream rule. Not inlined, so its logging temporaries take no room in `run`'s frame.
+    @inline(never)
+    private func cutAtEventLimit() {
+        UpstreamMetrics.exceeded(.sseEvent)
+        settlement.logger.warning("upstream stream cut at a limit", metadata: [
+            "limit": "\(UpstreamLimit.sseEvent.rawValue)", "max_bytes": "\(maxEventBytes)"])
+        transfer.cancel()
     }
 
     private enum Ending { case completed, cut, clientGone, cancelled }
