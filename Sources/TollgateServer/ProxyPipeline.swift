@@ -102,9 +102,10 @@ final class ProxyPipeline: Sendable {
         }
 
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
-        let forwarded = forwardedRequest(request, scanned, grant, route: route)
+        var forwarded = forwardedRequest(request, scanned, grant, route: route)
         record.upstreamStarted = .now
         let transfer = upstream.start(forwarded.request)
+        forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let watch = await context.watchDisconnect { transfer.cancel() }
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
