@@ -48,7 +48,9 @@ public struct SSEParser: Sendable {
             }
             i += 1
         }
-        if eventStart > 0 { pending.removeFirst(eventStart) }
+        // A chunk that ends at an event's end leaves nothing: give the buffer back, since an open
+        // stream may wait long for its next event (memory per open stream).
+        if eventStart == pending.count { pending = [] } else if eventStart > 0 { pending.removeFirst(eventStart) }
         // An oversized event, complete or still open: the events before it still go out, the
         // rest is dropped.
         let oversized = events.firstIndex { $0.raw.count > maxEventBytes }

@@ -33,6 +33,7 @@ enum ForwardedHeaders {
 
     static func client(from head: UpstreamResponseHead) -> HTTPFields {
         var fields = HTTPFields()
+        fields.reserveCapacity(head.headers.count + 6) // and the budget's headers, without regrowing
         for (name, value) in head.headers where !responseSkip.contains(name.lowercased()) {
             if let n = HTTPField.Name(name) { fields.append(HTTPField(name: n, value: value)) }
         }

@@ -39,43 +39,71 @@ final class StreamRelay: Sendable {
     }
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
-        Observability.streamsInFlight.increment()
-        defer {
-            Observability.streamsInFlight.decrement()
-            watch?.unwatch()
-        }
+        started()
+        defer { ended() }
         // This frame lives as long as the stream, in the connection task's allocator, which keeps
         // its high-water mark until the connection closes: so it holds only what crosses an await,
-        // and the parsing state sits in one heap object (issue 13: memory per open stream).
+        // the parsing state sits in one heap object, and each part is taken by a synchronous step
+        // that is never inlined (issue 13: memory per open stream).
         let events = EventFilter(route: route, hideInjectedUsage: hideInjectedUsage, maxEventBytes: maxEventBytes)
         var ending = Ending.cut
-        streaming: for await part in transfer.parts {
-            switch part {
-            case .head: continue
-            case .body(let chunk):
+        var parts = transfer.parts.makeAsyncIterator()
+        streaming: while let part = await parts.next() {
+            switch take(part, events) {
+            case .next: continue
+            case .write(let batch):
                 // Every event that arrived in this chunk goes out in one write: one flush (one
                 // syscall) per chunk from the provider, not one per event, and no added delay.
-                if let batch = events.feed(chunk) {
-                    do {
-                        try await writer.write(batch)
-                    } catch {
-                        ending = .clientGone
-                        transfer.cancel()
-                        break streaming
-                    }
+                do {
+                    try await writer.write(batch)
+                } catch {
+                    ending = .clientGone
+                    transfer.cancel()
+                    break streaming
                 }
                 if events.parser.eventTooLarge {
                     cutAtEventLimit()
                     break streaming
                 }
-            case .end:
-                ending = .completed
-            case .failed(let e):
-                if e.kind == .cancelled { ending = .cancelled } // the client's connection closed (see ConnectionWatch)
-                break streaming
+            case .end(let end):
+                ending = end
+                if end != .completed { break streaming }
             }
         }
         try await finish(ending, events, &writer)
+    }
+
+    private enum Step {
+        case next
+        case write(ByteBuffer)
+        case end(Ending)
+    }
+
+    /// What one part of the upstream answer means for the client.
+    @inline(never)
+    private func take(_ part: UpstreamPart, _ events: EventFilter) -> Step {
+        switch part {
+        case .head: return .next
+        case .body(let chunk):
+            if let batch = events.feed(chunk) { return .write(batch) }
+            if events.parser.eventTooLarge {
+                cutAtEventLimit()
+                return .end(.cut)
+            }
+            return .next
+        case .end: return .end(.completed)
+        // The client's connection closed (see ConnectionWatch), or the transfer failed.
+        case .failed(let e): return .end(e.kind == .cancelled ? .cancelled : .cut)
+        }
+    }
+
+    @inline(never)
+    private func started() { Observability.streamsInFlight.increment() }
+
+    @inline(never)
+    private func ended() {
+        Observability.streamsInFlight.decrement()
+        watch?.unwatch()
     }
 
     /// An event over `upstream.max_sse_event_bytes`: cut like a broken stream, and settled by the
@@ -96,6 +124,21 @@ final class StreamRelay: Sendable {
     /// across an await, and `run`'s frame lives as long as the stream.
     @inline(never)
     private func finish(_ end: Ending, _ events: EventFilter, _ writer: inout any ResponseBodyWriter) async throws {
+        let (cost, finished) = charge(end, events)
+        let settleStarted = ContinuousClock.now
+        await settlement.settle(cost)
+        log(finished, settleDuration: ContinuousClock.now - settleStarted)
+        if end == .clientGone { throw CancellationError() }
+        let rest = events.terminal + events.parser.buffered
+        if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
+        try await writer.finish(nil)
+    }
+
+    /// What the stream costs and its access-log record. A synchronous step, so the record's
+    /// temporaries are not slots of `finish`'s frame (a frame that comes from the connection
+    /// task's allocator, which keeps its high-water mark while the connection lives).
+    @inline(never)
+    private func charge(_ end: Ending, _ events: EventFilter) -> (NanoUSD, RequestRecord) {
         let completed = end == .completed
         let ending: UpstreamEnding
         if let usage = events.tracker.finalUsage {
@@ -112,14 +155,14 @@ final class StreamRelay: Sendable {
         finished.cost = charge.cost
         finished.charged = charge.basis
         finished.outcome = completed ? .forwarded : end == .clientGone || end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
-        let settleStarted = ContinuousClock.now
-        await settlement.settle(charge.cost)
-        finished.settleDuration = ContinuousClock.now - settleStarted
+        return (charge.cost, finished)
+    }
+
+    @inline(never)
+    private func log(_ finished: RequestRecord, settleDuration: Duration) {
+        var finished = finished
+        finished.settleDuration = settleDuration
         observability.finish(finished)
-        if end == .clientGone { throw CancellationError() }
-        let rest = events.terminal + events.parser.buffered
-        if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
-        try await writer.finish(nil)
     }
 }
 
@@ -137,7 +180,9 @@ private final class EventFilter {
         tracker = StreamUsageTracker(route: route, hideInjectedUsage: hideInjectedUsage)
     }
 
-    /// What this chunk's complete events send on now, nil when nothing.
+    /// What this chunk's complete events send on now, nil when nothing. Not inlined into the
+    /// relay's loop, whose frame lives as long as the stream.
+    @inline(never)
     func feed(_ chunk: [UInt8]) -> ByteBuffer? {
         var batch = ByteBuffer()
         for event in parser.feed(chunk) {

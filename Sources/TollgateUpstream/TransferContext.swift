@@ -219,6 +219,7 @@ final class TransferContext: @unchecked Sendable {
         guard !headSent else { return }
         headSent = true
         deliver(.head(UpstreamResponseHead(status: status, headers: headers)))
+        headers = [] // the reader has them; a stream's transfer lives as long as the stream
     }
 
     /// Hands one part to the reader's bounded buffer and notes whether it wants more.
