@@ -31,12 +31,15 @@ enum ForwardedHeaders {
         return out
     }
 
-    static func client(from head: UpstreamResponseHead) -> HTTPFields {
+    static func client(from head: UpstreamResponseHead, adding extra: [(HTTPField.Name, String)] = []) -> HTTPFields {
+        let passed = head.headers.filter { !responseSkip.contains($0.name.lowercased()) }
         var fields = HTTPFields()
-        fields.reserveCapacity(head.headers.count + 6) // and the budget's headers, without regrowing
-        for (name, value) in head.headers where !responseSkip.contains(name.lowercased()) {
+        // Sized once: a stream's response head is held while the stream is open.
+        fields.reserveCapacity(passed.count + extra.count)
+        for (name, value) in passed {
             if let n = HTTPField.Name(name) { fields.append(HTTPField(name: n, value: value)) }
         }
+        for (name, value) in extra { fields[name] = value }
         return fields
     }
 

@@ -191,9 +191,7 @@ final class ProxyPipeline: Sendable {
 
     /// The provider's headers for the client, with the budget's.
     private func responseHeaders(_ head: UpstreamResponseHead, _ grant: BudgetGrant, _ scanned: ScannedRequest) -> HTTPFields {
-        var headers = ForwardedHeaders.client(from: head)
-        for (name, value) in ForwardedHeaders.budget(grant, requestedModel: scanned.model) { headers[name] = value }
-        return headers
+        ForwardedHeaders.client(from: head, adding: ForwardedHeaders.budget(grant, requestedModel: scanned.model))
     }
 
     @inline(never)
