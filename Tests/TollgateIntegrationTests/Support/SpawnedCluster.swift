@@ -48,8 +48,18 @@ final class SpawnedCluster: @unchecked Sendable {
         throw Failure(description: "the replica on port \(port) never synced with its master")
     }
 
-    /// The port of the master serving `slot`, and of its replica, from CLUSTER NODES.
+    /// The port of the master serving `slot`, and of its replica, from CLUSTER NODES. Asked again
+    /// for up to ~5 s: the node asked may learn of a replica by gossip after the replica has
+    /// synced (a fresh-clone CI run once saw the master without its replica).
     func master(ofSlot slot: Int) async throws -> (master: Int, replica: Int) {
+        for _ in 0..<50 {
+            if let found = try await masterNow(ofSlot: slot) { return found }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "no master with a replica serves slot \(slot)")
+    }
+
+    private func masterNow(ofSlot slot: Int) async throws -> (master: Int, replica: Int)? {
         let lines = try await Self.cli(["-p", String(nodes[0].port), "CLUSTER", "NODES"]).output.split(separator: "\n").map { $0.split(separator: " ") }
         func port(_ fields: [Substring]) -> Int? { fields[1].split(separator: "@").first?.split(separator: ":").last.flatMap { Int($0) } }
         for fields in lines where fields.count > 8 && fields[2].contains("master") {
@@ -58,10 +68,10 @@ final class SpawnedCluster: @unchecked Sendable {
                 return ends.count == 2 ? (ends[0]...ends[1]).contains(slot) : ends.first == slot
             }
             guard owns, let masterPort = port(fields) else { continue }
-            guard let replica = lines.first(where: { $0.count > 3 && $0[3] == fields[0] }), let replicaPort = port(replica) else { break }
+            guard let replica = lines.first(where: { $0.count > 3 && $0[3] == fields[0] }), let replicaPort = port(replica) else { return nil }
             return (masterPort, replicaPort)
         }
-        throw Failure(description: "no master with a replica serves slot \(slot)")
+        return nil
     }
 
     /// Waits for `replica` to become a master after its master was killed; forces a takeover
