@@ -50,7 +50,7 @@ final class StreamRelay: Sendable {
         var parts = transfer.parts.makeAsyncIterator()
         streaming: while let part = await parts.next() {
             switch take(part, events) {
-            case .next: continue
+            case .next: break
             case .write(let batch):
                 // Every event that arrived in this chunk goes out in one write: one flush (one
                 // syscall) per chunk from the provider, not one per event, and no added delay.
@@ -61,13 +61,14 @@ final class StreamRelay: Sendable {
                     transfer.cancel()
                     break streaming
                 }
-                if events.parser.eventTooLarge {
-                    cutAtEventLimit()
-                    break streaming
-                }
             case .end(let end):
                 ending = end
                 if end != .completed { break streaming }
+            }
+            // The events before an oversized one have gone out; the stream is cut here.
+            if events.parser.eventTooLarge {
+                cutAtEventLimit()
+                break streaming
             }
         }
         try await finish(ending, events, &writer)
@@ -84,13 +85,7 @@ final class StreamRelay: Sendable {
     private func take(_ part: UpstreamPart, _ events: EventFilter) -> Step {
         switch part {
         case .head: return .next
-        case .body(let chunk):
-            if let batch = events.feed(chunk) { return .write(batch) }
-            if events.parser.eventTooLarge {
-                cutAtEventLimit()
-                return .end(.cut)
-            }
-            return .next
+        case .body(let chunk): return events.feed(chunk).map(Step.write) ?? .next
         case .end: return .end(.completed)
         // The client's connection closed (see ConnectionWatch), or the transfer failed.
         case .failed(let e): return .end(e.kind == .cancelled ? .cancelled : .cut)

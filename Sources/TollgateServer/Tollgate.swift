@@ -111,9 +111,10 @@ public final class Tollgate: Sendable {
                 // connection's loop. A task keeps the memory its deepest frames took for as long
                 // as it lives, and the connection's task lives on through a stream and between
                 // keep-alive requests: the pipeline's frames (reserve, forward: ~25 KB) are given
-                // back when this task ends, so an open stream keeps only the relay's. An awaited
-                // task, not a task group: the group's storage and body closure are frames of the
-                // connection's task. Measured in `make bench` (RSS per stream).
+                // back when this task ends, so an open stream keeps only the relay's. The task
+                // resumes this route's continuation: a task group's storage and body closure, or a
+                // wait on the task's value, would be frames of the connection's task. Measured in
+                // `make bench` (RSS per stream).
                 await withUnsafeContinuation { pipeline.start(route, request, context, answer: $0) }
             }
         }
