@@ -45,16 +45,6 @@ final class ProxyPipeline: Sendable {
         self.largeBodies = largeBodies
     }
 
-    /// Runs `proxy` in a task of its own on the connection's loop and hands its answer to
-    /// `answer`. Not inlined, so the route's frame in the connection's task holds only the
-    /// continuation (see `Tollgate.router()`).
-    @inline(never)
-    func start(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext, answer: UnsafeContinuation<Response, Never>) {
-        Task(executorPreference: EventLoopExecutor.of(context.channel.eventLoop)) {
-            answer.resume(returning: await self.proxy(route, request, context))
-        }
-    }
-
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
         var record = RequestRecord(route: route.path)
         var permit: LargeBodyGate.Permit?

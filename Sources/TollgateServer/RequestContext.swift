@@ -55,12 +55,17 @@ final class ConnectionWatch: ChannelInboundHandler, RemovableChannelHandler, Sen
 
     func unwatch() { state.withLockedValue { $0.cancel = nil } }
 
-    /// Hummingbird adds its extra handlers after the HTTPTypes codec, which has dropped the
-    /// request's HTTP version; `HTTPEdge` needs it, so it goes right after NIO's decoder.
+    /// This handler sits after the HTTPTypes codec, which has dropped the request's HTTP version;
+    /// `HTTPEdge` needs it, so it goes before that codec: after NIO's pipelining handler, which
+    /// hands requests on one at a time, in the order they are answered (or right after NIO's
+    /// decoder when there is none).
     func handlerAdded(context: ChannelHandlerContext) {
         let pipeline = context.pipeline.syncOperations
-        guard let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) else { return }
-        try? pipeline.addHandler(HTTPEdge(), position: .after(decoder))
+        if let pipelining = try? pipeline.handler(type: HTTPServerPipelineHandler.self) {
+            try? pipeline.addHandler(HTTPEdge(), position: .after(pipelining))
+        } else if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            try? pipeline.addHandler(HTTPEdge(), position: .after(decoder))
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

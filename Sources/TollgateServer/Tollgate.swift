@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import Prometheus
@@ -102,22 +103,7 @@ public final class Tollgate: Sendable {
     public func router() -> Router<TollgateRequestContext> {
         let router = Router(context: TollgateRequestContext.self)
         let pipeline = self.pipeline
-        // The proxy routes come before the not-found middleware, which then wraps only the other
-        // routes and unknown paths: a middleware is one more frame on the connection task's
-        // deepest stack, and that task keeps its deepest stack's memory while a stream is open.
-        for route in ProxyRoute.allCases {
-            router.post(RouterPath(route.path)) { request, context in
-                // Up to the answer's head, the request runs in a task of its own, on its
-                // connection's loop. A task keeps the memory its deepest frames took for as long
-                // as it lives, and the connection's task lives on through a stream and between
-                // keep-alive requests: the pipeline's frames (reserve, forward: ~25 KB) are given
-                // back when this task ends, so an open stream keeps only the relay's. The task
-                // resumes this route's continuation: a task group's storage and body closure, or a
-                // wait on the task's value, would be frames of the connection's task. Measured in
-                // `make bench` (RSS per stream).
-                await withUnsafeContinuation { pipeline.start(route, request, context, answer: $0) }
-            }
-        }
+        // The proxy routes are not here: `ProxyAnswer` sends them to the pipeline before the router.
         router.addMiddleware { OpenAINotFoundMiddleware() }
         router.get("/v1/models") { request, context in await pipeline.passThrough(request, context) }
         router.get("/healthz") { _, _ in "ok\n" }
@@ -151,10 +137,16 @@ public final class Tollgate: Sendable {
         config.server.idleTimeoutSeconds > 0 ? .seconds(Int64(config.server.idleTimeoutSeconds)) : nil
     }
 
+    /// The proxy listener (`server.host`:`server.port`): its connections are served by
+    /// `ProxyHTTPChannel`, which answers the proxy routes through the pipeline and every other
+    /// path through `router()`.
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(
-            router: router(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionWatch()], idleTimeout: idleTimeout)),
+        let responder = router().buildResponder()
+        let answer = ProxyAnswer(pipeline: pipeline, router: responder, logger: logger, serverName: "tollgate")
+        let idleTimeout = self.idleTimeout
+        return Application(
+            responder: responder,
+            server: HTTPServerBuilder { _ in ProxyHTTPChannel(answer: answer, idleTimeout: idleTimeout) },
             configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
             onServerRunning: onServerRunning,
             logger: logger)
