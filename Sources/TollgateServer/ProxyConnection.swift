@@ -8,7 +8,9 @@ import NIOHTTPTypes
 /// HTTP/1 answers one request at a time (NIO's pipelining handler holds the next one back until
 /// this one's answer has ended). For each request:
 /// - its head starts a task, on this loop, that works out the answer (`ProxyAnswer`);
-/// - its body reaches that task through a back-pressured sequence: reading from the socket
+/// - a body of a declared length up to `ProxyAnswer.collectLimit` (a usual LLM request) is
+///   collected here first, so the task starts with all of it (no sequence, no wait per part);
+///   any other body reaches the task through a back-pressured sequence: reading from the socket
 ///   pauses while the task has enough unread, so a large upload is never buffered whole here;
 /// - a whole answer goes out in one flush, from the same task, which then ends. A stream's head
 ///   goes out at once, and its body is written by a task of its own, so what the request's task
@@ -27,8 +29,10 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// The current request, counted so a late signal about an earlier one's body is ignored.
     private var request = 0
-    /// The current request's body until its end has been read.
+    /// The current request's body until its end has been read, when it is streamed to its task.
     private var body: Body.Source?
+    /// The current request while its (small) body is collected, before its task starts.
+    private var collecting: (head: HTTPRequest, body: ByteBuffer)?
     /// Nobody reads the rest of the body (the answer is out, or its reader has gone): dropped.
     private var droppingBody = false
     private var readingPaused = false
@@ -44,6 +48,7 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        collecting = nil
         body?.finish(ChannelError.ioOnClosedChannel)
         body = nil
     }
@@ -51,11 +56,27 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch Self.unwrapInboundIn(data) {
         case .head(let head):
-            start(head, context: context)
-        case .body(let chunk):
+            request &+= 1
+            closeAfterAnswer = head.headerFields[.connection].map(Self.saysClose) ?? false
+            if let length = Self.declaredLength(head), length <= answer.collectLimit {
+                collecting = (head, context.channel.allocator.buffer(capacity: length))
+            } else {
+                stream(head, collected: nil, context: context)
+            }
+        case .body(var chunk):
+            if collecting != nil {
+                collecting!.body.writeBuffer(&chunk)
+                return
+            }
             guard let body, !droppingBody else { return }
             if body.yield(chunk) == .stopProducing { readingPaused = true }
         case .end:
+            if let (head, collected) = collecting {
+                collecting = nil
+                Self.answer(Request(head: head, body: RequestBody(buffer: collected)), by: answer, on: context.channel,
+                            NIOLoopBound(self, eventLoop: context.eventLoop))
+                return
+            }
             body?.finish()
             body = nil
             droppingBody = false
@@ -65,6 +86,7 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// A connection that closes mid-upload cuts the body: its reader sees an error, not a short body.
     func channelInactive(context: ChannelHandlerContext) {
+        collecting = nil // its task never started: nothing to answer, nothing reserved
         body?.finish(ChannelError.eof)
         body = nil
         context.fireChannelInactive()
@@ -76,6 +98,11 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// as Hummingbird answers it. Nothing after the error can be read.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closeAfterAnswer = true
+        if let (head, collected) = collecting {
+            // Its task sees what came before the error, then the error.
+            collecting = nil
+            stream(head, collected: collected, context: context)
+        }
         if let body {
             body.finish(error)
             self.body = nil
@@ -101,14 +128,21 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
         context.read()
     }
 
-    private func start(_ head: HTTPRequest, context: ChannelHandlerContext) {
-        request &+= 1
+    /// The body's length when it is known from the head: its `Content-Length`, or 0 without one
+    /// and without `Transfer-Encoding` (a request with no body).
+    static func declaredLength(_ head: HTTPRequest) -> Int? {
+        if let length = head.headerFields[.contentLength] { return Int(length) }
+        return head.headerFields[.transferEncoding] == nil ? 0 : nil
+    }
+
+    /// Starts the request's task with a body streamed to it (`collected` first, when there is some).
+    private func stream(_ head: HTTPRequest, collected: ByteBuffer?, context: ChannelHandlerContext) {
         let loop = NIOLoopBound(self, eventLoop: context.eventLoop)
         let body = Body.makeSequence(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: false,
                                      delegate: BodyDemand(connection: loop, request: request))
+        if let collected, collected.readableBytes > 0 { _ = body.source.yield(collected) }
         self.body = body.source
         droppingBody = false
-        closeAfterAnswer = head.headerFields[.connection].map(Self.saysClose) ?? false
         Self.answer(Request(head: head, body: RequestBody(asyncSequence: body.sequence)), by: answer, on: context.channel, loop)
     }
 

@@ -62,9 +62,13 @@ final class ProxyAnswer: Sendable {
     let logger: Logger
     let serverName: String
     let date = HTTPDateCache()
+    /// A body of a declared length up to this is collected before its request's task starts: below
+    /// the body limits, so a body they refuse is refused before it is read (`ProxyPipeline.readBody`).
+    let collectLimit: Int
 
     init(pipeline: ProxyPipeline, router: RouterResponder<TollgateRequestContext>, logger: Logger, serverName: String) {
         self.pipeline = pipeline
+        collectLimit = min(64 << 10, pipeline.config.server.maxBodyBytes, pipeline.config.server.largeBodyBytes - 1)
         self.router = router
         self.logger = logger
         self.serverName = serverName
