@@ -160,9 +160,15 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes the answer: a whole one in one flush, here; a stream's body in a task of its own.
     private static func send(_ response: Response, to connection: NIOLoopBound<ProxyConnection>) async {
         let streamed = response.body.contentLength == nil
-        guard await connection.onLoop({ $0.writeHead(response.head, flush: streamed) }) == true else { return }
+        let headWritten = await connection.onLoop({ $0.writeHead(response.head, flush: streamed) }) == true
         let writer = AnswerBodyWriter(connection: connection, streamed: streamed)
-        guard streamed else { return await write(response.body, writer) }
+        guard streamed else {
+            if headWritten { await write(response.body, writer) }
+            return
+        }
+        // A stream's body runs even when its client has gone before the head: its writes fail, and
+        // the relay settles the stream by the disconnect rule (its reservation is never left to
+        // the reaper).
         Task(executorPreference: EventLoopExecutor.of(connection.eventLoop)) { await write(response.body, writer) }
     }
 
@@ -191,8 +197,9 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
         return true
     }
 
+    /// Nil when there is no answer to write to (its head was never written, or the channel has gone).
     fileprivate func writeBody(_ buffer: ByteBuffer, flush: Bool) -> EventLoopFuture<Void>? {
-        guard let context else { return nil }
+        guard answering, let context else { return nil }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.write(Self.wrapOutboundOut(.body(buffer)), promise: written)
         if flush { context.flush() }
@@ -200,7 +207,7 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     fileprivate func writeEnd(_ trailers: HTTPFields?) -> EventLoopFuture<Void>? {
-        guard let context else { return nil }
+        guard answering, let context else { return nil }
         answering = false
         let close = closeAfterAnswer
         let written = context.eventLoop.makePromise(of: Void.self)
