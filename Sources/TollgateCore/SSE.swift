@@ -66,24 +66,35 @@ public struct SSEParser: Sendable {
         return events
     }
 
+    /// The event's name and data, read line by line over its bytes: one `String` per field value
+    /// (this ran for every event of every stream, and splitting into arrays and lines first was
+    /// most of its cost).
     static func event(_ raw: [UInt8]) -> SSEEvent {
         var name: String?
-        var data: [String] = []
-        for line in raw.split(separator: 0x0A, omittingEmptySubsequences: true) {
-            var l = line
-            if l.last == 0x0D { l = l.dropLast() }
-            if l.isEmpty || l.first == UInt8(ascii: ":") { continue }
-            let text = String(decoding: l, as: UTF8.self)
-            let (field, value) = Self.split(text)
-            if field == "event" { name = value } else if field == "data" { data.append(value) }
+        var data: String?
+        var lineStart = 0
+        while lineStart < raw.count {
+            var lineEnd = lineStart
+            while lineEnd < raw.count, raw[lineEnd] != 0x0A { lineEnd += 1 }
+            var end = lineEnd
+            if end > lineStart, raw[end - 1] == 0x0D { end -= 1 }
+            if end > lineStart, raw[lineStart] != UInt8(ascii: ":") {
+                var colon = lineStart
+                while colon < end, raw[colon] != UInt8(ascii: ":") { colon += 1 }
+                var valueStart = min(colon + 1, end)
+                if valueStart < end, raw[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+                let field = raw[lineStart..<colon]
+                if field.elementsEqual(Self.eventField) {
+                    name = String(decoding: raw[valueStart..<end], as: UTF8.self)
+                } else if field.elementsEqual(Self.dataField) {
+                    let value = String(decoding: raw[valueStart..<end], as: UTF8.self)
+                    data = data.map { $0 + "\n" + value } ?? value
+                }
+            }
+            lineStart = lineEnd + 1
         }
-        return SSEEvent(raw: raw, name: name, data: data.joined(separator: "\n"))
+        return SSEEvent(raw: raw, name: name, data: data ?? "")
     }
 
-    static func split(_ line: String) -> (String, String) {
-        guard let colon = line.firstIndex(of: ":") else { return (line, "") }
-        var value = line[line.index(after: colon)...]
-        if value.first == " " { value = value.dropFirst() }
-        return (String(line[..<colon]), String(value))
-    }
+    static let eventField = Array("event".utf8), dataField = Array("data".utf8)
 }

@@ -23,7 +23,7 @@ public struct StreamUsageTracker: Sendable {
 
     /// Returns the bytes to pass on for this event (nil: drop it).
     public mutating func observe(_ event: SSEEvent) -> [UInt8]? {
-        guard !event.data.isEmpty, event.data != "[DONE]", let json = try? JSONValue.parse(event.data) else { return event.raw }
+        guard !event.data.isEmpty, event.data != "[DONE]", let json = Self.members(route.streamEventMembers, of: event.data) else { return event.raw }
         switch route {
         case .chatCompletions, .completions:
             if let tier = json["service_tier"]?.string { serviceTier = tier }
@@ -69,6 +69,15 @@ public struct StreamUsageTracker: Sendable {
         case .embeddings:
             return event.raw
         }
+    }
+
+    /// The event's JSON with only the top-level members `observe` reads made into values (an
+    /// object, nearly always: the others are validated and stepped over, not built), or the whole
+    /// value when it is not an object; nil when it is not JSON.
+    static func members(_ keep: Set<String>, of data: String) -> JSONValue? {
+        let bytes = Array(data.utf8)
+        if let object = try? JSONValue.parseObject(bytes, keeping: keep) { return object }
+        return try? JSONValue.parse(bytes)
     }
 
     /// Everything a chat or completions choice streams that is billed as output.
@@ -132,17 +141,23 @@ public struct StreamUsageTracker: Sendable {
     static func removingNullUsage(_ raw: [UInt8]) -> [UInt8] {
         let needle = Array(",\"usage\":null".utf8)
         guard raw.count >= needle.count else { return raw }
+        // Copies the stretches between occurrences whole; most events have one or none.
         var out: [UInt8] = []
-        out.reserveCapacity(raw.count)
+        var copied = 0
         var i = 0
-        while i < raw.count {
-            if raw[i] == needle[0], i + needle.count <= raw.count, raw[i..<(i + needle.count)].elementsEqual(needle) {
-                i += needle.count
-                continue
+        while let comma = raw[i...].firstIndex(of: needle[0]) {
+            guard comma + needle.count <= raw.count else { break }
+            if raw[comma..<(comma + needle.count)].elementsEqual(needle) {
+                if out.isEmpty { out.reserveCapacity(raw.count - needle.count) }
+                out.append(contentsOf: raw[copied..<comma])
+                copied = comma + needle.count
+                i = copied
+            } else {
+                i = comma + 1
             }
-            out.append(raw[i])
-            i += 1
         }
+        guard copied > 0 else { return raw }
+        out.append(contentsOf: raw[copied...])
         return out
     }
 }
