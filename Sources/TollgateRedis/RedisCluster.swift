@@ -16,6 +16,10 @@ final class RedisCluster: Sendable {
     static let retryPause = Duration.milliseconds(150)
     /// Topology is re-read at most this often (a failover makes every caller ask at once).
     static let refreshInterval = Duration.milliseconds(100)
+    /// While the map shows a master with fewer replicas than a WAIT wants, it is re-read this often:
+    /// a replica that joined later (or that the node first asked had not heard of yet, by
+    /// gossip) would otherwise never be waited for, and a failover could lose budget writes.
+    static let replicaRecheckInterval = Duration.seconds(5)
 
     private let seeds: [RedisAddress]
     private let wait: RedisWait
@@ -28,6 +32,7 @@ final class RedisCluster: Sendable {
         var map = RedisClusterMap()
         var nodes: [RedisAddress: RedisNode] = [:]
         var lastRefresh: ContinuousClock.Instant?
+        var lastReplicaRecheck: ContinuousClock.Instant?
         var shutDown = false
     }
 
@@ -52,6 +57,7 @@ final class RedisCluster: Sendable {
             let reply: RedisReply
             do {
                 let healthy = state.withLock { $0.map.replicas(of: node.address) }
+                if command.isScript, healthy < wait.replicas { recheckReplicas() }
                 reply = try await wait.send(command, asking: asking, to: node, healthy: healthy)
             } catch RedisError.unavailable(let why) where !last {
                 // Not sent: the node is down or reconnecting. Its slots may have a new master.
@@ -136,6 +142,16 @@ final class RedisCluster: Sendable {
         let node = make(address)
         s.nodes[address] = node
         return node
+    }
+
+    /// Re-reads the topology in the background, at most every `replicaRecheckInterval`.
+    private func recheckReplicas() {
+        let due = state.withLock { s -> Bool in
+            if let last = s.lastReplicaRecheck, ContinuousClock.now - last < Self.replicaRecheckInterval { return false }
+            s.lastReplicaRecheck = .now
+            return true
+        }
+        if due { Task { await self.refresh(force: true) } }
     }
 
     /// Re-reads the topology from the first node that answers: the known masters, then the seeds.

@@ -26,7 +26,24 @@ final class SpawnedCluster: @unchecked Sendable {
         for node in nodes { try await cluster.waitUntilOK(node.port) }
         // A replica promoted before its first sync would serve an empty dataset.
         for node in nodes { try await cluster.waitUntilSynced(node.port) }
+        // Tollgate reads the topology from whichever node answers first: every node must know
+        // every replica by then, or its writes to that master would not be WAITed for at first.
+        for node in nodes { try await cluster.waitUntilReplicasKnown(node.port) }
         return cluster
+    }
+
+    /// Until the node's CLUSTER NODES lists the 3 replicas (gossip can lag a sync), up to ~10 s.
+    func waitUntilReplicasKnown(_ port: Int) async throws {
+        for _ in 0..<100 {
+            let lines = try await Self.cli(["-p", String(port), "CLUSTER", "NODES"]).output.split(separator: "\n")
+            let replicas = lines.filter { line in
+                let flags = line.split(separator: " ").dropFirst(2).first ?? ""
+                return flags.contains("slave") && !flags.contains("fail")
+            }
+            if replicas.count == 3 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "the cluster node on port \(port) never listed all 3 replicas")
     }
 
     /// Until the node says `cluster_state:ok` (every slot served), up to ~10 s.
