@@ -43,16 +43,6 @@ public enum ProxyRoute: String, Sendable, CaseIterable {
         self == .responses ? ["usage", "service_tier", "output"] : ["usage", "service_tier"]
     }
 
-    /// The top-level members of a streamed event `StreamUsageTracker.observe` reads.
-    public var streamEventMembers: Set<String> {
-        switch self {
-        case .chatCompletions, .completions: return ["service_tier", "usage", "choices"]
-        case .messages: return ["type", "message", "usage", "delta"]
-        case .responses: return ["type", "response", "delta"]
-        case .embeddings: return []
-        }
-    }
-
     /// The usage of a whole (non-streamed) answer, read without making its text into values.
     public func usage(inResponseBytes bytes: some Collection<UInt8>) -> TokenUsage? {
         (try? JSONValue.parseObject(bytes, keeping: responseUsageMembers)).flatMap(usage(inResponse:))

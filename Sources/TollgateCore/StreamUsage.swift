@@ -23,7 +23,7 @@ public struct StreamUsageTracker: Sendable {
 
     /// Returns the bytes to pass on for this event (nil: drop it).
     public mutating func observe(_ event: SSEEvent) -> [UInt8]? {
-        guard !event.data.isEmpty, event.data != "[DONE]", let json = Self.members(route.streamEventMembers, of: event.data) else { return event.raw }
+        guard !event.data.isEmpty, event.data != "[DONE]", let json = try? JSONValue.parse(event.data) else { return event.raw }
         switch route {
         case .chatCompletions, .completions:
             if let tier = json["service_tier"]?.string { serviceTier = tier }
@@ -69,15 +69,6 @@ public struct StreamUsageTracker: Sendable {
         case .embeddings:
             return event.raw
         }
-    }
-
-    /// The event's JSON with only the top-level members `observe` reads made into values (an
-    /// object, nearly always: the others are validated and stepped over, not built), or the whole
-    /// value when it is not an object; nil when it is not JSON.
-    static func members(_ keep: Set<String>, of data: String) -> JSONValue? {
-        let bytes = Array(data.utf8)
-        if let object = try? JSONValue.parseObject(bytes, keeping: keep) { return object }
-        return try? JSONValue.parse(bytes)
     }
 
     /// Everything a chat or completions choice streams that is billed as output.
