@@ -198,7 +198,13 @@ final class TransferContext: @unchecked Sendable {
             curlPaused = true
             return Int(CURL_WRITEFUNC_PAUSE)
         }
-        sendHeadIfNeeded()
+        if !headSent {
+            // The first bytes go out with the head, at once: the client's first event (its time to
+            // first token) does not wait for the rest of a burst curl is still reading.
+            sendHeadIfNeeded()
+            deliver(.body(Array(chunk)))
+            return chunk.count
+        }
         if !pendingListed {
             pendingListed = true
             client.pendingBodies.append(self)
