@@ -22,6 +22,35 @@ struct RedisClusterTests {
         throw SpawnedCluster.Failure(description: "every tag on one master")
     }
 
+    @Test("a replica that joins after Tollgate read the slot map is waited on (WAIT) within seconds, without any redirect")
+    func replicaJoiningLaterIsWaitedOn() async throws {
+        let cluster = try await SpawnedCluster.start()
+        defer { cluster.stop() }
+        let (master, replicaPort) = try await cluster.master(ofSlot: RedisHashSlot.of("acme"))
+        let replica = try #require(cluster.nodes.first { $0.port == replicaPort })
+        // The replica is down and known to have failed before Tollgate reads the map: no WAIT to that master.
+        replica.stop()
+        try await SpawnedCluster.waitUntil(port: master, "CLUSTER NODES shows the replica failed") { nodes in
+            nodes.split(separator: "\n").contains { $0.contains("slave") && $0.contains("fail") && !$0.contains("fail?") }
+        }
+        let probe = RedisScript(name: "probe", source: "return redis.call('HINCRBY', KEYS[1], 'n', 1)")
+        let redis = Self.connection(cluster, scripts: [probe])
+        defer { redis.shutdown() }
+        func waits() async throws -> Int { try await SpawnedCluster.waitCalls(port: master) }
+        _ = try await redis.send(.script(probe, keys: ["tollgate:{acme}:limits"], args: []))
+        #expect(try await waits() == 0, "a master without a healthy replica is not waited on")
+        // It comes back (same node id, from its nodes.conf) and syncs; nothing redirects Tollgate.
+        try replica.start(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"])
+        try await cluster.waitUntilSynced(replicaPort)
+        var waited = 0
+        for _ in 0..<150 where waited == 0 {
+            _ = try await redis.send(.script(probe, keys: ["tollgate:{acme}:limits"], args: []))
+            waited = try await waits()
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(waited > 0, "the slot map was re-read and the joined replica waited on")
+    }
+
     @Test("Redis 7 Cluster lets a script touch undeclared keys of its own slot (the day and month hashes) and refuses another slot's")
     func undeclaredSameSlotKeys() async throws {
         let cluster = try await SpawnedCluster.start()
@@ -187,6 +216,11 @@ struct RedisClusterTests {
             // (a reserve whose reply was lost may also be reaped without having been forwarded).
             #expect(settled + reaped >= served, "\(client): no lost settlement")
             #expect(settled <= served, "\(client): nothing settled that was not forwarded")
+        }
+        // The budget writes were waited on (WAIT) on the masters that lived through it.
+        for client in elsewhere {
+            let master = try await cluster.master(ofSlot: RedisHashSlot.of(client.rawValue)).master
+            #expect(try await SpawnedCluster.waitCalls(port: master) > 0, "WAIT followed the budget scripts on \(master)")
         }
         for r in replicas { await r.stop() }
         await mock.stop()

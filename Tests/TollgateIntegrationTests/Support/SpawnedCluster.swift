@@ -1,5 +1,6 @@
 import Foundation
 import TollgateCore
+@testable import TollgateRedis
 
 /// A real Redis Cluster of 3 masters and 3 replicas on loopback, made with `redis-cli --cluster
 /// create`. A low cluster-node-timeout makes a killed master's replica take over in about two
@@ -26,24 +27,43 @@ final class SpawnedCluster: @unchecked Sendable {
         for node in nodes { try await cluster.waitUntilOK(node.port) }
         // A replica promoted before its first sync would serve an empty dataset.
         for node in nodes { try await cluster.waitUntilSynced(node.port) }
-        // Tollgate reads the topology from whichever node answers first: every node must know
-        // every replica by then, or its writes to that master would not be WAITed for at first.
-        for node in nodes { try await cluster.waitUntilReplicasKnown(node.port) }
+        // Tollgate reads the topology from whichever node answers first, and only a replica listed
+        // in CLUSTER SLOTS is waited on (WAIT). Redis 7.0 lists a replica only once the node asked
+        // knows it by gossip with a replication offset above 0: so every master gets a write, and
+        // every node must list every replica, before a test starts Tollgate.
+        for i in 0..<64 { _ = try await cli(["-c", "-p", String(nodes[0].port), "SET", "spawned-cluster-warmup-\(i)", "1"]) }
+        for node in nodes { try await cluster.waitUntilReplicasListed(node.port) }
         return cluster
     }
 
-    /// Until the node's CLUSTER NODES lists the 3 replicas (gossip can lag a sync), up to ~10 s.
-    func waitUntilReplicasKnown(_ port: Int) async throws {
-        for _ in 0..<100 {
-            let lines = try await Self.cli(["-p", String(port), "CLUSTER", "NODES"]).output.split(separator: "\n")
-            let replicas = lines.filter { line in
-                let flags = line.split(separator: " ").dropFirst(2).first ?? ""
-                return flags.contains("slave") && !flags.contains("fail")
-            }
-            if replicas.count == 3 { return }
+    /// Until `ready` holds for the node's CLUSTER NODES, up to ~15 s.
+    static func waitUntil(port: Int, _ what: String, _ ready: (String) -> Bool) async throws {
+        for _ in 0..<150 {
+            if ready(try await cli(["-p", String(port), "CLUSTER", "NODES"]).output) { return }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw Failure(description: "the cluster node on port \(port) never listed all 3 replicas")
+        throw Failure(description: "port \(port): never \(what)")
+    }
+
+    /// How many WAITs the node has run (INFO commandstats).
+    static func waitCalls(port: Int) async throws -> Int {
+        let stats = try await cli(["-p", String(port), "INFO", "commandstats"]).output
+        // INFO's lines end with "\r\n", one Character: split on any newline.
+        return stats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_wait:") }
+            .flatMap { $0.split(separator: "=").dropFirst().first?.split(separator: ",").first }.flatMap { Int($0) } ?? 0
+    }
+
+    /// Until the node's CLUSTER SLOTS lists a replica for each of the 3 masters, up to ~15 s.
+    func waitUntilReplicasListed(_ port: Int) async throws {
+        let redis = RedisConnection(endpoint: RedisEndpoint(url: "redis://127.0.0.1:\(port)/0")!, timeoutMilliseconds: 2_000, scripts: [],
+                                    logger: TestRedis.quietLogger)
+        defer { redis.shutdown() }
+        for _ in 0..<150 {
+            if let map = RedisClusterMap(clusterSlots: try await redis.call(.command(["CLUSTER", "SLOTS"])), askedHost: "127.0.0.1"),
+               map.masters.count == 3, map.masters.allSatisfy({ map.replicas(of: $0) >= 1 }) { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "the cluster node on port \(port) never listed a replica for every master in CLUSTER SLOTS")
     }
 
     /// Until the node says `cluster_state:ok` (every slot served), up to ~10 s.
