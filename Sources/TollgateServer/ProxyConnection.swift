@@ -176,7 +176,7 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             try await body.write(writer)
             // A body that returned without finishing still ends its answer.
-            _ = await writer.connection.onLoop { $0.answering ? $0.writeEnd(nil) : nil }
+            _ = await writer.connection.onLoop { $0.writeEnd(nil) }
         } catch {
             // The client left mid-answer (or the answer failed): the connection cannot go on.
             _ = await writer.connection.onLoop { $0.context?.close(promise: nil) }

@@ -25,7 +25,7 @@ struct ProxyHTTPChannel: ServerChildChannel {
     }
 
     let answer: ProxyAnswer
-    let idleTimeout: TimeAmount?
+    let idleTimeout: Duration?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -36,7 +36,7 @@ struct ProxyHTTPChannel: ServerChildChannel {
                                                      withOutboundHeaderValidation: false)
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(ConnectionWatch())
-            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout.map { .nanoseconds($0.nanoseconds) }, logger: logger))
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             try pipeline.addHandler(ProxyConnection(answer: answer))
             return Value(channel: channel)
         }

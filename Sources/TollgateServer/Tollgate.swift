@@ -133,21 +133,23 @@ public final class Tollgate: Sendable {
     /// Hummingbird's idle timeout counts from the connection's start or its last HTTP part: a
     /// request head that never completes produces no part, so it is also the header-read timeout
     /// (slowloris). A request being answered is never timed out.
-    var idleTimeout: TimeAmount? {
-        config.server.idleTimeoutSeconds > 0 ? .seconds(Int64(config.server.idleTimeoutSeconds)) : nil
+    var idleTimeout: Duration? {
+        config.server.idleTimeoutSeconds > 0 ? .seconds(config.server.idleTimeoutSeconds) : nil
     }
+
+    static let serverName = "tollgate"
 
     /// The proxy listener (`server.host`:`server.port`): its connections are served by
     /// `ProxyHTTPChannel`, which answers the proxy routes through the pipeline and every other
     /// path through `router()`.
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         let responder = router().buildResponder()
-        let answer = ProxyAnswer(pipeline: pipeline, router: responder, logger: logger, serverName: "tollgate")
+        let answer = ProxyAnswer(pipeline: pipeline, router: responder, logger: logger, serverName: Self.serverName)
         let idleTimeout = self.idleTimeout
         return Application(
             responder: responder,
             server: HTTPServerBuilder { _ in ProxyHTTPChannel(answer: answer, idleTimeout: idleTimeout) },
-            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "tollgate"),
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: Self.serverName),
             onServerRunning: onServerRunning,
             logger: logger)
     }
