@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
-redis_port=$(scripts/free-port.sh); admin_port=$(scripts/free-port.sh); port=$(scripts/free-port.sh)
+base=$(scripts/free-port.sh 3); redis_port=$base admin_port=$((base + 1)) port=$((base + 2))
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
 cleanup() { kill "$(cat "$dir/tollgate.pid" 2>/dev/null)" 2>/dev/null || true

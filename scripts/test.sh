@@ -25,7 +25,8 @@ fi
 # the provider killed under load, then overshoot ≤ 0 and no lost settlement. Free ports, so a
 # `make cluster` left running does not collide; skipped like the bench smoke.
 if [ $# -eq 0 ] && [ "${TOLLGATE_SKIP_BENCH_SMOKE:-0}" != 1 ]; then
-  CLUSTER_PORT=$(scripts/free-port.sh) CLUSTER_REDIS_PORT=$(scripts/free-port.sh) CLUSTER_MOCK_PORT=$(scripts/free-port.sh) \
-    CLUSTER_REPLICA_PORT=$(scripts/free-port.sh) CLUSTER_ADMIN_PORT=$(scripts/free-port.sh) CLUSTER_REPLICAS=3 \
+  base=$(scripts/free-port.sh 9)   # one block: balancer, Redis, mock, 3 replicas, 3 admin ports
+  CLUSTER_PORT=$base CLUSTER_REDIS_PORT=$((base + 1)) CLUSTER_MOCK_PORT=$((base + 2)) \
+    CLUSTER_REPLICA_PORT=$((base + 3)) CLUSTER_ADMIN_PORT=$((base + 6)) CLUSTER_REPLICAS=3 \
     CLUSTER_DIR=$PWD/var/chaos-smoke CHAOS_PHASE_SECONDS=4 timeout --kill-after=15 900 scripts/chaos.sh
 fi

@@ -190,6 +190,7 @@ extension TollgateConfig {
         "TOLLGATE_OPENAI_BASE_URL": "providers.openai.base_url",
         "TOLLGATE_ANTHROPIC_BASE_URL": "providers.anthropic.base_url",
         "TOLLGATE_PRICING_FILE": "pricing_file", "TOLLGATE_BUDGET_MODE": "budget.mode",
+        "TOLLGATE_BUDGET_LEASE_SECONDS": "budget.lease_seconds",
         "TOLLGATE_CLIENTS_UNKNOWN": "clients.unknown", "TOLLGATE_LOG_LEVEL": "log_level",
         "TOLLGATE_CLIENTS_AUTH": "clients.auth", "TOLLGATE_SHUTDOWN_GRACE_SECONDS": "server.shutdown_grace_seconds",
         "TOLLGATE_MAX_BODY_BYTES": "server.max_body_bytes", "TOLLGATE_IDLE_TIMEOUT_SECONDS": "server.idle_timeout_seconds",

@@ -277,6 +277,7 @@ struct ConfigEnvironmentTests {
             "TOLLGATE_HOST": "::1", "TOLLGATE_REDIS_TIMEOUT_MS": "50",
             "TOLLGATE_OPENAI_BASE_URL": "http://mock:1", "TOLLGATE_ANTHROPIC_BASE_URL": "http://mock:2",
             "TOLLGATE_PRICING_FILE": "/p.yaml", "TOLLGATE_CLIENTS_UNKNOWN": "default", "TOLLGATE_LOG_LEVEL": "trace",
+            "TOLLGATE_BUDGET_LEASE_SECONDS": "7",
         ]
         let c = try TollgateConfig.load(yaml: "", environment: env)
         #expect(c.server.host == "::1")
@@ -286,6 +287,7 @@ struct ConfigEnvironmentTests {
         #expect(c.pricingFile == "/p.yaml")
         #expect(c.clients.unknown == .default)
         #expect(c.logLevel == "trace")
+        #expect(c.budget.leaseSeconds == 7)
         #expect(Set(TollgateConfig.environmentOverrides.keys).isSuperset(of: env.keys))
     }
 
@@ -295,6 +297,7 @@ struct ConfigEnvironmentTests {
         ("TOLLGATE_REDIS_URL", "http://x", "redis.url"),
         ("TOLLGATE_BUDGET_MODE", "lenient", "budget.mode"),
         ("TOLLGATE_LOG_LEVEL", "loud", "log_level"),
+        ("TOLLGATE_BUDGET_LEASE_SECONDS", "1", "budget.lease_seconds"),
     ])
     func badEnvironment(variable: String, value: String, key: String) {
         let error = #expect(throws: ConfigError.self) { try TollgateConfig.load(yaml: Self.file, environment: [variable: value]) }
