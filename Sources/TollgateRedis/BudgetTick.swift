@@ -20,6 +20,11 @@ enum BudgetOperation: Sendable {
 /// did. Callers off an event loop (tests, CLI) and scripts without apply_v6 send alone.
 /// Every key of one client carries its {C} hash tag, so a batch is one Redis Cluster slot.
 ///
+/// One call per client in flight (group commit): operations of a client whose call is still in
+/// flight queue behind it, from every loop, and go together as the next call when its reply comes
+/// back; the first of them sends it. Under load a batch so grows with Redis's round trip and
+/// Redis does less work per operation (one TIME, one read of each hash); alone, nothing waits.
+///
 /// A settle that may wait (`mayWait`: a non-streamed answer's, sent already) parks for up to
 /// `settleWindow` instead of leading: the client's next reserve on this loop takes it along,
 /// first in its batch, so the reserve sees what the settle gives back, and Redis gets one call
@@ -37,7 +42,7 @@ final class BudgetTick: Sendable {
     }
 
     /// An operation and where its reply goes.
-    private struct Entry: Sendable {
+    fileprivate struct Entry: Sendable {
         let operation: BudgetOperation
         let reply: ReplySlot
     }
@@ -85,6 +90,8 @@ final class BudgetTick: Sendable {
         var open: [Key: Batch] = [:]
         var parked: [Key: Parked] = [:]
         var nextParking = 0
+        /// Clients with a call in flight, and the operations queued behind it.
+        var inFlight: [ClientID: [Entry]] = [:]
     }
     private let state = Mutex(State())
     /// apply_v6 calls sent (batches of two operations or more): how the tests see a batch.
@@ -106,8 +113,8 @@ final class BudgetTick: Sendable {
         }
         if let batch = found {
             let entry = Entry(operation: operation, reply: ReplySlot())
-            guard batch.join(entry) else { return try await alone(operation, via: store) }
-            return try await entry.reply.value()
+            guard batch.join(entry) else { return try await dispatch(client, [entry], own: entry, apply: apply, via: store) }
+            return try await outcome(of: entry, client, apply: apply, via: store)
         }
         // Lead: the tasks already queued on this loop run before this one, and may join.
         await withCheckedContinuation { (due: CheckedContinuation<Void, Never>) in
@@ -119,11 +126,52 @@ final class BudgetTick: Sendable {
         let joined = mine.seal()
         var taken = state.withLock { $0.parked.removeValue(forKey: key) }
         taken?.takeDue()?.resume()
-        let parked = taken?.entries ?? []
-        if joined.isEmpty && parked.isEmpty { return try await alone(operation, via: store) }
         let own = Entry(operation: operation, reply: ReplySlot())
-        await sendBatch(client, parked + [own] + joined, apply: apply, via: store)
-        return try await own.reply.value()
+        return try await dispatch(client, (taken?.entries ?? []) + [own] + joined, own: own, apply: apply, via: store)
+    }
+
+    /// Sends `entries` (`own` among them) now, or queues them behind the client's call in flight;
+    /// returns `own`'s reply.
+    private func dispatch(_ client: ClientID, _ entries: [Entry], own: Entry, apply: RedisScript, via store: BudgetStore) async throws -> RedisReply {
+        let queued = state.withLock { s in
+            guard s.inFlight[client] != nil else {
+                s.inFlight[client] = []
+                return false
+            }
+            s.inFlight[client]!.append(contentsOf: entries)
+            return true
+        }
+        if queued { return try await outcome(of: own, client, apply: apply, via: store) }
+        return try await lead(client, entries, own: own, apply: apply, via: store)
+    }
+
+    /// An operation handed to another's call: its reply, or the turn to send the queue it heads.
+    private func outcome(of entry: Entry, _ client: ClientID, apply: RedisScript, via store: BudgetStore) async throws -> RedisReply {
+        switch await entry.reply.turn() {
+        case .reply(let reply): return try Self.unwrapped(reply)
+        case .lead(let queue): return try await lead(client, queue, own: entry, apply: apply, via: store)
+        }
+    }
+
+    /// Sends `entries` as the client's call in flight, delivers every reply but `own`'s, which it
+    /// returns, and hands the queue that gathered meanwhile to its first operation.
+    private func lead(_ client: ClientID, _ entries: [Entry], own: Entry, apply: RedisScript, via store: BudgetStore) async throws -> RedisReply {
+        let mine: Result<RedisReply, any Error>
+        if entries.count == 1 {
+            do { mine = .success(try await alone(own.operation, via: store)) } catch { mine = .failure(error) }
+        } else {
+            mine = await sendBatch(client, entries, own: own, apply: apply, via: store)
+        }
+        let next: [Entry]? = state.withLock { s in
+            guard let queue = s.inFlight[client], !queue.isEmpty else {
+                s.inFlight[client] = nil
+                return nil
+            }
+            s.inFlight[client] = []
+            return queue
+        }
+        if let next { next[0].reply.deliver(.lead(next)) }
+        return try Self.unwrapped(mine)
     }
 
     /// A settle that may wait: joins a batch about to be sent, or parks until a reserve takes it
@@ -158,29 +206,38 @@ final class BudgetTick: Sendable {
                 return s.parked.removeValue(forKey: key)?.entries
             }
             if let unclaimed {
-                if unclaimed.count > 1 {
-                    await sendBatch(key.client, unclaimed, apply: apply, via: store)
-                } else {
-                    do { entry.reply.deliver(.success(try await alone(entry.operation, via: store))) } catch { entry.reply.deliver(.failure(error)) }
-                }
+                return try await dispatch(key.client, unclaimed, own: entry, apply: apply, via: store)
             }
         }
-        return try await entry.reply.value()
+        return try await outcome(of: entry, key.client, apply: apply, via: store)
     }
 
-    /// One apply_v6 call for `entries`, in order; each gets its part of the reply, or the error.
-    private func sendBatch(_ client: ClientID, _ entries: [Entry], apply: RedisScript, via store: BudgetStore) async {
+    /// One apply_v6 call for `entries`, in order; each but `own` gets its part of the reply, or the
+    /// error, and `own`'s is returned.
+    private func sendBatch(_ client: ClientID, _ entries: [Entry], own: Entry, apply: RedisScript, via store: BudgetStore) async -> Result<RedisReply, any Error> {
         let call = store.applyCall(client, entries.map(\.operation))
         batchesSent.add(1, ordering: .relaxed)
+        var mine: Result<RedisReply, any Error> = .failure(RedisError.unexpectedReply("\(apply.name): no reply for an operation"))
         do {
             let reply = try await store.redis.call(.script(apply, keys: call.keys, args: call.args))
             guard let parts = reply.array, parts.count == entries.count else {
                 throw RedisError.unexpectedReply("\(apply.name): \(entries.count) operations, reply \(reply)")
             }
-            for (entry, part) in zip(entries, parts) { entry.reply.deliver(.success(part)) }
+            for (entry, part) in zip(entries, parts) {
+                if entry.reply === own.reply { mine = .success(part) } else { entry.reply.deliver(.reply(.success(part))) }
+            }
         } catch {
-            for entry in entries { entry.reply.deliver(.failure(error)) }
+            for entry in entries where entry.reply !== own.reply { entry.reply.deliver(.reply(.failure(error))) }
+            mine = .failure(error)
         }
+        return mine
+    }
+
+    /// An error reply (one operation of a batch refused) is thrown as `.server`.
+    private static func unwrapped(_ reply: Result<RedisReply, any Error>) throws -> RedisReply {
+        let reply = try reply.get()
+        if case .error(let message) = reply { throw RedisError.server(message) }
+        return reply
     }
 
     private func alone(_ operation: BudgetOperation, via store: BudgetStore) async throws -> RedisReply {
@@ -191,33 +248,37 @@ final class BudgetTick: Sendable {
     }
 }
 
-/// One operation's reply: delivered once by whoever sent it, awaited by its caller, in either order.
-private final class ReplySlot: Sendable {
-    private let state = Mutex<(reply: Result<RedisReply, any Error>?, waiter: CheckedContinuation<RedisReply, any Error>?)>((nil, nil))
+/// What a queued operation gets: its reply, or the turn to send the queue it heads (`queue`,
+/// itself first).
+private enum Turn: Sendable {
+    case reply(Result<RedisReply, any Error>)
+    case lead([BudgetTick.Entry])
+}
 
-    func deliver(_ reply: Result<RedisReply, any Error>) {
-        let waiter: CheckedContinuation<RedisReply, any Error>? = state.withLock { s in
+/// One operation's turn: delivered once by whoever has it, awaited by its caller, in either order.
+private final class ReplySlot: Sendable {
+    private let state = Mutex<(turn: Turn?, waiter: CheckedContinuation<Turn, Never>?)>((nil, nil))
+
+    func deliver(_ turn: Turn) {
+        let waiter: CheckedContinuation<Turn, Never>? = state.withLock { s in
             guard let w = s.waiter else {
-                s.reply = reply
+                s.turn = turn
                 return nil
             }
             s.waiter = nil
             return w
         }
-        waiter?.resume(with: reply)
+        waiter?.resume(returning: turn)
     }
 
-    /// The reply; an error reply (one operation of a batch refused) is thrown as `.server`.
-    func value() async throws -> RedisReply {
-        let reply = try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<RedisReply, any Error>) in
-            let ready: Result<RedisReply, any Error>? = state.withLock { s in
-                if let r = s.reply { return r }
+    func turn() async -> Turn {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Turn, Never>) in
+            let ready: Turn? = state.withLock { s in
+                if let t = s.turn { return t }
                 s.waiter = waiter
                 return nil
             }
-            if let ready { waiter.resume(with: ready) }
+            if let ready { waiter.resume(returning: ready) }
         }
-        if case .error(let message) = reply { throw RedisError.server(message) }
-        return reply
     }
 }

@@ -235,6 +235,42 @@ struct ApplyBatchTests {
         #expect(try await TestRedis.int(try await TestRedis.periodKeys(client).day, "reserved") == 5_000)
     }
 
+    @Test("operations of a client that arrive while its call is in flight, from any loop and tick, go together as its next call, in arrival order")
+    func queuedBehindTheCallInFlight() async throws {
+        let redis = try SpawnedRedis()
+        let connection = RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 20_000,
+                                         scripts: TestRedis.scripts.all, logger: TestRedis.logger)
+        let store = BudgetStore(redis: connection, scripts: TestRedis.scripts, policy: BudgetStore.forTests().policy)
+        let client = TestRedis.uniqueClient("flight")
+        // Room for two of the four 10 000 nano-USD reserves.
+        _ = try await connection.call(.command(["HSET", RedisKeys(client).limits, "daily", "25000"]))
+        // Redis holds every write until told: the first reserve's call stays in flight.
+        _ = try await connection.call(.command(["CLIENT", "PAUSE", "20000", "WRITE"]))
+        let loops = [MultiThreadedEventLoopGroup.singleton.next(), MultiThreadedEventLoopGroup.singleton.next()]
+        let started = StartCount()
+        let granted = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for i in 0..<4 {
+                // One by one, each in a tick of its own, and well queued before the next starts.
+                group.addTask(executorPreference: LoopExecutor(loops[i % 2])) {
+                    started.value.add(1, ordering: .relaxed)
+                    return (i, try await store.reserve(client, .unique(), estimate: .fixed(10_000)).isGranted)
+                }
+                while started.value.load(ordering: .relaxed) <= i { try await Task.sleep(for: .milliseconds(5)) }
+                try await Task.sleep(for: .milliseconds(150))
+            }
+            _ = try await TestRedis.connection(to: redis).call(.command(["CLIENT", "UNPAUSE"]))
+            var granted = [Bool](repeating: false, count: 4)
+            for try await (i, g) in group { granted[i] = g }
+            return granted
+        }
+        #expect(granted == [true, true, false, false], "decided in arrival order")
+        #expect(store.tick.batchesSent.load(ordering: .relaxed) == 1, "the first alone (v5), the three behind it in one call")
+        let stats = try await connection.call(.command(["INFO", "commandstats"])).string ?? ""
+        #expect(stats.contains("cmdstat_evalsha:calls=2,"), "two calls reached Redis: \(stats)")
+    }
+
+    final class StartCount: Sendable { let value = Atomic<Int>(0) }
+
     @Test("an operation alone in its tick is sent as its v5 call")
     func aloneIsV5() async throws {
         let client = TestRedis.uniqueClient("apply")

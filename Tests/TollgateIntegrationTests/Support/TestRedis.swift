@@ -21,6 +21,11 @@ enum TestRedis {
 
     static let shared = connection()
 
+    /// A connection of its own to a spawned server.
+    static func connection(to redis: SpawnedRedis) -> RedisConnection {
+        RedisConnection(endpoint: RedisEndpoint(url: redis.url)!, timeoutMilliseconds: 2_000, scripts: scripts.all, logger: logger)
+    }
+
     static func hash(_ key: String) async throws -> [String: String] {
         try await shared.call(.command(["HGETALL", key])).hash
     }
