@@ -123,6 +123,8 @@ final class ProxyPipeline: Sendable {
                 route: route, bill: bill, estimate: sent.estimate, settlement: settlement, transfer: transfer,
                 hideInjectedUsage: forwarded.injectsUsage, observability: observability, record: record, watch: watch,
                 maxEventBytes: config.upstream.maxSSEEventBytes)
+            // From here a hang-up lets the stream be read on briefly (StreamRelay.drainTime).
+            watch?.watch { relay.clientLeft() }
             return (streamResponse(head, grant, scanned, relay), true)
         }
 

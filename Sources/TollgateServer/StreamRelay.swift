@@ -1,6 +1,8 @@
 import Hummingbird
 import Logging
 import NIOCore
+import NIOPosix
+import Synchronization
 import TollgateCore
 import TollgateRedis
 import TollgateUpstream
@@ -23,6 +25,14 @@ final class StreamRelay: Sendable {
     let watch: ConnectionWatch?
     /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
     let maxEventBytes: Int
+    /// Set once the client has left: the stream is then read, not relayed, for `drainTime`.
+    private let clientHasLeft = Atomic<Bool>(false)
+
+    /// How long a stream whose client left is still read before it is cut. What the provider had
+    /// sent by then (buffered for a slow client, in the sockets, or arriving) is counted, and a
+    /// stream that ends meanwhile is charged its reported usage; cutting at once would leave
+    /// that backlog uncounted, and the cut-stream bound below what the provider bills.
+    static let drainTime = TimeAmount.seconds(1)
 
     init(route: ProxyRoute, bill: Bill, estimate: CostEstimate, settlement: Settlement, transfer: UpstreamTransfer,
          hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int) {
@@ -47,6 +57,7 @@ final class StreamRelay: Sendable {
         // that is never inlined (issue 13: memory per open stream).
         let events = EventFilter(route: route, hideInjectedUsage: hideInjectedUsage, maxEventBytes: maxEventBytes)
         var ending = Ending.cut
+        var gone = false
         var parts = transfer.parts.makeAsyncIterator()
         streaming: while let part = await parts.next() {
             switch take(part, events) {
@@ -54,12 +65,12 @@ final class StreamRelay: Sendable {
             case .write(let batch):
                 // Every event that arrived in this chunk goes out in one write: one flush (one
                 // syscall) per chunk from the provider, not one per event, and no added delay.
+                guard !gone else { break }
                 do {
                     try await writer.write(batch)
                 } catch {
-                    ending = .clientGone
-                    transfer.cancel()
-                    break streaming
+                    gone = true
+                    clientLeft()
                 }
             case .end(let end):
                 ending = end
@@ -71,7 +82,16 @@ final class StreamRelay: Sendable {
                 break streaming
             }
         }
-        try await finish(ending, events, &writer)
+        try await finish(gone ? .clientGone(after: ending) : ending, events, &writer)
+    }
+
+    /// The client's connection closed (`ConnectionWatch`) or a write to it failed: the stream is
+    /// read on for `drainTime`, then cut, unless it ends first.
+    func clientLeft() {
+        guard !clientHasLeft.exchange(true, ordering: .relaxed) else { return }
+        let transfer = self.transfer
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return transfer.cancel() }
+        loop.scheduleTask(in: Self.drainTime) { transfer.cancel() }
     }
 
     private enum Step {
@@ -111,7 +131,11 @@ final class StreamRelay: Sendable {
         transfer.cancel()
     }
 
-    private enum Ending { case completed, cut, clientGone, cancelled }
+    private indirect enum Ending: Equatable {
+        case completed, cut, cancelled
+        /// The client left; how the stream, read on, ended.
+        case clientGone(after: Ending)
+    }
 
     /// Settles, logs, and only then sends the event that tells the client its stream is complete:
     /// a client that saw the end of its stream has been charged, even if this replica dies next.
@@ -123,7 +147,7 @@ final class StreamRelay: Sendable {
         let settleStarted = ContinuousClock.now
         await settlement.settle(cost)
         log(finished, settleDuration: ContinuousClock.now - settleStarted)
-        if end == .clientGone { throw CancellationError() }
+        if case .clientGone = end { throw CancellationError() }
         let rest = events.terminal + events.parser.buffered
         if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
         try await writer.finish(nil)
@@ -134,7 +158,7 @@ final class StreamRelay: Sendable {
     /// task's allocator, which keeps its high-water mark while the connection lives).
     @inline(never)
     private func charge(_ end: Ending, _ events: EventFilter) -> (NanoUSD, RequestRecord) {
-        let completed = end == .completed
+        let completed = end == .completed || end == .clientGone(after: .completed)
         let ending: UpstreamEnding
         if let usage = events.tracker.finalUsage {
             ending = .answered(status: 200, usage: usage)  // even if the connection broke right after
@@ -149,7 +173,11 @@ final class StreamRelay: Sendable {
         if case .answered(_, let usage?) = ending { finished.usage = usage }
         finished.cost = charge.cost
         finished.charged = charge.basis
-        finished.outcome = completed ? .forwarded : end == .clientGone || end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
+        if case .clientGone = end {
+            finished.outcome = .clientGone
+        } else {
+            finished.outcome = completed ? .forwarded : end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
+        }
         return (charge.cost, finished)
     }
 

@@ -240,6 +240,31 @@ struct ExactnessTests {
         }
     }
 
+    @Test("hole 3b: a client that hangs up on a stream the provider has already sent is charged the usage the stream reports, not a bound on what was relayed")
+    func hangUpOnASentStream() async throws {
+        try await withProxy { replica, _, log throws in
+            let client = TestRedis.uniqueClient("drain")
+            let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":40,"messages":[{"role":"user","content":"hi"}]}"#
+            // 1 MB of events, written by the provider at once: much of it is still on its way
+            // (buffered by Tollgate and in the sockets) when the client hangs up, and it all
+            // arrives within StreamRelay.drainTime.
+            let headers = [(MockHeader.streamBytes, "1000000"), ("X-Mock-Completion-Tokens", "40")]
+            // The same stream read to its end says what the provider bills for it.
+            let whole = await post(replica, body, TestRedis.uniqueClient("drain-whole"), headers)
+            let reported = HeavySuites.SettleJournalTests.streamedUsage(whole.text)
+            let usage = try #require(reported, "usage in the whole stream (\(whole.text.count) characters)")
+            let billed = try #require(usage["prompt_tokens"]?.int) * ListPrice.gpt4oMiniInput
+                + (try #require(usage["completion_tokens"]?.int)) * ListPrice.gpt4oMiniOutput
+
+            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", body,
+                                                   headers: [("X-Client-ID", client.rawValue)] + headers)
+            for await part in transfer.parts { if case .body = part { break } }
+            transfer.cancel()
+            #expect(try await settled(client) == Totals(spent: billed, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "usage")
+        }
+    }
+
     // MARK: 4. Leases of non-streamed requests
 
     @Test("hole 4: a non-streamed call that outlives its lease is renewed, not reaped and granted again")

@@ -192,7 +192,7 @@ struct ProxyTests {
         }
     }
 
-    @Test("a client that hangs up mid-stream cancels the upstream and is charged for what was streamed")
+    @Test("a client that hangs up mid-stream cancels the upstream (after reading on for a moment) and is charged for what was streamed")
     func clientDisconnect() async throws {
         try await withProxy { replica, _ in
             let client = TestRedis.uniqueClient()
