@@ -85,7 +85,7 @@ struct LargeBodyTests {
             closed = sum(1 for s in socks if s.recv(1) == b"")
             for s in socks: s.close()
             end = time.monotonic() + 30
-            while rss() - base > 12 << 20 and time.monotonic() < end: time.sleep(0.2)
+            while rss() - base > (opened - base) // 2 and time.monotonic() < end: time.sleep(0.2)
             print(base, opened, closed, rss())
             """
         let run = try await ChildProcess.run("python3", ["-c", script, String(replica.port), String(replica.process.pid), "4000"])
@@ -94,10 +94,12 @@ struct LargeBodyTests {
         let (baseline, opened, closedByReplica, after) = try #require(numbers.count == 4 ? (numbers[0], numbers[1], numbers[2], numbers[3]) : nil, "\(run.output)")
         print("idle connections: baseline \(baseline >> 20) MB, 4000 open \(opened >> 20) MB, after \(after >> 20) MB")
         #expect(closedByReplica == 4000, "the replica closed every idle connection")
-        #expect(opened - baseline > 12 << 20, "4000 connections cost memory (else this test measures nothing)")
-        // Measured on this box: ~13 KB a connection, held for as long as the process ran before
-        // the trims after closes (MemoryTrim).
-        #expect(after - baseline <= 12 << 20, "RSS \(after >> 20) MB vs baseline \(baseline >> 20) MB after the connections closed")
+        #expect(opened - baseline > 8 << 20, "4000 connections cost memory (else this test measures nothing)")
+        // Measured on this box: ~13 KB a connection before the lean proxy handler, ~3 KB since,
+        // held for as long as the process ran before the trims after closes (MemoryTrim). At
+        // least half of it must come back.
+        #expect(after - baseline <= (opened - baseline) / 2,
+                "RSS \(after >> 20) MB vs baseline \(baseline >> 20) MB and \(opened >> 20) MB open, after the connections closed")
     }
 
     @Test("four concurrent 30 MB bodies of a million-element array keep the replica's RSS bounded, and it comes back down",
