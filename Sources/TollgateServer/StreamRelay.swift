@@ -57,7 +57,6 @@ final class StreamRelay: Sendable {
         // that is never inlined (issue 13: memory per open stream).
         let events = EventFilter(route: route, hideInjectedUsage: hideInjectedUsage, maxEventBytes: maxEventBytes)
         var ending = Ending.cut
-        var gone = false
         var parts = transfer.parts.makeAsyncIterator()
         streaming: while let part = await parts.next() {
             switch take(part, events) {
@@ -65,11 +64,10 @@ final class StreamRelay: Sendable {
             case .write(let batch):
                 // Every event that arrived in this chunk goes out in one write: one flush (one
                 // syscall) per chunk from the provider, not one per event, and no added delay.
-                guard !gone else { break }
+                guard !clientGone else { break }
                 do {
                     try await writer.write(batch)
                 } catch {
-                    gone = true
                     clientLeft()
                 }
             case .end(let end):
@@ -82,8 +80,10 @@ final class StreamRelay: Sendable {
                 break streaming
             }
         }
-        try await finish(gone ? .clientGone(after: ending) : ending, events, &writer)
+        try await finish(ending, events, &writer)
     }
+
+    private var clientGone: Bool { clientHasLeft.load(ordering: .relaxed) }
 
     /// The client's connection closed (`ConnectionWatch`) or a write to it failed: the stream is
     /// read on for `drainTime`, then cut, unless it ends first.
@@ -131,11 +131,8 @@ final class StreamRelay: Sendable {
         transfer.cancel()
     }
 
-    private indirect enum Ending: Equatable {
-        case completed, cut, cancelled
-        /// The client left; how the stream, read on, ended.
-        case clientGone(after: Ending)
-    }
+    /// How the upstream stream ended (whether the client was still there is `clientGone`).
+    private enum Ending { case completed, cut, cancelled }
 
     /// Settles, logs, and only then sends the event that tells the client its stream is complete:
     /// a client that saw the end of its stream has been charged, even if this replica dies next.
@@ -147,7 +144,7 @@ final class StreamRelay: Sendable {
         let settleStarted = ContinuousClock.now
         await settlement.settle(cost)
         log(finished, settleDuration: ContinuousClock.now - settleStarted)
-        if case .clientGone = end { throw CancellationError() }
+        if clientGone { throw CancellationError() }
         let rest = events.terminal + events.parser.buffered
         if !rest.isEmpty { try await writer.write(ByteBuffer(bytes: rest)) }
         try await writer.finish(nil)
@@ -158,7 +155,7 @@ final class StreamRelay: Sendable {
     /// task's allocator, which keeps its high-water mark while the connection lives).
     @inline(never)
     private func charge(_ end: Ending, _ events: EventFilter) -> (NanoUSD, RequestRecord) {
-        let completed = end == .completed || end == .clientGone(after: .completed)
+        let completed = end == .completed
         let ending: UpstreamEnding
         if let usage = events.tracker.finalUsage {
             ending = .answered(status: 200, usage: usage)  // even if the connection broke right after
@@ -173,11 +170,7 @@ final class StreamRelay: Sendable {
         if case .answered(_, let usage?) = ending { finished.usage = usage }
         finished.cost = charge.cost
         finished.charged = charge.basis
-        if case .clientGone = end {
-            finished.outcome = .clientGone
-        } else {
-            finished.outcome = completed ? .forwarded : end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
-        }
+        finished.outcome = clientGone ? .clientGone : completed ? .forwarded : end == .cancelled || Task.isCancelled ? .clientGone : .upstreamError
         return (charge.cost, finished)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A private redis-server for tests that stop, freeze or restart Redis, or that need a password,
 /// ACL users or TLS (the shared one must stay up, and open, for the tests running beside them).
@@ -82,7 +83,7 @@ final class SpawnedRedis: @unchecked Sendable {
         throw POSIXError(.EADDRINUSE)
     }
 
-    private static let handedOut = LockedPorts()
+    private static let handedOut = Mutex<Set<Int>>([])
 
     private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -95,12 +96,6 @@ final class SpawnedRedis: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
     }
-}
-
-private final class LockedPorts: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ports = Set<Int>()
-    func withLock<T>(_ body: (inout Set<Int>) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(&ports) }
 }
 
 /// A throw-away CA, a server certificate for `localhost` (and no IP address, so that a connection
