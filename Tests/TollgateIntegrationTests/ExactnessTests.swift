@@ -245,10 +245,10 @@ struct ExactnessTests {
         try await withProxy { replica, _, log throws in
             let client = TestRedis.uniqueClient("drain")
             let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":40,"messages":[{"role":"user","content":"hi"}]}"#
-            // 1 MB of events, written by the provider at once: much of it is still on its way
+            // 400 KB of events, written by the provider at once: much of it is still on its way
             // (buffered by Tollgate and in the sockets) when the client hangs up, and it all
             // arrives within StreamRelay.drainTime.
-            let headers = [(MockHeader.streamBytes, "1000000"), ("X-Mock-Completion-Tokens", "40")]
+            let headers = [(MockHeader.streamBytes, "400000"), ("X-Mock-Completion-Tokens", "40")]
             // The same stream read to its end says what the provider bills for it.
             let whole = await post(replica, body, TestRedis.uniqueClient("drain-whole"), headers)
             let reported = HeavySuites.SettleJournalTests.streamedUsage(whole.text)
