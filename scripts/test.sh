@@ -14,7 +14,27 @@ echo "test redis: $TOLLGATE_TEST_REDIS_URL"
 # The executables too: the CLI and cluster tests run the real `tollgate` binary.
 swift build
 # A hung test must not hold CI: Swift Testing time limits per suite, and this as a last resort.
-timeout --kill-after=15 2400 swift test "$@"
+# A crash prints only the crashed thread (a CI log shows its tail); on failure the run ends with
+# what matters: fatal errors, failed tests, and the tests still running when it stopped.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=yes,interactive=no,color=no,threads=crashed,registers=none,images=none,limit=30}
+log="$dir/swift-test.log"
+if ! timeout --kill-after=15 2400 swift test "$@" 2>&1 | tee "$log"; then
+  echo "=== swift test failed: summary ==="
+  grep -E "Fatal error|Program crashed|✘" "$log" | head -40 || true
+  python3 - "$log" <<'PY'
+import re, sys
+started, ended = [], set()
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r'◇ Test (".*?"|\S+) started', line)
+    if m: started.append(m.group(1))
+    m = re.match(r'[✔✘] Test (".*?"|\S+) ', line)
+    if m: ended.add(m.group(1))
+running = [t for t in started if t not in ended and t != "run"]
+print("tests still running when it stopped (%d):" % len(running))
+for t in running[:40]: print("  " + t)
+PY
+  exit 1
+fi
 # The benchmark's smoke mode (release build, about a minute of load, no timing assertions) so the
 # bench suite cannot rot: it fails only when something errs or the budget drifts. Skipped when
 # arguments select particular tests, or with TOLLGATE_SKIP_BENCH_SMOKE=1.

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// One proxy-listener connection, driven by NIO's callbacks on its event loop (`ProxyHTTPChannel`).
@@ -96,6 +97,10 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
     /// the error and the request is answered in its API's shape (a 400 that says the body could
     /// not be read); the connection closes after that answer. In a head, the answer is a bare 400,
     /// as Hummingbird answers it. Nothing after the error can be read.
+    ///
+    /// Any other error (a connection reset by the client) closes the connection: there is no
+    /// request to answer between requests, and a request in progress is answered by its task, or
+    /// cancelled by the close (`ConnectionWatch`). A 400 written then would answer no request.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closeAfterAnswer = true
         if let (head, collected) = collecting {
@@ -106,7 +111,7 @@ final class ProxyConnection: ChannelDuplexHandler, RemovableChannelHandler {
         if let body {
             body.finish(error)
             self.body = nil
-        } else if !answering {
+        } else if !answering, error is HTTPParserError {
             answering = true
             context.write(Self.wrapOutboundOut(.head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"]))),
                           promise: nil)

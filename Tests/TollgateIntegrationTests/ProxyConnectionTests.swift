@@ -69,4 +69,25 @@ struct ProxyConnectionTests {
             #expect(ex.closedByServer)
         }
     }
+
+    @Test("a client that resets its connection, idle or mid-request, is let go: nothing is answered to nobody, no reservation is left, the next client is served")
+    func resetByClient() async throws {
+        try await withReplica { replica, mock in
+            let client = TestRedis.uniqueClient("reset")
+            let paid = RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)"])
+            // Answered, then reset while the connection idles between requests.
+            let idle = try await RawHTTP.exchange(port: replica.port, paid, waitForClose: 1.5, reset: true)
+            #expect(statusLines(idle.response) == ["HTTP/1.1 200 OK"], "\(idle.response.prefix(600))")
+            // Reset while the provider takes its time: the request is cancelled, not answered.
+            let slow = RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)", "X-Mock-Latency-Ms: 1500"])
+            let cut = try await RawHTTP.exchange(port: replica.port, slow, waitForClose: 0.3, reset: true)
+            #expect(cut.response.isEmpty, "\(cut.response.prefix(600))")
+            let next = try await RawHTTP.exchange(port: replica.port, paid.replacingOccurrences(of: "\r\n\r\n{", with: "\r\nConnection: close\r\n\r\n{"),
+                                                  waitForClose: 10)
+            #expect(statusLines(next.response) == ["HTTP/1.1 200 OK"], "\(next.response.prefix(600))")
+            let day = try await TestRedis.periodKeys(client).0
+            #expect(try await eventually { try await TestRedis.hash(day)["reserved"] == "0" }, "no reservation is left behind")
+            #expect(mock.recorder.count == 3)
+        }
+    }
 }

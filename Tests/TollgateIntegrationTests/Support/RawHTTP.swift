@@ -14,11 +14,14 @@ enum RawHTTP {
     }
 
     /// Sends `request`, optionally shuts the write side, then reads until EOF or until
-    /// `waitForClose` seconds pass with the connection still open.
-    static func exchange(port: Int, _ request: String, shutdownWrite: Bool = false, waitForClose: Double = 5) async throws -> Exchange {
+    /// `waitForClose` seconds pass with the connection still open. With `reset`, the socket is
+    /// then closed with a TCP reset (SO_LINGER 0), as a crashed or killed client's is.
+    static func exchange(port: Int, _ request: String, shutdownWrite: Bool = false, waitForClose: Double = 5,
+                         reset: Bool = false) async throws -> Exchange {
         let script = """
-            import socket, sys, time
+            import socket, struct, sys, time
             port, payload, shut, wait = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3] == "1", float(sys.argv[4])
+            reset = sys.argv[5] == "1"
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(payload)
             if shut: s.shutdown(socket.SHUT_WR)
@@ -40,10 +43,13 @@ enum RawHTTP {
                     closed, took = True, time.monotonic() - sent
                     break
                 data += part
+            if reset:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
             sys.stdout.write(("CLOSED %.3f\\n" % took if closed else "OPEN\\n") + data.decode("utf-8", "replace"))
             """
         let (status, output) = try await ChildProcess.run(
-            "python3", ["-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose)])
+            "python3", ["-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose), reset ? "1" : "0"])
         guard status == 0, let newline = output.firstIndex(of: "\n") else { throw RawHTTPError(output: output) }
         let first = output[..<newline]
         let closed = first.hasPrefix("CLOSED")
