@@ -76,14 +76,20 @@ struct ProxyConnectionTests {
             let client = TestRedis.uniqueClient("reset")
             let paid = RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)"])
             // Answered, then reset while the connection idles between requests.
-            let idle = try await RawHTTP.exchange(port: replica.port, paid, waitForClose: 1.5, reset: true)
+            let idle = try await RawHTTP.exchange(port: replica.port, paid, waitForClose: 30, reset: .afterAnswer)
             #expect(statusLines(idle.response) == ["HTTP/1.1 200 OK"], "\(idle.response.prefix(600))")
-            // Reset while the provider takes its time: the request is cancelled, not answered.
-            let slow = RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)", "X-Mock-Latency-Ms: 1500"])
-            let cut = try await RawHTTP.exchange(port: replica.port, slow, waitForClose: 0.3, reset: true)
-            #expect(cut.response.isEmpty, "\(cut.response.prefix(600))")
+            // Reset once the provider holds the request (it answers after 5 s): the request is
+            // cancelled, not answered.
+            let slow = RawHTTP.post("/v1/chat/completions", Self.chat, headers: ["X-Client-ID: \(client.rawValue)", "X-Mock-Latency-Ms: 5000"])
+            let trigger = FileManager.default.temporaryDirectory.appendingPathComponent("tollgate-reset-\(UUID().uuidString.prefix(8))").path
+            defer { try? FileManager.default.removeItem(atPath: trigger) }
+            async let cut = RawHTTP.exchange(port: replica.port, slow, waitForClose: 30, reset: .whenFileExists(trigger))
+            #expect(try await eventually { mock.recorder.count == 2 }, "the provider has the slow request")
+            FileManager.default.createFile(atPath: trigger, contents: nil)
+            let cutResponse = try await cut.response
+            #expect(cutResponse.isEmpty, "\(cutResponse.prefix(600))")
             let next = try await RawHTTP.exchange(port: replica.port, paid.replacingOccurrences(of: "\r\n\r\n{", with: "\r\nConnection: close\r\n\r\n{"),
-                                                  waitForClose: 10)
+                                                  waitForClose: 30)
             #expect(statusLines(next.response) == ["HTTP/1.1 200 OK"], "\(next.response.prefix(600))")
             let day = try await TestRedis.periodKeys(client).0
             #expect(try await eventually { try await TestRedis.hash(day)["reserved"] == "0" }, "no reservation is left behind")

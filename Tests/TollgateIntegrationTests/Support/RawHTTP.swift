@@ -13,15 +13,37 @@ enum RawHTTP {
         var secondsToClose: Double?
     }
 
+    /// When a socket is closed with a TCP reset (SO_LINGER 0), as a crashed or killed client's is.
+    enum Reset {
+        /// Once a whole answer (its head and its Content-Length of body) has been read.
+        case afterAnswer
+        /// Once the file at this path exists (the test creates it when the server is where it wants).
+        case whenFileExists(String)
+
+        var argument: String {
+            switch self {
+            case .afterAnswer: "answered"
+            case .whenFileExists(let path): "file:" + path
+            }
+        }
+    }
+
     /// Sends `request`, optionally shuts the write side, then reads until EOF or until
-    /// `waitForClose` seconds pass with the connection still open. With `reset`, the socket is
-    /// then closed with a TCP reset (SO_LINGER 0), as a crashed or killed client's is.
+    /// `waitForClose` seconds pass with the connection still open, or, with `reset`, until its
+    /// point comes, and then resets the connection.
     static func exchange(port: Int, _ request: String, shutdownWrite: Bool = false, waitForClose: Double = 5,
-                         reset: Bool = false) async throws -> Exchange {
+                         reset: Reset? = nil) async throws -> Exchange {
         let script = """
-            import socket, struct, sys, time
+            import os, re, socket, struct, sys, time
             port, payload, shut, wait = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3] == "1", float(sys.argv[4])
-            reset = sys.argv[5] == "1"
+            reset = sys.argv[5]
+            def answered(data):
+                head, sep, body = data.partition(b"\\r\\n\\r\\n")
+                length = re.search(rb"(?i)\\r\\ncontent-length: *(\\d+)", head)
+                return bool(sep) and length is not None and len(body) >= int(length.group(1))
+            def due(data):
+                if reset == "answered": return answered(data)
+                return reset.startswith("file:") and os.path.exists(reset[5:])
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(payload)
             if shut: s.shutdown(socket.SHUT_WR)
@@ -29,12 +51,14 @@ enum RawHTTP {
             data, closed, took = b"", False, -1.0
             deadline = sent + wait
             while True:
+                if reset and due(data): break
                 left = deadline - time.monotonic()
                 if left <= 0: break
-                s.settimeout(left)
+                s.settimeout(min(left, 0.05) if reset else left)
                 try:
                     part = s.recv(65536)
                 except socket.timeout:
+                    if reset: continue  # a poll: is its point due yet?
                     break
                 except ConnectionResetError:
                     closed, took = True, time.monotonic() - sent
@@ -43,13 +67,13 @@ enum RawHTTP {
                     closed, took = True, time.monotonic() - sent
                     break
                 data += part
-            if reset:
+            if reset and due(data):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
             sys.stdout.write(("CLOSED %.3f\\n" % took if closed else "OPEN\\n") + data.decode("utf-8", "replace"))
             """
         let (status, output) = try await ChildProcess.run(
-            "python3", ["-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose), reset ? "1" : "0"])
+            "python3", ["-c", script, String(port), request, shutdownWrite ? "1" : "0", String(waitForClose), reset?.argument ?? ""])
         guard status == 0, let newline = output.firstIndex(of: "\n") else { throw RawHTTPError(output: output) }
         let first = output[..<newline]
         let closed = first.hasPrefix("CLOSED")
