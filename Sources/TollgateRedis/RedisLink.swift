@@ -74,9 +74,12 @@ final class RedisLink: @unchecked Sendable {
             reply.resume(throwing: RedisError.unavailable("\(Self.unencodable(args)); not sent"))
             return
         }
-        var isScript = false
-        if case .script = command { isScript = true }
-        perform(machine.send(.init(bytes: bytes, isScript: isScript), for: reply, now: .now()))
+        var isScript = false, isWait = false
+        switch command {
+        case .script: isScript = true
+        case .command(let args): isWait = args.first == "WAIT"
+        }
+        perform(machine.send(.init(bytes: bytes, isScript: isScript, isWait: isWait), for: reply, now: .now()))
     }
 
     func connect() {

@@ -7,6 +7,9 @@ extension RedisLinkStateMachine {
         let bytes: ByteBuffer
         /// An EVALSHA: a NOSCRIPT reply reloads the scripts and reruns it once.
         let isScript: Bool
+        /// A WAIT (`RedisWait` sends one right behind a script): when that script is rerun, the
+        /// WAIT is sent again behind the rerun, whose writes it must confirm.
+        var isWait = false
 
         var rerun: ByteBuffer? { isScript ? bytes : nil }
     }

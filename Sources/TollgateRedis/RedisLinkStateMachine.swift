@@ -38,6 +38,9 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
         /// A caller's command. `rerun` keeps a script's bytes while a NOSCRIPT may still rerun it
         /// (once); nil for other commands and for a rerun.
         case caller(Caller, rerun: ByteBuffer?)
+        /// A caller's WAIT. Superseded (no caller) when the script before it was rerun: the WAIT
+        /// sent again behind the rerun answers its caller instead, and this reply is dropped.
+        case wait(Caller?, bytes: ByteBuffer)
         /// AUTH / SELECT / SCRIPT LOAD, named by their step (never their arguments: AUTH carries
         /// the password): their replies complete the setup (or fail the connection).
         case setup(String)
@@ -96,9 +99,13 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
             return armTimer().map { .armTimer(at: $0) } ?? .none
         case .ready(let channel):
             // The hot path: one write, no array.
-            record(.caller(caller, rerun: command.rerun))
+            record(Self.entry(command, caller))
             return .write(command.bytes, on: channel, scheduleFlush: claimFlush())
         }
+    }
+
+    private static func entry(_ command: Command, _ caller: Caller) -> Entry {
+        command.isWait ? .wait(caller, bytes: command.bytes) : .caller(caller, rerun: command.rerun)
     }
 
     /// Connect now unless connected or connecting (the link's first connect; ignores the backoff).
@@ -153,7 +160,7 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
         var buffers: [ByteBuffer] = []
         buffers.reserveCapacity(queued.count)
         for (command, caller, _) in queued {
-            record(.caller(caller, rerun: command.rerun))
+            record(Self.entry(command, caller))
             buffers.append(command.bytes)
         }
         return .becomeReady(Writes(channel: channel, buffers: buffers, scheduleFlush: !buffers.isEmpty && claimFlush()))
@@ -187,7 +194,10 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
     private mutating func drain(close channel: Channel?, report: RedisOutage?, sent: RedisError, unsent: RedisError) -> Teardown {
         var lost: [Caller] = []
         for item in inFlight {
-            if case .caller(let caller, _) = item.entry { lost.append(caller) }
+            switch item.entry {
+            case .caller(let caller, _), .wait(let caller?, _): lost.append(caller)
+            case .wait(nil, _), .setup: break
+            }
         }
         inFlight.removeAll()
         unflushed = 0
@@ -214,6 +224,8 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
             }
             setupPending -= 1
             return setupPending == 0 ? becomeReady(channel) : .none
+        case .wait(let caller, _):
+            return caller.map { .resume($0, reply) } ?? .none
         case .caller(let caller, let rerun):
             guard let rerun, case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else {
                 return .resume(caller, reply)
@@ -231,6 +243,13 @@ struct RedisLinkStateMachine<Channel: Equatable, Caller> {
             }
             record(.caller(caller, rerun: nil))
             buffers.append(rerun)
+            // A WAIT written right behind the script confirmed nothing of the rerun's writes: it
+            // goes again behind the rerun, and its caller waits for that one.
+            if let next = inFlight.first, case .wait(let waiter?, let wait) = next.entry {
+                inFlight[inFlight.startIndex].entry = .wait(nil, bytes: wait)
+                record(.wait(waiter, bytes: wait))
+                buffers.append(wait)
+            }
             return .writeAll(Writes(channel: channel, buffers: buffers, scheduleFlush: claimFlush()))
         }
     }

@@ -51,6 +51,29 @@ struct RedisClusterTests {
         #expect(waited > 0, "the slot map was re-read and the joined replica waited on")
     }
 
+    @Test("a script rerun after NOSCRIPT (scripts flushed, or a promoted replica that never loaded them) is waited on (WAIT) behind the rerun")
+    func rerunIsWaitedOn() async throws {
+        let cluster = try await SpawnedCluster.start()
+        defer { cluster.stop() }
+        let (master, _) = try await cluster.master(ofSlot: RedisHashSlot.of("acme"))
+        let probe = RedisScript(name: "probe", source: "return redis.call('HINCRBY', KEYS[1], 'n', 1)")
+        let redis = Self.connection(cluster, scripts: [probe])
+        defer { redis.shutdown() }
+        func waits() async throws -> Int { try await SpawnedCluster.waitCalls(port: master) }
+        var n: Int64 = 0
+        // Until Tollgate's slot map lists the master's replica (it is waited on from then on).
+        for _ in 0..<150 where try await waits() == 0 {
+            n = try #require(try await redis.send(.script(probe, keys: ["tollgate:{acme}:limits"], args: [])).int)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let before = try await waits()
+        #expect(before > 0, "the master's writes are waited on")
+        #expect(try await SpawnedCluster.cli(["-p", String(master), "SCRIPT", "FLUSH"]).status == 0)
+        #expect(try await redis.send(.script(probe, keys: ["tollgate:{acme}:limits"], args: [])).int == n + 1, "rerun once")
+        // One WAIT went behind the refused call (it confirmed nothing of the rerun), one behind the rerun.
+        #expect(try await waits() == before + 2)
+    }
+
     @Test("Redis 7 Cluster lets a script touch undeclared keys of its own slot (the day and month hashes) and refuses another slot's")
     func undeclaredSameSlotKeys() async throws {
         let cluster = try await SpawnedCluster.start()

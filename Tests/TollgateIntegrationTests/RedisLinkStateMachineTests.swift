@@ -165,6 +165,29 @@ struct RedisLinkStateMachineTests {
                 == .writeAll(Self.writes("c1", ["LOAD reserve", "LOAD settle", "EVALSHA 5"], flush: true)))
     }
 
+    @Test("NOSCRIPT behind which a WAIT was written: the WAIT goes again behind the rerun, and its caller gets that one's reply")
+    func waitFollowsTheRerun() {
+        var m = Self.ready(scripts: ["LOAD reserve"])
+        #expect(m.send(Self.command("EVALSHA 1", script: true), for: 1, now: Self.at(1100)) == .write(Self.bytes("EVALSHA 1"), on: "c1", scheduleFlush: true))
+        let wait = Machine.Command(bytes: Self.bytes("WAIT 1 500"), isScript: false, isWait: true)
+        #expect(m.send(wait, for: 2, now: Self.at(1100)) == .write(Self.bytes("WAIT 1 500"), on: "c1", scheduleFlush: false))
+        #expect(m.flushDue(now: Self.at(1100)) == .flush("c1", armTimerAt: nil))
+        let noscript = RedisReply.error("NOSCRIPT No matching script. Please use EVAL.")
+        #expect(m.received(noscript, on: "c1", now: Self.at(1101))
+                == .writeAll(Self.writes("c1", ["LOAD reserve", "EVALSHA 1", "WAIT 1 500"], flush: true)))
+        #expect(m.flushDue(now: Self.at(1101)) == .flush("c1", armTimerAt: nil))
+        // The first WAIT ran before the rerun: what it confirmed is not the script's writes.
+        #expect(m.received(.integer(1), on: "c1", now: Self.at(1101)) == .none)
+        #expect(m.received(Self.bulk("sha-reserve"), on: "c1", now: Self.at(1102)) == .none)
+        #expect(m.received(.integer(7), on: "c1", now: Self.at(1102)) == .resume(1, .integer(7)))
+        #expect(m.received(.integer(0), on: "c1", now: Self.at(1103)) == .resume(2, .integer(0)), "the WAIT behind the rerun")
+        // A WAIT whose script ran answers as it is.
+        #expect(m.send(Self.command("EVALSHA 3", script: true), for: 3, now: Self.at(1104)) == .write(Self.bytes("EVALSHA 3"), on: "c1", scheduleFlush: true))
+        #expect(m.send(wait, for: 4, now: Self.at(1104)) == .write(Self.bytes("WAIT 1 500"), on: "c1", scheduleFlush: false))
+        #expect(m.received(.integer(8), on: "c1", now: Self.at(1105)) == .resume(3, .integer(8)))
+        #expect(m.received(.integer(1), on: "c1", now: Self.at(1105)) == .resume(4, .integer(1)))
+    }
+
     @Test("the deadline timer: unread bytes in the socket rearm it; a silent Redis takes the connection down, sent commands with an unknown outcome")
     func deadlineTimer() {
         var m = Self.ready()
