@@ -61,7 +61,7 @@ final class TransferContext: @unchecked Sendable {
     }
 
     func begin(multi: UnsafeMutableRawPointer, settings: UpstreamClient.Settings) -> Bool {
-        guard let h = curl_easy_init() else {
+        guard let h = client.takeHandle(collecting: request.collectBody) else {
             finish(.failed(UpstreamError(kind: .connect, message: "curl_easy_init failed")))
             return false
         }
@@ -70,7 +70,7 @@ final class TransferContext: @unchecked Sendable {
             try configure(h, settings: settings)
         } catch {
             // Not yet added to the multi handle: clean up here and say which option failed.
-            curl_easy_cleanup(h)
+            client.recycle(h, collecting: request.collectBody)
             easy = nil
             curl_slist_free_all(headerList)
             headerList = nil
@@ -82,7 +82,7 @@ final class TransferContext: @unchecked Sendable {
         // The thread's `active` table keeps this object alive while curl holds the pointer.
         let added = curl_multi_add_handle(multi, h)
         guard added == CURLM_OK else {
-            curl_easy_cleanup(h)
+            client.recycle(h, collecting: request.collectBody)
             easy = nil
             curl_slist_free_all(headerList)
             headerList = nil
@@ -312,7 +312,7 @@ final class TransferContext: @unchecked Sendable {
         deliverPending()
         if let h = easy {
             curl_multi_remove_handle(multi, h)
-            curl_easy_cleanup(h)
+            client.recycle(h, collecting: request.collectBody)
             easy = nil
         }
         curl_slist_free_all(headerList)

@@ -61,6 +61,18 @@ public final class UpstreamClient: Sendable {
     /// thread only): each gets them as one part when the turn ends, however many callbacks
     /// brought them, so its reader wakes and writes once per turn, not once per callback.
     nonisolated(unsafe) var pendingBodies: [TransferContext] = []
+    /// Easy handles of ended transfers, reset and kept for the next ones (curl thread only):
+    /// setting a request's options and resetting them costs ~0.8 µs, against ~1.2 µs with
+    /// `curl_easy_init` and `curl_easy_cleanup` (README, issue 13), and the handle's own
+    /// allocations are kept. A streamed answer's handle and a collected one's are
+    /// kept apart: a reset may keep the receive buffer curl allocated for the handle's last
+    /// transfer, and a stream's is cut to 1 KiB to save memory per open stream (TransferContext).
+    /// At most `idleHandleLimit` of each are kept.
+    nonisolated(unsafe) var idleHandles: (collecting: [UnsafeMutableRawPointer], streaming: [UnsafeMutableRawPointer]) = ([], [])
+    static let idleHandleLimit = 64
+    /// Easy handles made by `curl_easy_init` since this client started (the rest were reused).
+    private let handlesMade = Atomic<Int>(0)
+    public var easyHandlesMade: Int { handlesMade.load(ordering: .relaxed) }
 
     /// - Parameter logger: where limit hits are logged (nil: not logged, still counted).
     public init(settings: Settings = Settings(), logger: Logger? = nil) throws(SetupError) {
@@ -265,12 +277,33 @@ public final class UpstreamClient: Sendable {
         for context in active.values {
             context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "shutting down")))
         }
+        (idleHandles.collecting + idleHandles.streaming).forEach { curl_easy_cleanup($0) }
+        idleHandles = ([], [])
         curl_multi_cleanup(multi)
         stopped.signal()
     }
 }
 
 extension UpstreamClient {
+    /// Curl thread only: an easy handle with every option at its default, reused when one of the
+    /// same kind is idle.
+    func takeHandle(collecting: Bool) -> UnsafeMutableRawPointer? {
+        if let handle = collecting ? idleHandles.collecting.popLast() : idleHandles.streaming.popLast() { return handle }
+        guard let handle = curl_easy_init() else { return nil }
+        handlesMade.add(1, ordering: .relaxed)
+        return handle
+    }
+
+    /// Curl thread only: a handle out of the multi handle, reset for the next transfer of its kind,
+    /// or freed.
+    func recycle(_ handle: UnsafeMutableRawPointer, collecting: Bool) {
+        guard (collecting ? idleHandles.collecting.count : idleHandles.streaming.count) < Self.idleHandleLimit else {
+            return curl_easy_cleanup(handle)
+        }
+        curl_easy_reset(handle)
+        if collecting { idleHandles.collecting.append(handle) } else { idleHandles.streaming.append(handle) }
+    }
+
     /// Curl thread only: the turn's body bytes of each streamed transfer, as one part each.
     func deliverPendingBodies() {
         guard !pendingBodies.isEmpty else { return }
