@@ -45,10 +45,12 @@ public struct BudgetStore: Sendable {
     public let scripts: BudgetScripts
     /// A copy given another policy gets a tick of its own: one apply_v6 call shares its
     /// period and defaults among all its operations.
-    public var policy: Policy { didSet { tick = BudgetTick() } }
+    public var policy: Policy { didSet { (tick, periodCache) = (BudgetTick(), PeriodArgumentsCache()) } }
     private let topKeysExpiring = KeysSeen()
     private let topSpend: TopSpendTally
     var tick = BudgetTick() // settable by tests, for a longer settle window
+    /// The arguments every call shares, made once per period (BudgetStore+Arguments.swift).
+    private(set) var periodCache = PeriodArgumentsCache()
 
     public init(redis: RedisConnection, scripts: BudgetScripts, policy: Policy) {
         self.redis = redis
