@@ -176,10 +176,11 @@ final class KeysSeen: Sendable {
 
 extension Lease {
     /// The day (`YYYY-MM-DD`) and month (`YYYY-MM`) this lease is charged to, from its member.
+    /// Read on the member's bytes: split by `Character`, it was ~2 % of Tollgate's CPU per request.
     var periods: (day: String, month: String)? {
-        let fields = member.split(separator: "|", omittingEmptySubsequences: false)
-        guard fields.count >= 5, let day = fields[3].split(separator: ":").last, let month = fields[4].split(separator: ":").last
-        else { return nil }
-        return (String(day), String(month))
+        let fields = member.utf8.split(separator: UInt8(ascii: "|"), maxSplits: 5, omittingEmptySubsequences: false)
+        guard fields.count >= 5, let day = fields[3].split(separator: UInt8(ascii: ":")).last,
+              let month = fields[4].split(separator: UInt8(ascii: ":")).last else { return nil }
+        return (String(decoding: day, as: UTF8.self), String(decoding: month, as: UTF8.self))
     }
 }

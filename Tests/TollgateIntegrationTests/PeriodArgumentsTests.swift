@@ -85,4 +85,24 @@ struct PeriodArgumentsTests {
         #expect(moved.keys[2] == "tollgate:{period-offset}:day:2026-12-03")
         #expect(moved.args[4] == "86400")
     }
+
+}
+
+/// `Lease.periods`, read on the member's bytes: the day and month a settle adds to the top-spender sets.
+@Suite("a lease member's periods")
+struct LeasePeriodsTests {
+    @Test("a lease member names the day and month it is charged to (for the top-spender sets)", arguments: [
+        ("A|r1|135000|tollgate:{team:a}:day:2026-12-02|tollgate:{team:a}:month:2026-12||", "2026-12-02", "2026-12"),
+        ("A|r2|0|tollgate:{ü}:day:2026-12-31|tollgate:{ü}:month:2026-12|tollgate:{ü}:run:x|w", "2026-12-31", "2026-12"),
+        ("A|r3|5|tollgate:{c}:day:2027-01-01|tollgate:{c}:month:2027-01", "2027-01-01", "2027-01"), // v4's, without run and flags
+    ])
+    func leasePeriods(member: String, day: String, month: String) throws {
+        let periods = try #require(Lease(reservation: ReservationID(rawValue: "r"), member: member).periods)
+        #expect(periods.day == day && periods.month == month)
+    }
+
+    @Test("a member without its period keys names none")
+    func leaseWithoutPeriods() {
+        #expect(Lease(reservation: ReservationID(rawValue: "r"), member: "A|r|100").periods == nil)
+    }
 }
