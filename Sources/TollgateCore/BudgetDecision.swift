@@ -153,17 +153,44 @@ public struct UnixTime: Hashable, Sendable, Comparable {
     public static func < (a: UnixTime, b: UnixTime) -> Bool { a.seconds < b.seconds }
 
     /// RFC 3339 in UTC, e.g. `2026-11-24T00:00:00Z`.
-    public var rfc3339: String {
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let secondOfDay = seconds - days * 86_400
-        let (y, m, d) = CivilDate.fromDays(days)
-        func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(y)-\(two(m))-\(two(d))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))Z"
-    }
+    public var rfc3339: String { CivilDate.timestamp(seconds) }
 }
 
 /// Proleptic Gregorian date arithmetic (Howard Hinnant's algorithms), the same as the Lua scripts use.
 public enum CivilDate {
+    /// `YYYY-MM-DDTHH:MM:SSZ` in UTC, or `….mmmZ` with `milliseconds` (0…999). Written into a
+    /// stack buffer: every answer's budget headers and every access-log line carry one, and
+    /// string interpolation made each cost a dozen small allocations.
+    public static func timestamp(_ seconds: Int64, milliseconds: Int64? = nil) -> String {
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = seconds - days * 86_400
+        let (y, m, d) = fromDays(days)
+        guard (1000...9999).contains(y) else {
+            // Outside four-digit years the year is written as it is (rare: tests and far-off resets).
+            func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+            let fraction = milliseconds.map { "." + String(String($0 + 1000).dropFirst()) } ?? ""
+            return "\(y)-\(two(m))-\(two(d))T\(two(secondOfDay / 3600)):\(two(secondOfDay % 3600 / 60)):\(two(secondOfDay % 60))\(fraction)Z"
+        }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { b in
+            func digits(_ at: Int, _ v: Int64, _ count: Int) {
+                var v = v
+                for i in stride(from: at + count - 1, through: at, by: -1) { b[i] = 0x30 + UInt8(v % 10); v /= 10 }
+            }
+            digits(0, y, 4)
+            b[4] = UInt8(ascii: "-"); digits(5, m, 2); b[7] = UInt8(ascii: "-"); digits(8, d, 2)
+            b[10] = UInt8(ascii: "T"); digits(11, secondOfDay / 3600, 2); b[13] = UInt8(ascii: ":")
+            digits(14, secondOfDay % 3600 / 60, 2); b[16] = UInt8(ascii: ":"); digits(17, secondOfDay % 60, 2)
+            var end = 19
+            if let milliseconds {
+                b[19] = UInt8(ascii: ".")
+                digits(20, milliseconds, 3)
+                end = 23
+            }
+            b[end] = UInt8(ascii: "Z")
+            return String(decoding: UnsafeBufferPointer(rebasing: b[0...end]), as: UTF8.self)
+        }
+    }
+
     public static func fromDays(_ z0: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let z = z0 + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097

@@ -77,8 +77,17 @@ struct Observability: Sendable {
     /// The access-log line, written field by field (this runs once per request; building a
     /// JSONValue tree for it cost more than the rest of the request's bookkeeping).
     static func line(_ r: RequestRecord) -> String {
-        var line = "{\"time\":\"" + utcTimestamp() + "\""
-        func field(_ name: String, _ json: String) { line += ",\"" + name + "\":" + json }
+        // Appended piece by piece into one buffer: `a + b + c` makes a string per `+`.
+        var line = "{\"time\":\""
+        line.reserveCapacity(512)
+        line.append(utcTimestamp())
+        line.append("\"")
+        func field(_ name: String, _ json: String) {
+            line.append(",\"")
+            line.append(name)
+            line.append("\":")
+            line.append(json)
+        }
         func text(_ value: String?) -> String { value.map(jsonQuoted) ?? "null" }
         field("request_id", jsonQuoted(r.requestID))
         field("route", jsonQuoted(r.route))
@@ -100,7 +109,8 @@ struct Observability: Sendable {
         }
         if let s = r.upstreamStarted, let f = r.upstreamFinished { field("upstream_ms", milliseconds(f - s)) }
         field("total_ms", milliseconds(ContinuousClock.now - r.started))
-        return line + "}"
+        line.append("}")
+        return line
     }
 
     static func milliseconds(_ d: Duration) -> String {
@@ -155,10 +165,5 @@ extension Duration {
 func utcTimestamp() -> String {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
-    let seconds = Int64(now.tv_sec), millis = Int64(now.tv_nsec) / 1_000_000
-    let (y, m, d) = CivilDate.fromDays(seconds / 86_400)
-    let s = seconds % 86_400
-    func two(_ v: Int64) -> String { v < 10 ? "0\(v)" : "\(v)" }
-    let ms = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
-    return "\(y)-\(two(m))-\(two(d))T\(two(s / 3600)):\(two(s / 60 % 60)):\(two(s % 60)).\(ms)Z"
+    return CivilDate.timestamp(Int64(now.tv_sec), milliseconds: Int64(now.tv_nsec) / 1_000_000)
 }

@@ -21,6 +21,18 @@ struct TimeTests {
         #expect(UnixTime(seconds: seconds).rfc3339 == text)
     }
 
+    @Test("timestamps with milliseconds, and years outside four digits", arguments: [
+        (Int64(1_795_478_399), Int64?(7), "2026-11-23T23:59:59.007Z"),
+        (1_795_478_400, 0, "2026-11-24T00:00:00.000Z"),
+        (951_827_696, 999, "2000-02-29T12:34:56.999Z"),
+        (-62_135_596_801, nil, "0-12-31T23:59:59Z"), // one second before 0001-01-01
+        (-30_610_310_400, 42, "999-12-31T00:00:00.042Z"),
+        (253_402_300_800, nil, "10000-01-01T00:00:00Z"), // TimezoneSchedule.never
+    ])
+    func timestamps(seconds: Int64, milliseconds: Int64?, text: String) {
+        #expect(CivilDate.timestamp(seconds, milliseconds: milliseconds) == text)
+    }
+
     @Test("fromDays agrees with Foundation's Gregorian calendar from 1600 to 2400")
     func fromDaysMatchesFoundation() {
         var calendar = Calendar(identifier: .gregorian)
