@@ -27,6 +27,8 @@ final class ProxyPipeline: Sendable {
     let observability: Observability
     let logger: Logger
     let largeBodies: LargeBodyGate
+    /// Tollgate's own request headers (the budget headers), lowercased: never forwarded.
+    let ownHeaders: Set<String>
 
     init(config: TollgateConfig, prices: PriceTable, estimator: CostEstimator, identity: ClientIdentity, budget: BudgetStore,
          upstream: UpstreamClient, renewer: LeaseRenewer, retrier: SettleRetrier, providerKeys: [APIFamily: String],
@@ -43,6 +45,7 @@ final class ProxyPipeline: Sendable {
         self.observability = observability
         self.logger = logger
         self.largeBodies = largeBodies
+        ownHeaders = Set(config.clients.budgetHeaders.all.map { $0.lowercased() })
     }
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
@@ -341,7 +344,7 @@ final class ProxyPipeline: Sendable {
         let headers = ForwardedHeaders.upstream(
             from: request.headers, idHeader: config.clients.idHeader, family: family, providerKey: providerKeys[family],
             dropClientCredentials: config.clients.auth == .keys,
-            strip: Set(config.clients.budgetHeaders.all.map { $0.lowercased() }))
+            strip: ownHeaders)
         return UpstreamRequest(url: url, method: request.method.rawValue, headers: headers, body: body)
     }
 }
