@@ -35,6 +35,7 @@ struct UpstreamHandleReuseTests {
                 current?.bodyBytes += chunk.readableBytes
             case .end:
                 if let current { seen.withLockedValue { $0.append(current) } }
+                if current?.uri == "/hold" { return } // never answered: the test cancels it
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Length", value: "2")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
@@ -98,5 +99,42 @@ struct UpstreamHandleReuseTests {
         #expect(got[5].headers["x-second"] == nil && got[5].headers["content-length"] == "1")
         // One handle for the four collected answers, one for the two streamed ones.
         #expect(curl.easyHandlesMade == 2)
+    }
+
+    @Test("a handle whose transfer was cancelled mid-request is reused for the next one, which is answered")
+    func reusedAfterCancel() async throws {
+        let seen = NIOLockedValueBox<[Seen]>([])
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(Recorder(seen)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let curl = try UpstreamClient()
+        defer { curl.shutdown() }
+        let base = "http://127.0.0.1:\(server.localAddress!.port!)"
+
+        let held = curl.start(UpstreamRequest(url: base + "/hold", method: "POST", headers: [], body: Array("held".utf8), collectBody: true))
+        // Cancelled once the server holds the whole request.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while seen.withLockedValue({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(seen.withLockedValue { $0.count } == 1)
+        held.cancel()
+        var failure: UpstreamError?
+        for await part in held.parts { if case .failed(let e) = part { failure = e } }
+        #expect(failure?.kind == .cancelled)
+
+        var status: Int?, body: [UInt8] = []
+        for await part in curl.start(UpstreamRequest(url: base + "/after", method: "GET", headers: [], body: [], collectBody: true)).parts {
+            switch part {
+            case .head(let h): status = h.status
+            case .body(let chunk): body += chunk
+            case .end: break
+            case .failed(let e): Issue.record("the next transfer failed: \(e)")
+            }
+        }
+        try await server.close()
+        #expect(status == 200 && body == Array("ok".utf8))
+        #expect(seen.withLockedValue { $0.map(\.method) } == ["POST", "GET"])
+        #expect(curl.easyHandlesMade == 1)
     }
 }
