@@ -31,9 +31,9 @@ extension BudgetStore {
 
     /// reserve_v5's KEYS and its ARGV[8…19]: the period the replica expects for now and the
     /// config every reserve of this replica shares (apply_v6's KEYS and ARGV[1…12]).
-    func periodCall(_ client: ClientID) -> ScriptCall {
+    func periodCall(_ client: ClientID, _ shared: PeriodArguments? = nil) -> ScriptCall {
         let keys = RedisKeys(client)
-        let shared = periodArguments()
+        let shared = shared ?? periodArguments()
         return ScriptCall(keys: [keys.limits, keys.leases, keys.day(shared.period.day), keys.month(String(shared.period.month))],
                           args: shared.args)
     }
@@ -88,8 +88,9 @@ extension BudgetStore {
     /// each operation is its v5 call's arguments, tagged; a reserve without a loop fingerprint,
     /// run, caps or downgrade ('r', nearly all) leaves those out.
     func applyCall(_ client: ClientID, _ operations: [BudgetOperation]) -> ScriptCall {
-        let period = periodCall(client)
-        var args = period.args + [periodArguments().alertDefaults]
+        let shared = periodArguments()
+        let period = periodCall(client, shared)
+        var args = period.args + [shared.alertDefaults]
         for operation in operations {
             switch operation {
             case .reserve(let call):

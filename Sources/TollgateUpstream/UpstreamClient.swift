@@ -72,7 +72,7 @@ public final class UpstreamClient: Sendable {
     static let idleHandleLimit = 64
     /// Easy handles made by `curl_easy_init` since this client started (the rest were reused).
     private let handlesMade = Atomic<Int>(0)
-    public var easyHandlesMade: Int { handlesMade.load(ordering: .relaxed) }
+    var easyHandlesMade: Int { handlesMade.load(ordering: .relaxed) }
 
     /// - Parameter logger: where limit hits are logged (nil: not logged, still counted).
     public init(settings: Settings = Settings(), logger: Logger? = nil) throws(SetupError) {

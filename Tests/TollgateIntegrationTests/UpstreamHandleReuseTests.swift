@@ -45,30 +45,36 @@ struct UpstreamHandleReuseTests {
         }
     }
 
-    @Test("POST, PATCH, GET, then POST again: each as asked, on one reused handle per kind")
-    func reusedHandleStartsClean() async throws {
-        let seen = NIOLockedValueBox<[Seen]>([])
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    static func recordingServer(_ seen: NIOLockedValueBox<[Seen]>) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(Recorder(seen)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    /// One transfer read to its end: its status, body and failure.
+    static func run(_ request: UpstreamRequest, on curl: UpstreamClient) async -> (status: Int?, body: [UInt8], failed: UpstreamError?) {
+        var status: Int?, body: [UInt8] = [], failed: UpstreamError?
+        for await part in curl.start(request).parts {
+            switch part {
+            case .head(let h): status = h.status
+            case .body(let chunk): body += chunk
+            case .end: break
+            case .failed(let e): failed = e
+            }
+        }
+        return (status, body, failed)
+    }
+
+    @Test("POST, PATCH, GET, then POST again: each as asked, on one reused handle per kind")
+    func reusedHandleStartsClean() async throws {
+        let seen = NIOLockedValueBox<[Seen]>([])
+        let server = try await Self.recordingServer(seen)
         let curl = try UpstreamClient()
         defer { curl.shutdown() }
         let base = "http://127.0.0.1:\(server.localAddress!.port!)"
 
-        func run(_ request: UpstreamRequest) async -> (status: Int?, body: [UInt8], failed: UpstreamError?) {
-            var status: Int?, body: [UInt8] = [], failed: UpstreamError?
-            for await part in curl.start(request).parts {
-                switch part {
-                case .head(let h): status = h.status
-                case .body(let chunk): body += chunk
-                case .end: break
-                case .failed(let e): failed = e
-                }
-            }
-            return (status, body, failed)
-        }
         let requests = [
             UpstreamRequest(url: base + "/first", method: "POST", headers: [("X-First", "1"), ("Content-Type", "application/json")],
                             body: Array(#"{"model":"m"}"#.utf8), collectBody: true, timeoutMilliseconds: 5_000),
@@ -80,7 +86,7 @@ struct UpstreamHandleReuseTests {
             UpstreamRequest(url: base + "/sixth", method: "POST", headers: [], body: Array("z".utf8), collectBody: true),
         ]
         for request in requests {
-            let answer = await run(request)
+            let answer = await Self.run(request, on: curl)
             #expect(answer.failed == nil, "\(request.url): \(String(describing: answer.failed))")
             #expect(answer.status == 200)
             #expect(answer.body == Array("ok".utf8))
@@ -104,11 +110,7 @@ struct UpstreamHandleReuseTests {
     @Test("a handle whose transfer was cancelled mid-request is reused for the next one, which is answered")
     func reusedAfterCancel() async throws {
         let seen = NIOLockedValueBox<[Seen]>([])
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(Recorder(seen)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await Self.recordingServer(seen)
         let curl = try UpstreamClient()
         defer { curl.shutdown() }
         let base = "http://127.0.0.1:\(server.localAddress!.port!)"
@@ -123,17 +125,10 @@ struct UpstreamHandleReuseTests {
         for await part in held.parts { if case .failed(let e) = part { failure = e } }
         #expect(failure?.kind == .cancelled)
 
-        var status: Int?, body: [UInt8] = []
-        for await part in curl.start(UpstreamRequest(url: base + "/after", method: "GET", headers: [], body: [], collectBody: true)).parts {
-            switch part {
-            case .head(let h): status = h.status
-            case .body(let chunk): body += chunk
-            case .end: break
-            case .failed(let e): Issue.record("the next transfer failed: \(e)")
-            }
-        }
+        let next = await Self.run(UpstreamRequest(url: base + "/after", method: "GET", headers: [], body: [], collectBody: true), on: curl)
         try await server.close()
-        #expect(status == 200 && body == Array("ok".utf8))
+        #expect(next.failed == nil, "the next transfer failed: \(String(describing: next.failed))")
+        #expect(next.status == 200 && next.body == Array("ok".utf8))
         #expect(seen.withLockedValue { $0.map(\.method) } == ["POST", "GET"])
         #expect(curl.easyHandlesMade == 1)
     }
