@@ -109,7 +109,8 @@ final class ProxyPipeline: Sendable {
         record.upstreamStarted = .now
         let transfer = upstream.start(forwarded.request)
         forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
-        let watch = await context.watchDisconnect { transfer.cancel() }
+        let loop = context.channel.eventLoop
+        let watch = await context.watchDisconnect { Self.clientLeft(transfer, on: loop) }
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
         guard case .head(let head)? = first else {
@@ -150,6 +151,16 @@ final class ProxyPipeline: Sendable {
             }
         }
         return (collectedResponse(head, body, grant, scanned, route: route, bill, settlement, context, &record), false)
+    }
+
+    /// The client left before the answer ended (a stream's relay takes over once its head is
+    /// here). A request curl has not sent a byte of yet is cancelled at once: the provider never
+    /// sees it, and it is charged nothing. One already sent is read on, not cut, for
+    /// `StreamRelay.drainTime`: an answer that arrives meanwhile is charged the usage it reports,
+    /// not the reservation a cut answer is charged (the provider bills it either way).
+    static func clientLeft(_ transfer: UpstreamTransfer, on loop: any EventLoop) {
+        transfer.cancelUnlessSent()
+        loop.scheduleTask(in: StreamRelay.drainTime) { transfer.cancel() }
     }
 
     /// Step 2's pricing: the requested model's prices and worst case, and what the policy needs.
@@ -204,6 +215,11 @@ final class ProxyPipeline: Sendable {
         let usage = (200..<300).contains(head.status)
             ? route.usage(inResponseBytes: body.readableBytesView) : nil
         record.outcome = (200..<300).contains(head.status) ? .forwarded : .upstreamError
+        if !context.channel.isActive {
+            // The client left while the answer was read on (`clientLeft`): logged as a hang-up,
+            // charged what the answer reports.
+            (record.outcome, record.status) = (.clientGone, 499)
+        }
         // Settled after the answer goes out: the whole answer is here and priced, so the client
         // need not wait for Redis (issue 13, item 4). The reservation holds the worst case until
         // then, so no budget can be overspent meanwhile; a crash in between leaves the lease to

@@ -31,6 +31,8 @@ public final class UpstreamClient: Sendable {
     enum Command {
         case start(TransferContext)
         case cancel(TransferContext)
+        /// Cancel only if not a byte of the request has gone out yet (`UpstreamTransfer.cancelUnlessSent`).
+        case cancelUnlessSent(TransferContext)
         /// The reader drained its buffer: take data again.
         case resume(TransferContext)
     }
@@ -211,6 +213,11 @@ public final class UpstreamClient: Sendable {
                 switch command {
                 case .start(let context):
                     if context.begin(multi: multi, settings: settings) { active[ObjectIdentifier(context)] = context }
+                case .cancelUnlessSent(let context):
+                    guard active[ObjectIdentifier(context)] != nil, !context.requestSent else { continue }
+                    active.removeValue(forKey: ObjectIdentifier(context))
+                    context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "cancelled",
+                                                                          mayHaveReachedProvider: false)))
                 case .cancel(let context):
                     guard active.removeValue(forKey: ObjectIdentifier(context)) != nil else { continue }
                     context.end(multi: multi, with: .failed(UpstreamError(kind: .cancelled, message: "cancelled",
@@ -322,6 +329,10 @@ public struct UpstreamTransfer: Sendable {
     let context: TransferContext
 
     public func cancel() { client.enqueue(.cancel(context)) }
+
+    /// Cancels the transfer if curl has not sent a byte of its request yet (still connecting, or
+    /// waiting for a connection), so the provider cannot bill it; a request already sent runs on.
+    public func cancelUnlessSent() { client.enqueue(.cancelUnlessSent(context)) }
 }
 
 /// `curl_global_init` is not thread-safe and must run once per process before any other curl

@@ -77,11 +77,14 @@ struct ExactnessTests {
         private let lines = Mutex<[String]>([])
         func append(_ line: String) { lines.withLock { $0.append(line) } }
         /// The `charged` field of the request logged for `client`.
-        func charged(_ client: ClientID) async throws -> String? {
+        func charged(_ client: ClientID) async throws -> String? { try await field("charged", of: client) }
+
+        /// A text field of the request logged for `client`, once it is logged.
+        func field(_ name: String, of client: ClientID) async throws -> String? {
             var found: String?
             _ = try await eventually {
                 found = lines.withLock { $0 }.compactMap { try? JSONValue.parse(Array($0.utf8)) }
-                    .first { $0["client"]?.string == client.rawValue }?["charged"]?.string
+                    .first { $0["client"]?.string == client.rawValue }?[name]?.string
                 return found != nil
             }
             return found
@@ -194,6 +197,32 @@ struct ExactnessTests {
             mock.recorder.release(holder.rawValue)
             #expect(await held.status == 200)
             #expect(mock.recorder.count == 1, "the queued request never reached the provider")
+        }
+    }
+
+    @Test("a client that hangs up on a sent non-streamed request whose answer comes while it is read on is charged that answer's usage, not its reservation")
+    func goneBeforeTheAnswer() async throws {
+        try await withProxy { replica, mock, log throws in
+            let headers = [("X-Mock-Completion-Tokens", "30")]
+            // The same request answered in full says what the provider bills for it.
+            let whole = await post(replica, Self.chat, TestRedis.uniqueClient("answered-whole"), headers)
+            let usage = try #require(whole.json?["usage"], "usage in \(whole.text)")
+            let billed = try #require(usage["prompt_tokens"]?.int) * ListPrice.gpt4oMiniInput
+                + (try #require(usage["completion_tokens"]?.int)) * ListPrice.gpt4oMiniOutput
+
+            let client = TestRedis.uniqueClient("answered")
+            let before = mock.recorder.count
+            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", Self.chat,
+                                                   headers: [("X-Client-ID", client.rawValue), (MockHeader.hold, client.rawValue)] + headers)
+            #expect(try await eventually { mock.recorder.count == before + 1 }, "the request reached the provider")
+            transfer.cancel()
+            // The replica sees the hang-up at once (its 100 Continue probe meets a reset); the
+            // provider answers 300 ms later, within the second the answer is read on for.
+            try await Task.sleep(for: .milliseconds(300))
+            mock.recorder.release(client.rawValue)
+            #expect(try await settled(client) == Totals(spent: billed, reserved: 0, requests: 1))
+            #expect(try await log.charged(client) == "usage")
+            #expect(try await log.field("outcome", of: client) == "client_disconnected")
         }
     }
 

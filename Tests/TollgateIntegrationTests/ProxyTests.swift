@@ -214,13 +214,13 @@ struct ProxyTests {
         }
     }
 
-    @Test("a client that hangs up on a non-streamed request is charged its reservation, since the provider may still bill it")
+    @Test("a client that hangs up on a non-streamed request whose answer does not come within the second it is read on for is charged its reservation, since the provider may still bill it")
     func clientDisconnectNonStream() async throws {
         try await withProxy { replica, mock in
             let client = TestRedis.uniqueClient()
             let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", chatBody, headers: [
-                // Long enough that the answer cannot arrive before the hang-up is seen, even under load
-                // (an answer that did arrive is charged its usage, rightly).
+                // Longer than the 1 s the answer is read on for after the hang-up, even under load
+                // (an answer that does arrive is charged its usage, rightly: ExactnessTests).
                 ("X-Client-ID", client.rawValue), ("X-Mock-Latency-Ms", "5000"),
             ])
             // Hang up once the request has reached the provider (before that, nothing is charged).
