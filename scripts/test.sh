@@ -7,7 +7,14 @@ port=$(scripts/free-port.sh)
 dir=$(mktemp -d)
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
   --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-trap 'kill "$(cat "$dir/redis.pid" 2>/dev/null)" 2>/dev/null || true; rm -rf "$dir"' EXIT
+# Redis is waited for before its directory goes (it may still be writing there as it stops).
+stop_redis() {
+  local pid
+  pid=$(cat "$dir/redis.pid" 2>/dev/null) && kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do [[ -n "${pid:-}" ]] && kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -rf "$dir"
+}
+trap stop_redis EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 export TOLLGATE_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
 echo "test redis: $TOLLGATE_TEST_REDIS_URL"

@@ -127,6 +127,11 @@ public struct TollgateConfig: Sendable {
         /// The whole body of an answer that is not relayed as a stream (a non-streamed call, an
         /// error, `GET /v1/models`), which Tollgate holds whole to read its usage.
         public var maxResponseBytes = 32 << 20
+        /// How long an answer whose client hung up is still read (not relayed) before it is cut.
+        /// The provider bills a request it has received either way: an answer that ends meanwhile
+        /// is charged the usage it reports, one cut is charged its reservation (or, a stream, the
+        /// bound on what it streamed). Longer is more exact and holds the provider connection longer.
+        public var drainAfterHangupMilliseconds = 1_000
     }
 
     public struct Analytics: Sendable {

@@ -28,6 +28,7 @@ struct ConfigValues {
         "budget.background", "budget.allowed_betas",
         "upstream", "upstream.connect_timeout_ms", "upstream.timeout_seconds", "upstream.max_connections",
         "upstream.max_header_bytes", "upstream.max_sse_event_bytes", "upstream.max_response_bytes",
+        "upstream.drain_after_hangup_ms",
         "analytics", "analytics.retention_days",
         "log_level",
     ]
@@ -219,6 +220,8 @@ struct ConfigValues {
         c.upstream.maxHeaderBytes = try int("upstream.max_header_bytes", in: 1_024...(16 << 20), "bytes ") ?? c.upstream.maxHeaderBytes
         c.upstream.maxSSEEventBytes = try int("upstream.max_sse_event_bytes", in: 1_024...(256 << 20), "bytes ") ?? c.upstream.maxSSEEventBytes
         c.upstream.maxResponseBytes = try int("upstream.max_response_bytes", in: 1_024...(1 << 30), "bytes ") ?? c.upstream.maxResponseBytes
+        c.upstream.drainAfterHangupMilliseconds = try int("upstream.drain_after_hangup_ms", in: 0...600_000, "milliseconds ")
+            ?? c.upstream.drainAfterHangupMilliseconds
         if let level = string("log_level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(level) else { throw fail("log_level", "must be one of \(levels.joined(separator: ", ")) (got '\(level)')") }

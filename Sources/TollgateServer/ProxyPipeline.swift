@@ -110,7 +110,8 @@ final class ProxyPipeline: Sendable {
         let transfer = upstream.start(forwarded.request)
         forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let loop = context.channel.eventLoop
-        let watch = await context.watchDisconnect { Self.clientLeft(transfer, on: loop) }
+        let drain = TimeAmount.milliseconds(Int64(config.upstream.drainAfterHangupMilliseconds))
+        let watch = await context.watchDisconnect { Self.clientLeft(transfer, drain: drain, on: loop) }
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
         guard case .head(let head)? = first else {
@@ -126,8 +127,8 @@ final class ProxyPipeline: Sendable {
             let relay = StreamRelay(
                 route: route, bill: bill, estimate: sent.estimate, settlement: settlement, transfer: transfer,
                 hideInjectedUsage: forwarded.injectsUsage, observability: observability, record: record, watch: watch,
-                maxEventBytes: config.upstream.maxSSEEventBytes)
-            // From here a hang-up lets the stream be read on briefly (StreamRelay.drainTime).
+                maxEventBytes: config.upstream.maxSSEEventBytes, drain: drain)
+            // From here a hang-up lets the stream be read on for `drain` (the relay's own).
             watch?.watch { relay.clientLeft() }
             return (streamResponse(head, grant, scanned, relay), true)
         }
@@ -155,12 +156,12 @@ final class ProxyPipeline: Sendable {
 
     /// The client left before the answer ended (a stream's relay takes over once its head is
     /// here). A request curl has not sent a byte of yet is cancelled at once: the provider never
-    /// sees it, and it is charged nothing. One already sent is read on, not cut, for
-    /// `StreamRelay.drainTime`: an answer that arrives meanwhile is charged the usage it reports,
-    /// not the reservation a cut answer is charged (the provider bills it either way).
-    static func clientLeft(_ transfer: UpstreamTransfer, on loop: any EventLoop) {
+    /// sees it, and it is charged nothing. One already sent is read on, not cut, for `drain`
+    /// (`upstream.drain_after_hangup_ms`): an answer that arrives meanwhile is charged the usage
+    /// it reports, not the reservation a cut answer is charged (the provider bills it either way).
+    static func clientLeft(_ transfer: UpstreamTransfer, drain: TimeAmount, on loop: any EventLoop) {
         transfer.cancelUnlessSent()
-        loop.scheduleTask(in: StreamRelay.drainTime) { transfer.cancel() }
+        transfer.cancel(after: drain, on: loop)
     }
 
     /// Step 2's pricing: the requested model's prices and worst case, and what the policy needs.

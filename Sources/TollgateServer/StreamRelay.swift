@@ -25,17 +25,18 @@ final class StreamRelay: Sendable {
     let watch: ConnectionWatch?
     /// `upstream.max_sse_event_bytes`: a longer event cuts the stream (`UpstreamLimit.sseEvent`).
     let maxEventBytes: Int
-    /// Set once the client has left: the stream is then read, not relayed, for `drainTime`.
+    /// How long a stream whose client left is still read before it is cut
+    /// (`upstream.drain_after_hangup_ms`). What the provider had sent by then (buffered for a
+    /// slow client, in the sockets, or arriving) is counted, and a stream that ends meanwhile is
+    /// charged its reported usage; cutting at once would leave that backlog uncounted, and the
+    /// cut-stream bound below what the provider bills.
+    let drain: TimeAmount
+    /// Set once the client has left: the stream is then read, not relayed, for `drain`.
     private let clientHasLeft = Atomic<Bool>(false)
 
-    /// How long a stream whose client left is still read before it is cut. What the provider had
-    /// sent by then (buffered for a slow client, in the sockets, or arriving) is counted, and a
-    /// stream that ends meanwhile is charged its reported usage; cutting at once would leave
-    /// that backlog uncounted, and the cut-stream bound below what the provider bills.
-    static let drainTime = TimeAmount.seconds(1)
-
     init(route: ProxyRoute, bill: Bill, estimate: CostEstimate, settlement: Settlement, transfer: UpstreamTransfer,
-         hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int) {
+         hideInjectedUsage: Bool, observability: Observability, record: RequestRecord, watch: ConnectionWatch?, maxEventBytes: Int,
+         drain: TimeAmount) {
         self.route = route
         self.bill = bill
         self.estimate = estimate
@@ -46,6 +47,7 @@ final class StreamRelay: Sendable {
         self.record = record
         self.watch = watch
         self.maxEventBytes = maxEventBytes
+        self.drain = drain
     }
 
     func run(_ writer: inout any ResponseBodyWriter) async throws {
@@ -86,12 +88,11 @@ final class StreamRelay: Sendable {
     private var clientGone: Bool { clientHasLeft.load(ordering: .relaxed) }
 
     /// The client's connection closed (`ConnectionWatch`) or a write to it failed: the stream is
-    /// read on for `drainTime`, then cut, unless it ends first.
+    /// read on for `drain`, then cut, unless it ends first.
     func clientLeft() {
         guard !clientHasLeft.exchange(true, ordering: .relaxed) else { return }
-        let transfer = self.transfer
         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else { return transfer.cancel() }
-        loop.scheduleTask(in: Self.drainTime) { transfer.cancel() }
+        transfer.cancel(after: drain, on: loop)
     }
 
     private enum Step {

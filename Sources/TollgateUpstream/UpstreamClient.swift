@@ -333,6 +333,12 @@ public struct UpstreamTransfer: Sendable {
     /// Cancels the transfer if curl has not sent a byte of its request yet (still connecting, or
     /// waiting for a connection), so the provider cannot bill it; a request already sent runs on.
     public func cancelUnlessSent() { client.enqueue(.cancelUnlessSent(context)) }
+
+    /// Cancels the transfer once `delay` has passed, if it has not ended by then: what a client
+    /// that hung up leaves behind is read on for a while, to be charged what the provider reports.
+    public func cancel(after delay: TimeAmount, on loop: any EventLoop) {
+        loop.scheduleTask(in: delay) { cancel() }
+    }
 }
 
 /// `curl_global_init` is not thread-safe and must run once per process before any other curl

@@ -37,6 +37,7 @@ struct ConfigLoadTests {
         #expect(c.upstream.maxHeaderBytes == 65_536)
         #expect(c.upstream.maxSSEEventBytes == 8_388_608)
         #expect(c.upstream.maxResponseBytes == 33_554_432)
+        #expect(c.upstream.drainAfterHangupMilliseconds == 1_000)
         #expect(c.logLevel == "info")
         #expect(c.utcOffsetSeconds() == 0)
     }
@@ -65,7 +66,7 @@ struct ConfigLoadTests {
           month_grace_seconds: 0
           min_output_tokens: 32
           estimate_output_tokens: 2000
-        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16, max_header_bytes: 16384, max_sse_event_bytes: 2097152, max_response_bytes: 1048576 }
+        upstream: { connect_timeout_ms: 1000, timeout_seconds: 30, max_connections: 16, max_header_bytes: 16384, max_sse_event_bytes: 2097152, max_response_bytes: 1048576, drain_after_hangup_ms: 0 }
         log_level: debug
         """
 
@@ -104,6 +105,7 @@ struct ConfigLoadTests {
         #expect(c.upstream.maxHeaderBytes == 16_384)
         #expect(c.upstream.maxSSEEventBytes == 2_097_152)
         #expect(c.upstream.maxResponseBytes == 1_048_576)
+        #expect(c.upstream.drainAfterHangupMilliseconds == 0)
         #expect(c.logLevel == "debug")
     }
 
@@ -195,6 +197,8 @@ struct ConfigErrorTests {
         ("upstream:\n  max_header_bytes: 100", "upstream.max_header_bytes"),
         ("upstream:\n  max_sse_event_bytes: 1gb", "upstream.max_sse_event_bytes"),
         ("upstream:\n  max_response_bytes: 10", "upstream.max_response_bytes"),
+        ("upstream:\n  drain_after_hangup_ms: -1", "upstream.drain_after_hangup_ms"),
+        ("upstream:\n  drain_after_hangup_ms: 1s", "upstream.drain_after_hangup_ms"),
         ("log_level: verbose", "log_level"),
         ("server: [", "(file)"),
     ])

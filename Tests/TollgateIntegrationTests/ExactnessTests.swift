@@ -202,7 +202,8 @@ struct ExactnessTests {
 
     @Test("a client that hangs up on a sent non-streamed request whose answer comes while it is read on is charged that answer's usage, not its reservation")
     func goneBeforeTheAnswer() async throws {
-        try await withProxy { replica, mock, log throws in
+        // Read on for long enough that no machine load can make the answer miss it.
+        try await withProxy(configure: { $0.upstream.drainAfterHangupMilliseconds = 30_000 }) { replica, mock, log throws in
             let headers = [("X-Mock-Completion-Tokens", "30")]
             // The same request answered in full says what the provider bills for it.
             let whole = await post(replica, Self.chat, TestRedis.uniqueClient("answered-whole"), headers)
@@ -212,12 +213,17 @@ struct ExactnessTests {
 
             let client = TestRedis.uniqueClient("answered")
             let before = mock.recorder.count
-            let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", Self.chat,
-                                                   headers: [("X-Client-ID", client.rawValue), (MockHeader.hold, client.rawValue)] + headers)
+            let hangUp = FileManager.default.temporaryDirectory.appendingPathComponent("hang-up-\(client.rawValue)").path
+            defer { try? FileManager.default.removeItem(atPath: hangUp) }
+            let request = RawHTTP.post("/v1/chat/completions", Self.chat, headers: [
+                "X-Client-ID: \(client.rawValue)", "\(MockHeader.hold): \(client.rawValue)", "X-Mock-Completion-Tokens: 30",
+            ])
+            async let exchange = RawHTTP.exchange(port: replica.port, request, waitForClose: 30, reset: .whenFileExists(hangUp))
             #expect(try await eventually { mock.recorder.count == before + 1 }, "the request reached the provider")
-            transfer.cancel()
-            // The replica sees the hang-up at once (its 100 Continue probe meets a reset); the
-            // provider answers 300 ms later, within the second the answer is read on for.
+            // The client resets its connection, which the replica sees at once; the provider
+            // answers after that.
+            FileManager.default.createFile(atPath: hangUp, contents: nil)
+            #expect(try await exchange.response.isEmpty, "nothing was answered before the hang-up")
             try await Task.sleep(for: .milliseconds(300))
             mock.recorder.release(client.rawValue)
             #expect(try await settled(client) == Totals(spent: billed, reserved: 0, requests: 1))
@@ -271,12 +277,13 @@ struct ExactnessTests {
 
     @Test("hole 3b: a client that hangs up on a stream the provider has already sent is charged the usage the stream reports, not a bound on what was relayed")
     func hangUpOnASentStream() async throws {
-        try await withProxy { replica, _, log throws in
+        try await withProxy(configure: { $0.upstream.drainAfterHangupMilliseconds = 30_000 }) { replica, _, log throws in
             let client = TestRedis.uniqueClient("drain")
             let body = #"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":40,"messages":[{"role":"user","content":"hi"}]}"#
             // 400 KB of events, written by the provider at once: much of it is still on its way
             // (buffered by Tollgate and in the sockets) when the client hangs up, and it all
-            // arrives within StreamRelay.drainTime.
+            // arrives while it is read on (upstream.drain_after_hangup_ms, long here so that no
+            // machine load can make it miss it).
             let headers = [(MockHeader.streamBytes, "400000"), ("X-Mock-Completion-Tokens", "40")]
             // The same stream read to its end says what the provider bills for it.
             let whole = await post(replica, body, TestRedis.uniqueClient("drain-whole"), headers)
