@@ -139,7 +139,7 @@ public struct BudgetStore: Sendable {
 
     /// The top-spender sets rank clients for a day and a month without a SCAN. Not part of the
     /// budget: posted after the settle, no reply awaited, so they cost no round trip, and summed
-    /// per tick (TopSpendTally); a reaped lease's charge is missing from them (numbers shown are
+    /// per event loop over 50 ms (TopSpendTally); a reaped lease's charge is missing from them (numbers shown are
     /// read from the period hashes).
     private func recordTopSpend(_ client: ClientID, _ lease: Lease, charged: Int64) {
         guard charged > 0, let (day, month) = lease.periods else { return }
@@ -148,6 +148,10 @@ public struct BudgetStore: Sendable {
             topSpend.add(charged, to: key, for: client, thenExpireIn: expiry)
         }
     }
+
+    /// Sends the top-spender increments still being summed (`TopSpendTally.window`) and waits
+    /// for Redis to take them: called once no request can settle any more, before Redis closes.
+    public func flushBookkeeping() async { await topSpend.flush() }
 
     /// The client's outbox has new alerts: tell the senders where to look (they also rescan).
     private func alertsFired(_ client: ClientID) {

@@ -7,12 +7,15 @@ import TollgateUpstream
 // closes its part; `Tollgate.services(accessLog:)` orders them so that what others use closes after
 // them (the ServiceGroup stops services in reverse start order).
 
-/// The Redis connections; closes last, after every settle has been written or journaled.
+/// The Redis connections; closes last, after every settle has been written or journaled and the
+/// top-spender increments still being summed have been sent.
 struct RedisConnectionService: Service {
     let redis: RedisConnection
+    let budget: BudgetStore
 
     func run() async throws {
         try? await gracefulShutdown()
+        await budget.flushBookkeeping()
         redis.shutdown()
     }
 }

@@ -193,7 +193,7 @@ public final class Tollgate: Sendable {
     /// has not taken, the lease renewer stops, the access log writes what is left, curl stops, the
     /// journal closes, and Redis closes last.
     public func services(accessLog: (any Service)? = nil) -> [any Service] {
-        var services: [any Service] = [RedisConnectionService(redis: redis)]
+        var services: [any Service] = [RedisConnectionService(redis: redis, budget: budget)]
         if let journal = settleRetrier.journal { services.append(SettleJournalService(journal: journal)) }
         services.append(UpstreamClientService(upstream: upstream))
         if let accessLog { services.append(accessLog) }

@@ -237,6 +237,10 @@ struct SettleJournalTests {
         #expect(try await Self.totals(client, on: bench.admin) == Totals(spent: bill, reserved: 0))
         #expect(await Self.leases(client, on: bench.admin) == 0)
         #expect(Self.journalRecords(bench.directory).settles.isEmpty, "charged in Redis, not journaled")
+        // The top-spender increment, summed for 50 ms after that settle, went out before Redis closed.
+        let (day, _) = try await TestRedis.periodKeys(client)
+        let topDay = SharedRedisKeys.topDay(String(day.suffix(10)))
+        #expect(try await bench.admin.call(.command(["ZSCORE", topDay, client.rawValue])).string == String(bill))
         await bench.stop()
     }
 
