@@ -37,6 +37,15 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(try ScannedRequest(body: fixtures.messagesRequest, route: .messages))
         }
     }
+    // The loop breaker's fingerprint, sent with every reserve (canonical JSON into SHA-256).
+    let scannedChat = try! ScannedRequest(body: fixtures.chatRequest, route: .chatCompletions)
+    let scannedMessages = try! ScannedRequest(body: fixtures.messagesRequest, route: .messages)
+    Benchmark("RequestFingerprint chat 0.9 KB") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(RequestFingerprint(route: .chatCompletions, request: scannedChat)) }
+    }
+    Benchmark("RequestFingerprint messages 0.9 KB") { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(RequestFingerprint(route: .messages, request: scannedMessages)) }
+    }
     // A 30 MB body of a million messages (issue 12): scanned in place, its mallocs must not
     // grow with the element count (a JSONValue tree made millions of them).
     let hugeChat = Array((#"{"model":"gpt-4o-mini","max_tokens":5,"messages":["#
@@ -52,14 +61,14 @@ let benchmarks: @Sendable () -> Void = {
     let tiny = Benchmark.Configuration(scalingFactor: .kilo)
     Benchmark("CostEstimator.estimate chat", configuration: tiny) { benchmark in
         for _ in benchmark.scaledIterations {
-            blackHole(estimator.estimate(scanned, route: .chatCompletions, price: miniPrice))
+            blackHole(try estimator.estimate(scanned, route: .chatCompletions, price: miniPrice))
         }
     }
     Benchmark("scan + price(for:) + estimate + rewrite chat (request path)") { benchmark in
         for _ in benchmark.scaledIterations {
             let request = try ScannedRequest(body: fixtures.chatRequestStream, route: .chatCompletions)
             let price = prices.price(for: request.model)!
-            let estimate = estimator.estimate(request, route: .chatCompletions, price: price)
+            let estimate = try estimator.estimate(request, route: .chatCompletions, price: price)
             var rewrite = BodyRewrite()
             rewrite.setOutputLimit(estimate.requestedOutputTokens, request: request, route: .chatCompletions)
             rewrite.requestStreamUsage(request)
