@@ -42,12 +42,18 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
 
     public init(route: ProxyRoute, model: String, members: [JSONMember]) {
         var out = CanonicalJSON(view: JSONView(bytes: members.first?.source ?? []))
-        out.append(Self.version + "\n" + route.path + "\n" + jsonQuoted(model) + "\n")
-        let content = Self.sorted(members.filter { Self.countedFields.contains($0.key) }.map { (key: $0.key, value: $0.start) })
+        out.append(Self.version); out.append("\n"); out.append(route.path); out.append("\n")
+        out.appendQuoted(model)
+        out.append(CollectionOfOne(UInt8(ascii: "\n")))
         let view = out.view
-        out.writeObject(content.filter { !view.isNull($0.value) })
+        var content = members.compactMap { member -> (key: String, value: Int)? in
+            Self.countedFields.contains(member.key) ? (member.key, member.start) : nil
+        }
+        Self.sortByKey(&content)
+        content.removeAll { view.isNull($0.value) }
+        out.writeObject(content)
         let digest = out.finish()
-        let digits = Array("0123456789abcdef".utf8)
+        let digits = Self.hexDigits
         hex = String(unsafeUninitializedCapacity: 64) { text in
             for (i, byte) in digest.enumerated() {
                 text[2 * i] = digits[Int(byte >> 4)]
@@ -59,15 +65,36 @@ public struct RequestFingerprint: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { hex }
 
-    /// Members sorted by the UTF-8 bytes of their keys; of a repeated key only the last remains.
-    static func sorted(_ members: [(key: String, value: Int)]) -> [(key: String, value: Int)] {
-        let ordered = members.enumerated().sorted { a, b in
-            a.element.key.utf8.elementsEqual(b.element.key.utf8)
-                ? a.offset < b.offset : a.element.key.utf8.lexicographicallyPrecedes(b.element.key.utf8)
-        }.map(\.element)
-        return ordered.enumerated().filter { index, member in
-            index + 1 == ordered.count || !ordered[index + 1].key.utf8.elementsEqual(member.key.utf8)
-        }.map(\.element)
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Sorts members by the UTF-8 bytes of their keys, in place; of a repeated key only the last
+    /// remains. Every object of every message goes through here, so the few keys an object
+    /// usually has are sorted without a copy (a stable insertion sort); many keys take the
+    /// library's sort, on (key, position), so a hostile object of 100k keys stays O(n log n).
+    static func sortByKey(_ members: inout [(key: String, value: Int)]) {
+        func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
+        if members.count <= 16 {
+            for i in members.indices.dropFirst() {
+                let member = members[i]
+                var j = i
+                while j > 0, precedes(member.key, members[j - 1].key) {
+                    members[j] = members[j - 1]
+                    j -= 1
+                }
+                members[j] = member
+            }
+        } else {
+            members = members.enumerated().sorted { a, b in
+                a.element.key.utf8.elementsEqual(b.element.key.utf8) ? a.offset < b.offset : precedes(a.element.key, b.element.key)
+            }.map(\.element)
+        }
+        // Equal keys are adjacent and in their order of appearance: keep the last of each run.
+        var kept = 0
+        for index in members.indices where index + 1 == members.count || !members[index + 1].key.utf8.elementsEqual(members[index].key.utf8) {
+            members[kept] = members[index]
+            kept += 1
+        }
+        members.removeLast(members.count - kept)
     }
 }
 
@@ -80,7 +107,8 @@ struct CanonicalJSON {
 
     init(view: JSONView) {
         self.view = view
-        pending.reserveCapacity(Self.flushAt + 256)
+        // The canonical text is about as long as the body: a usual request needs far less than a flush.
+        pending.reserveCapacity(min(Self.flushAt, view.bytes.count) + 256)
     }
 
     static let flushAt = 16 << 10
@@ -94,6 +122,15 @@ struct CanonicalJSON {
     mutating func finish() -> SHA256.Digest {
         hash.update(data: pending)
         return hash.finalize()
+    }
+
+    /// A key as `jsonQuoted` writes it; one that needs no escaping is copied without a new string.
+    mutating func appendQuoted(_ key: String) {
+        if key.utf8.contains(where: { $0 < 0x20 || $0 == JSONView.quote || $0 == JSONView.backslash }) {
+            append(jsonQuoted(key))
+        } else {
+            append(CollectionOfOne(JSONView.quote)); append(key.utf8); append(CollectionOfOne(JSONView.quote))
+        }
     }
 
     mutating func writeValue(_ v: Int) {
@@ -120,7 +157,8 @@ struct CanonicalJSON {
             var members: [(key: String, value: Int)] = []
             var all = view.members(v)
             while let m = all.next() { members.append((view.keyString(m), m.value)) }
-            writeObject(RequestFingerprint.sorted(members))
+            RequestFingerprint.sortByKey(&members)
+            writeObject(members)
         default: // numbers exactly as written, and literals
             append(view.bytes[v..<view.end(ofValueAt: v)])
         }
@@ -130,7 +168,8 @@ struct CanonicalJSON {
         append(CollectionOfOne(UInt8(ascii: "{")))
         for (index, member) in members.enumerated() {
             if index > 0 { append(CollectionOfOne(UInt8(ascii: ","))) }
-            append(jsonQuoted(member.key) + ":")
+            appendQuoted(member.key)
+            append(CollectionOfOne(UInt8(ascii: ":")))
             writeValue(member.value)
         }
         append(CollectionOfOne(UInt8(ascii: "}")))

@@ -19,6 +19,21 @@ struct RequestFingerprintTests {
         #expect(f.description == f.hex)
     }
 
+    // Expected digests from Python's hashlib over the canonical text in each comment.
+    // "tollgate-fingerprint-v1\n/v1/chat/completions\n\"m\"\n{\"messages\":[{\"content\":\"hi\",\"role\":\"user\"}],\"tools\":[{\"k00\":0,…,\"k05\":\"last\",…,\"k19\":19}]}"
+    @Test("an object of many keys is sorted and its repeated key keeps its last value")
+    func manyKeys() throws {
+        let body = #"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"k17":17,"k15":15,"k11":11,"k05":"first","k18":18,"k07":7,"k06":6,"k19":19,"k03":3,"k14":14,"k00":0,"k09":9,"k05":5,"k16":16,"k08":8,"k13":13,"k02":2,"k01":1,"k12":12,"k04":4,"k10":10,"k05":"last"}]}"#
+        #expect(try fingerprint(body).hex == "de3eeaa5fa8363a1a90715df63db0dcb7d72b372f24a5da27c2eb64750a83cae")
+    }
+
+    // "tollgate-fingerprint-v1\n/v1/chat/completions\n\"m\"\n{\"messages\":[{\"b\":[true,null,1.50],\"content\":\"café\",\"role\":\"user\",\"x\\\"y\\tz\":1}]}"
+    @Test("a key that needs escaping is written escaped; strings unescaped to UTF-8; numbers as written")
+    func escapedKeys() throws {
+        let body = #"{"model":"m","messages":[{"role":"user","content":"caf\u00e9","x\"y\tz":1,"b":[true,null,1.50]}]}"#
+        #expect(try fingerprint(body).hex == "c78cb3aa6cce2bdd2f5daebf2c5fd53265803f7073ee1cfbdc3165e329b47187")
+    }
+
     @Test("settings that vary between retries do not change it", arguments: [
         #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"temperature":0.7,"seed":42}"#,
         #"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"top_p":0.1,"user":"u-1","metadata":{"request_id":"r-9"}}"#,
