@@ -40,8 +40,11 @@ public enum ProxyRoute: String, Sendable, CaseIterable {
     /// Reads the usage this route reports in a complete (non-streamed) JSON response.
     /// The top-level members `usage(inResponse:)` reads: parsing only these skips the answer.
     public var responseUsageMembers: Set<String> {
-        self == .responses ? ["usage", "service_tier", "output"] : ["usage", "service_tier"]
+        self == .responses ? Self.responsesUsageMembers : Self.usageMembers
     }
+    // Made once: every settled answer asks.
+    private static let usageMembers: Set<String> = ["usage", "service_tier"]
+    private static let responsesUsageMembers: Set<String> = ["usage", "service_tier", "output"]
 
     /// The usage of a whole (non-streamed) answer, read without making its text into values.
     public func usage(inResponseBytes bytes: some Collection<UInt8>) -> TokenUsage? {

@@ -179,12 +179,24 @@ final class KeysSeen: Sendable {
 }
 
 extension Lease {
-    /// The day (`YYYY-MM-DD`) and month (`YYYY-MM`) this lease is charged to, from its member.
-    /// Read on the member's bytes: split by `Character`, it was ~2 % of Tollgate's CPU per request.
+    /// The day (`YYYY-MM-DD`) and month (`YYYY-MM`) this lease is charged to, from its member
+    /// (`A|id|amount|…:day:2026-12-02|…:month:2026-12|…`). Read on the member's bytes without
+    /// splitting it into arrays: every settle asks (split by `Character`, it was ~2 % of
+    /// Tollgate's CPU per request; split into arrays of bytes, 0.7 %).
     var periods: (day: String, month: String)? {
-        let fields = member.utf8.split(separator: UInt8(ascii: "|"), maxSplits: 5, omittingEmptySubsequences: false)
-        guard fields.count >= 5, let day = fields[3].split(separator: UInt8(ascii: ":")).last,
-              let month = fields[4].split(separator: UInt8(ascii: ":")).last else { return nil }
-        return (String(decoding: day, as: UTF8.self), String(decoding: month, as: UTF8.self))
+        let bar = UInt8(ascii: "|"), colon = UInt8(ascii: ":")
+        var rest = member.utf8[...]
+        for _ in 0..<3 {
+            guard let end = rest.firstIndex(of: bar) else { return nil }
+            rest = rest[rest.index(after: end)...]
+        }
+        guard let dayEnd = rest.firstIndex(of: bar) else { return nil }
+        let dayField = rest[..<dayEnd]
+        let afterDay = rest[rest.index(after: dayEnd)...]
+        let monthField = afterDay[..<(afterDay.firstIndex(of: bar) ?? afterDay.endIndex)]
+        func lastPart(_ field: Substring.UTF8View) -> String {
+            String(decoding: field[(field.lastIndex(of: colon).map(field.index(after:)) ?? field.startIndex)...], as: UTF8.self)
+        }
+        return (lastPart(dayField), lastPart(monthField))
     }
 }

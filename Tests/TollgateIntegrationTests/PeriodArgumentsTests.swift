@@ -104,5 +104,6 @@ struct LeasePeriodsTests {
     @Test("a member without its period keys names none")
     func leaseWithoutPeriods() {
         #expect(Lease(reservation: ReservationID(rawValue: "r"), member: "A|r|100").periods == nil)
+        #expect(Lease(reservation: ReservationID(rawValue: "r"), member: "A|r|100|tollgate:{c}:day:2027-01-01").periods == nil)
     }
 }
