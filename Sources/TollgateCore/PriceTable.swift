@@ -21,11 +21,8 @@ public struct PriceTable: Sendable {
 
     public func price(for model: String) -> ModelPrice? {
         if let p = models[model] { return p }
-        var best: (key: String, price: ModelPrice)?
-        for (key, price) in models where key.count > (best?.key.count ?? 0) && Self.isSnapshot(model, of: key) {
-            best = (key, price)
-        }
-        return best?.price ?? defaultPrice
+        if let base = Self.snapshotBase(of: model), let p = models[base] { return p }
+        return defaultPrice
     }
 
     /// The table's `service_tiers:` and `tool_fees_usd:` under the model's own.
@@ -36,14 +33,27 @@ public struct PriceTable: Sendable {
         return p
     }
 
-    /// Only a date suffix makes a snapshot: `o1-pro` is a different (dearer) model than `o1`.
-    static func isSnapshot(_ model: String, of base: String) -> Bool {
-        guard model.hasPrefix(base + "-") else { return false }
-        let suffix = model.dropFirst(base.count + 1)
-        let digits = suffix.filter(\.isASCIIDigit)
-        if suffix.count == 8, digits.count == 8 { return true } // 20250929
-        if suffix.count == 10, digits.count == 8, suffix.split(separator: "-").map(\.count) == [4, 2, 2] { return true } // 2024-08-06
-        return suffix == "latest"
+    /// The model a snapshot is of: the name without its date suffix (`-20250929`, `-2024-08-06`)
+    /// or `-latest`. Only those make a snapshot: `o1-pro` is a different (dearer) model than `o1`.
+    /// Read on the name's bytes, since a client pinning a snapshot asks on every request (scanning
+    /// the table for the longest base took ~4 µs and 20 allocations).
+    static func snapshotBase(of model: String) -> String? {
+        let name = Array(model.utf8)
+        let n = name.count
+        func digits(_ range: Range<Int>) -> Bool { name[range].allSatisfy { (0x30...0x39).contains($0) } }
+        func dash(_ i: Int) -> Bool { name[i] == UInt8(ascii: "-") }
+        let suffixLength: Int
+        if n > 7, name[(n - 7)...].elementsEqual("-latest".utf8) {
+            suffixLength = 7
+        } else if n > 9, dash(n - 9), digits((n - 8)..<n) { // -20250929
+            suffixLength = 9
+        } else if n > 11, dash(n - 11), digits((n - 10)..<(n - 6)), dash(n - 6), digits((n - 5)..<(n - 3)), dash(n - 3),
+                  digits((n - 2)..<n) { // -2024-08-06
+            suffixLength = 11
+        } else {
+            return nil
+        }
+        return String(decoding: name[..<(n - suffixLength)], as: UTF8.self)
     }
 
     public static func bundled() throws -> PriceTable {
