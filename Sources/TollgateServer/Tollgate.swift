@@ -203,6 +203,8 @@ public final class Tollgate: Sendable {
 
     /// Stops curl, Redis and the journal at once, for a replica whose services never ran (a failed
     /// start, a test). Idempotent; after the services have stopped there is nothing left to do.
+    /// Top-spender sums still pending (`TopSpendTally`, up to 50 ms of settles) are dropped here:
+    /// a replica that served requests stops through its services, which send them first.
     public func shutdown() {
         guard !stopped.withLockedValue({ stopped in defer { stopped = true }; return stopped }) else { return }
         upstream.shutdown()
