@@ -50,9 +50,12 @@ struct AdminAPITests {
                                                    headers: [("X-Client-ID", client.rawValue)])
         #expect(proxied.status == 200)
         #expect(proxied.header("X-Budget-Limit-USD") == "2.5", "a limit set through the admin API applies at once")
+        // A non-streamed answer is settled after it is sent: read the spend once it has landed.
+        let day = try await TestRedis.periodKeys(client).day
+        #expect(try await eventually { (try? await TestRedis.int(day, "spent")).map { $0 > 0 } ?? false })
         let spend = await call("GET", "/v1/spend/\(client)?date=\(today)", "/v1/spend/{client_id}", expect: 200)
         let spent = try #require(spend.json?["day"]?["spent_usd"]?.usd)
-        #expect(spent.value == (try await TestRedis.int(try await TestRedis.periodKeys(client).day, "spent")))
+        #expect(spent.value == (try await TestRedis.int(day, "spent")))
         #expect(spend.json?["day"]?["requests"]?.int == 1)
         _ = await call("GET", "/v1/spend/\(client)?date=2026-13-01", "/v1/spend/{client_id}", expect: 400)
         #expect(elements(spend.json?["days"]).count == 30, "the last 30 days come along")
