@@ -350,10 +350,15 @@ struct JSONReader {
     }
 }
 
+/// True when `jsonQuoted` escapes something in `s`: a quote, a backslash or a control character.
+func needsJSONEscaping(_ s: String) -> Bool {
+    s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
+}
+
 /// JSON text for a string value (quotes and escapes).
 public func jsonQuoted(_ s: String) -> String {
     // Most strings (ids, model names, routes) need no escaping: one copy, no per-scalar work.
-    if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+    if !needsJSONEscaping(s) {
         return "\"" + s + "\""
     }
     var out = "\""

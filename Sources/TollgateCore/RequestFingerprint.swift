@@ -126,7 +126,7 @@ struct CanonicalJSON {
 
     /// A key as `jsonQuoted` writes it; one that needs no escaping is copied without a new string.
     mutating func appendQuoted(_ key: String) {
-        if key.utf8.contains(where: { $0 < 0x20 || $0 == JSONView.quote || $0 == JSONView.backslash }) {
+        if needsJSONEscaping(key) {
             append(jsonQuoted(key))
         } else {
             append(CollectionOfOne(JSONView.quote)); append(key.utf8); append(CollectionOfOne(JSONView.quote))
