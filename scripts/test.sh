@@ -24,6 +24,10 @@ swift build
 # A crash prints only the crashed thread (a CI log shows its tail); on failure the run ends with
 # what matters: fatal errors, failed tests, and the tests still running when it stopped.
 export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=yes,interactive=no,color=no,threads=crashed,registers=none,images=none,limit=30}
+# Swift Testing starts every test at once unless told otherwise: ~500 at the start of a run on
+# 2 cores stretched 0.6 s tests to 12 s, and a CI run failed on two that time a hang-up. At most
+# this many run at once (the serialized heavy suites take one place).
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=${SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH:-16}
 log="$dir/swift-test.log"
 if ! timeout --kill-after=15 2400 swift test "$@" 2>&1 | tee "$log"; then
   echo "=== swift test failed: summary ==="

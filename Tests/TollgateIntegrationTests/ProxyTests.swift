@@ -197,8 +197,11 @@ struct ProxyTests {
         try await withProxy { replica, _ in
             let client = TestRedis.uniqueClient()
             let body = #"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"long story"}]}"#
+            // 1,000 tokens at one per 30 ms: 30 s, far longer than the hang-up plus the read-on second,
+            // even when the test's own task waits seconds for a thread (CI once stalled it ~10 s
+            // at the start of the run, and a 10 s stream ran to its end before the hang-up).
             let transfer = TestClient.shared.start(replica.baseURL + "/v1/chat/completions", body, headers: [
-                ("X-Client-ID", client.rawValue), ("X-Mock-Completion-Tokens", "200"), ("X-Mock-Chunk-Delay-Ms", "50"),
+                ("X-Client-ID", client.rawValue), ("X-Mock-Completion-Tokens", "1000"), ("X-Mock-Chunk-Delay-Ms", "30"),
             ])
             var received = 0
             for await part in transfer.parts {
@@ -210,7 +213,7 @@ struct ProxyTests {
             let price = try #require(bundledPrices.price(for: "gpt-4o-mini"))
             #expect(totals.reserved == 0, "the reservation is released at once, not left for the reaper")
             #expect(totals.spent > 0, "a partial stream is never free")
-            #expect(totals.spent < price.output.cost(ofTokens: 200).value, "charged for what was streamed, not the whole reply")
+            #expect(totals.spent < price.output.cost(ofTokens: 1000).value, "charged for what was streamed, not the whole reply")
         }
     }
 
