@@ -107,10 +107,24 @@ final class ProxyPipeline: Sendable {
         // 4. Forward, with the granted reply cap (strict mode) and a usage chunk for OpenAI streams.
         var forwarded = forwardedRequest(request, scanned, grant, route: route)
         record.upstreamStarted = .now
-        let transfer = upstream.start(forwarded.request)
-        forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let loop = context.channel.eventLoop
         let drain = TimeAmount.milliseconds(Int64(config.upstream.drainAfterHangupMilliseconds))
+        guard scanned.stream else {
+            // 5a. A whole answer is handed over once, priced from its usage, settled, returned.
+            let call = upstream.collect(forwarded.request)
+            forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS)
+            let watch = await context.watchDisconnect { Self.clientLeft(call, drain: drain, on: loop) }
+            defer { watch?.unwatch() }
+            let answer = await call.answer()
+            guard let head = answer.head, answer.failure == nil else {
+                let failure = answer.failure ?? UpstreamError(kind: .connect, message: "no response")
+                throw await fail(failure, settlement, bill, route, answer.head.map { _ in ByteBuffer(bytes: answer.body) }, &record)
+            }
+            record.status = head.status
+            return (collectedResponse(head, ByteBuffer(bytes: answer.body), grant, scanned, route: route, bill, settlement, context, &record), false)
+        }
+        let transfer = upstream.start(forwarded.request)
+        forwarded.request.body = [] // curl has its own copy (COPYPOSTFIELDS); ours need not live as long as the answer
         let watch = await context.watchDisconnect { Self.clientLeft(transfer, drain: drain, on: loop) }
         var parts = transfer.parts.makeAsyncIterator()
         let first = await parts.next()
@@ -122,8 +136,8 @@ final class ProxyPipeline: Sendable {
         }
         record.status = head.status
 
-        // 5a. Streams pass through event by event and settle when they end, however they end.
-        if scanned.stream, (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
+        // 5b. Streams pass through event by event and settle when they end, however they end.
+        if (200..<300).contains(head.status), head.header("content-type")?.hasPrefix("text/event-stream") == true {
             let relay = StreamRelay(
                 route: route, bill: bill, estimate: sent.estimate, settlement: settlement, transfer: transfer,
                 hideInjectedUsage: forwarded.injectsUsage, observability: observability, record: record, watch: watch,
@@ -133,14 +147,13 @@ final class ProxyPipeline: Sendable {
             return (streamResponse(head, grant, scanned, relay), true)
         }
 
-        // 5b. Everything else is collected, priced from its usage, settled, then returned.
+        // 5c. A stream request answered with something else (an error) arrives in parts: collected,
+        // held to the same bound curl holds a whole answer to.
         defer { watch?.unwatch() }
         var body = ByteBuffer()
         while let part = await parts.next() {
             switch part {
             case .body(let chunk):
-                // A stream request answered with something else arrives in parts: held to the
-                // same bound curl holds a non-streamed answer to.
                 guard body.readableBytes + chunk.count <= config.upstream.maxResponseBytes else {
                     transfer.cancel()
                     throw await fail(Self.responseTooLarge(config.upstream.maxResponseBytes), settlement, bill, route, nil, &record)
@@ -159,7 +172,7 @@ final class ProxyPipeline: Sendable {
     /// sees it, and it is charged nothing. One already sent is read on, not cut, for `drain`
     /// (`upstream.drain_after_hangup_ms`): an answer that arrives meanwhile is charged the usage
     /// it reports, not the reservation a cut answer is charged (the provider bills it either way).
-    static func clientLeft(_ transfer: UpstreamTransfer, drain: TimeAmount, on loop: any EventLoop) {
+    static func clientLeft(_ transfer: some UpstreamCancellable, drain: TimeAmount, on loop: any EventLoop) {
         transfer.cancelUnlessSent()
         transfer.cancel(after: drain, on: loop)
     }
@@ -283,25 +296,18 @@ final class ProxyPipeline: Sendable {
                 return (error as? ProxyError ?? .unauthorized(missing: true)).response(family: family)
             }
         }
-        var outgoing = upstreamRequest(family, request, body: [])
-        outgoing.collectBody = true // held to upstream.max_response_bytes by curl
-        let transfer = upstream.start(outgoing)
-        let watch = await context.watchDisconnect { transfer.cancel() }
+        // Held to upstream.max_response_bytes by curl.
+        let call = upstream.collect(upstreamRequest(family, request, body: []))
+        let watch = await context.watchDisconnect { call.cancel() }
         defer { watch?.unwatch() }
-        var head: UpstreamResponseHead?
-        var body = ByteBuffer()
-        for await part in transfer.parts {
-            switch part {
-            case .head(let h): head = h
-            case .body(let chunk): body.writeBytes(chunk)
-            case .end: break
-            case .failed(let e):
-                if let limit = e.limit { return ProxyError.upstreamLimit(e, limit).response(family: family) }
-                return ProxyError.upstreamUnavailable(e, provider: config.provider(family).baseURL).response(family: family)
-            }
+        let answer = await call.answer()
+        if let e = answer.failure {
+            if let limit = e.limit { return ProxyError.upstreamLimit(e, limit).response(family: family) }
+            return ProxyError.upstreamUnavailable(e, provider: config.provider(family).baseURL).response(family: family)
         }
-        guard let head else { return ProxyError.notFound(method: "GET", path: request.uri.path).response(family: family) }
-        return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head), body: .init(byteBuffer: body))
+        guard let head = answer.head else { return ProxyError.notFound(method: "GET", path: request.uri.path).response(family: family) }
+        return Response(status: .init(code: head.status), headers: ForwardedHeaders.client(from: head),
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 
     /// The body's facts and its loop-breaker fingerprint. A large body is walked on Swift's

@@ -10,8 +10,13 @@ final class TransferContext: @unchecked Sendable {
     /// Its body and headers are dropped once curl has its own copies (`begin`): a stream keeps
     /// this object for its whole life.
     private(set) var request: UpstreamRequest
+    /// A streamed reader's side (`UpstreamClient.start`): parts go through its bounded buffer.
     var source: UpstreamParts.Producer.Source!
-    let buffer: TransferBuffer
+    let buffer: TransferBuffer?
+    /// An answer handed over whole (`UpstreamClient.collect`): its head is kept here, its body in
+    /// `collected`, and both are left in the slot when the transfer ends.
+    let wholeAnswer: AnswerSlot?
+    var wholeHead: UpstreamResponseHead?
     var easy: UnsafeMutableRawPointer?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var status = 0
@@ -46,10 +51,12 @@ final class TransferContext: @unchecked Sendable {
     private let delivered = Atomic<Bool>(false)
     var isDelivered: Bool { delivered.load(ordering: .acquiring) }
 
-    init(request: UpstreamRequest, buffer: TransferBuffer, maxHeaderBytes: Int, maxCollectedBytes: Int, client: UpstreamClient) {
+    init(request: UpstreamRequest, buffer: TransferBuffer?, wholeAnswer: AnswerSlot?, maxHeaderBytes: Int, maxCollectedBytes: Int,
+         client: UpstreamClient) {
         self.client = client
         self.request = request
         self.buffer = buffer
+        self.wholeAnswer = wholeAnswer
         self.maxHeaderBytes = maxHeaderBytes
         self.maxCollectedBytes = maxCollectedBytes
     }
@@ -224,6 +231,11 @@ final class TransferContext: @unchecked Sendable {
     func sendHeadIfNeeded() {
         guard !headSent else { return }
         headSent = true
+        if wholeAnswer != nil {
+            wholeHead = UpstreamResponseHead(status: status, headers: headers)
+            headers = []
+            return
+        }
         deliver(.head(UpstreamResponseHead(status: status, headers: headers)))
         headers = [] // the reader has them; a stream's transfer lives as long as the stream
     }
@@ -231,11 +243,11 @@ final class TransferContext: @unchecked Sendable {
     /// Hands one part to the reader's bounded buffer and notes whether it wants more.
     private func deliver(_ part: UpstreamPart) {
         let size = if case .body(let chunk) = part { chunk.count } else { 0 }
-        buffer.willYield(size)
+        buffer?.willYield(size)
         switch source.yield(part) {
         case .produceMore: break
         case .stopProducing: paused = true
-        case .dropped: buffer.dropped(size)
+        case .dropped: buffer?.dropped(size)
         }
     }
 
@@ -317,7 +329,7 @@ final class TransferContext: @unchecked Sendable {
         }
         curl_slist_free_all(headerList)
         headerList = nil
-        if !collected.isEmpty {
+        if !collected.isEmpty, wholeAnswer == nil {
             sendHeadIfNeeded()
             deliver(.body(collected))
             collected = []
@@ -330,6 +342,13 @@ final class TransferContext: @unchecked Sendable {
         guard !finished else { return }
         finished = true
         delivered.store(true, ordering: .releasing)
+        if let wholeAnswer {
+            if !collected.isEmpty { sendHeadIfNeeded() }
+            let failure: UpstreamError? = if case .failed(let e) = last { e } else { nil }
+            wholeAnswer.fill(UpstreamAnswer(head: wholeHead, body: collected, failure: failure))
+            (wholeHead, collected) = (nil, [])
+            return
+        }
         _ = source.yield(last)
         source.finish()
     }

@@ -142,15 +142,27 @@ public final class UpstreamClient: Sendable {
     public func start(_ request: UpstreamRequest) -> UpstreamTransfer {
         let buffer = TransferBuffer(
             watermarks: .init(low: settings.bufferLowWatermarkBytes, high: settings.bufferHighWatermarkBytes), stats: bufferStats)
-        let context = TransferContext(request: request, buffer: buffer, maxHeaderBytes: settings.maxHeaderBytes,
+        let context = TransferContext(request: request, buffer: buffer, wholeAnswer: nil, maxHeaderBytes: settings.maxHeaderBytes,
                                       maxCollectedBytes: settings.maxCollectedBytes, client: self)
         let made = UpstreamParts.Producer.makeSequence(
             backPressureStrategy: ByteWatermarks(buffer: buffer), finishOnDeinit: true,
             delegate: TransferDemand(client: self, context: context))
         context.source = made.source
-        let transfer = UpstreamTransfer(parts: UpstreamParts(made.sequence, buffer: buffer), client: self, context: context)
+        let transfer = UpstreamTransfer(parts: UpstreamParts(made.sequence, buffer: buffer), control: TransferControl(client: self, context: context))
         enqueue(.start(context))
         return transfer
+    }
+
+    /// Starts a transfer whose answer is gathered whole (held to `maxCollectedBytes`) and handed
+    /// over once, when it ends: `await answer()`. No parts, no buffer between the threads.
+    public func collect(_ request: UpstreamRequest) -> UpstreamCall {
+        var request = request
+        request.collectBody = true
+        let slot = AnswerSlot()
+        let context = TransferContext(request: request, buffer: nil, wholeAnswer: slot, maxHeaderBytes: settings.maxHeaderBytes,
+                                      maxCollectedBytes: settings.maxCollectedBytes, client: self)
+        enqueue(.start(context))
+        return UpstreamCall(control: TransferControl(client: self, context: context), slot: slot)
     }
 
     /// Body bytes received and not yet read, across this client's transfers.
@@ -323,22 +335,9 @@ extension UpstreamClient {
 }
 
 /// A running transfer: read `parts`, or `cancel()` (e.g. the client disconnected).
-public struct UpstreamTransfer: Sendable {
+public struct UpstreamTransfer: UpstreamCancellable {
     public let parts: UpstreamParts
-    let client: UpstreamClient
-    let context: TransferContext
-
-    public func cancel() { client.enqueue(.cancel(context)) }
-
-    /// Cancels the transfer if curl has not sent a byte of its request yet (still connecting, or
-    /// waiting for a connection), so the provider cannot bill it; a request already sent runs on.
-    public func cancelUnlessSent() { client.enqueue(.cancelUnlessSent(context)) }
-
-    /// Cancels the transfer once `delay` has passed, if it has not ended by then: what a client
-    /// that hung up leaves behind is read on for a while, to be charged what the provider reports.
-    public func cancel(after delay: TimeAmount, on loop: any EventLoop) {
-        loop.scheduleTask(in: delay) { cancel() }
-    }
+    public let control: TransferControl
 }
 
 /// `curl_global_init` is not thread-safe and must run once per process before any other curl
