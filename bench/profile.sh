@@ -4,6 +4,9 @@
 # Tollgate (software cpu-clock: works where hardware counters are "not supported").
 # Prints the top symbols (self time) and the share per library; the full report stays in
 # bench/results/tmp/profile-*/. BENCH_PROFILE_KIND=stream profiles the SSE path instead.
+# BENCH_PROFILE_MALLOCS=1 counts libc mallocs per request instead (a perf uprobe: exact counts,
+# no timing noise, but the probe slows Tollgate several-fold) and names the Tollgate functions
+# they come from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)"; exit 1; }
@@ -43,6 +46,21 @@ wrk -t$THREADS -c"$CONNS" -d3s -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/
 wrk -t$THREADS -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt" &
 WRK=$!
 sleep 1
+if [ "${BENCH_PROFILE_MALLOCS:-0}" = 1 ]; then
+  wait "$WRK" # the first run only warmed up further; this one is counted from its start to its end
+  LIBC=$(ldd "$(command -v perf)" | awk '/libc\.so/ {print $3}')
+  perf probe -q -x "$LIBC" malloc 2>/dev/null || true
+  perf record -e probe_libc:malloc -g -p "$TG" -o "$TMP/mallocs.data" >"$TMP/perf-record.log" 2>&1 &
+  PERF=$!
+  sleep 1
+  wrk -t$THREADS -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt"
+  sleep 1
+  kill -INT "$PERF"; wait "$PERF" || true
+  requests=$(grep -oE "^ *[0-9]+ requests in" "$TMP/wrk.txt" | grep -oE "[0-9]+")
+  perf script -i "$TMP/mallocs.data" -F comm,ip,sym,dso 2>/dev/null | $PY bench/lib/malloc_sites.py --requests "$requests" | tee "$TMP/mallocs.txt"
+  echo "full report: $TMP/mallocs.txt"
+  exit 0
+fi
 perf record -e cpu-clock -F 1999 -g -p "$TG" -o "$TMP/perf.data" -- sleep $((SECONDS_TO_RUN - 2)) >"$TMP/perf-record.log" 2>&1 || { cat "$TMP/perf-record.log"; echo "perf record failed"; }
 wait "$WRK"
 grep -E "Requests/sec|Latency " "$TMP/wrk.txt"

@@ -244,11 +244,16 @@ extension String {
 /// carries the hash tag `{CLIENT}` so they share one Redis Cluster slot.
 public struct RedisKeys: Sendable {
     public let client: ClientID
-    public init(_ client: ClientID) { self.client = client }
+    /// The prefix the scripts derive day and month keys from. Made once: every reserve names
+    /// four keys, and each was two new strings when the prefix was made per key.
+    public let base: String
+
+    public init(_ client: ClientID) {
+        self.client = client
+        base = Self.namespace + ":{" + client.rawValue + "}"
+    }
 
     public static let namespace = "tollgate"
-    /// The prefix the scripts derive day and month keys from.
-    public var base: String { "\(Self.namespace):{\(client.rawValue)}" }
     public var limits: String { base + ":limits" }
     public var leases: String { base + ":leases" }
     public func day(_ date: String) -> String { base + ":day:" + date }

@@ -110,6 +110,7 @@ struct JSONReader {
         var members: [JSONMember] = []
         skipSpace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; try expectEnd(); return members }
+        members.reserveCapacity(16) // a request's or an answer's members, without growing the array 4 times
         while true {
             skipSpace()
             let key = try readString()
@@ -144,6 +145,8 @@ struct JSONReader {
             var members: [(key: String, value: JSONValue)] = []
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            // Room for a usual object (a usage block has 3–6 members) at once, not grown 1, 2, 4, 8.
+            members.reserveCapacity(8)
             while true {
                 skipSpace()
                 let key = try readString()

@@ -65,13 +65,22 @@ extension HTTPField.Name {
     static let anthropicBeta = HTTPField.Name("anthropic-beta")!
 }
 
+extension BudgetHeaderNames {
+    /// Each configured name as an `HTTPField.Name`, made once (`BudgetHeaderCaps.init`).
+    var fields: [String: HTTPField.Name] {
+        Dictionary(all.compactMap { name in HTTPField.Name(name).map { (name, $0) } }, uniquingKeysWith: { a, _ in a })
+    }
+}
+
 extension BudgetHeaderCaps {
     /// A request's budget headers (`clients.budget_headers`); a malformed one is a 400 that shows
     /// a valid value. A repeated header arrives joined with ", ", which the parser refuses.
-    init(_ headers: HTTPFields, names: BudgetHeaderNames) throws(ProxyError) {
+    /// `fields`: the names already made as `HTTPField.Name`s (making one lowercases and checks
+    /// it, a new string per name per request); a name not among them is made here.
+    init(_ headers: HTTPFields, names: BudgetHeaderNames, fields: [String: HTTPField.Name] = [:]) throws(ProxyError) {
         do {
             try self.init(names: names) { name in
-                HTTPField.Name(name).flatMap { headers[values: $0].isEmpty ? nil : headers[values: $0].joined(separator: ", ") }
+                (fields[name] ?? HTTPField.Name(name)).flatMap { headers[values: $0].isEmpty ? nil : headers[values: $0].joined(separator: ", ") }
             }
         } catch {
             throw ProxyError.badRequest(.invalidHeader(error.header, error.message))

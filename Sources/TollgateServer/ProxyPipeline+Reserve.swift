@@ -46,7 +46,7 @@ extension ProxyPipeline {
     /// What the request brings to the policy: its fingerprint, run and header budgets (headers
     /// Tollgate strips before forwarding), and the cheaper model the config's defaults expect.
     func reserveOptions(_ headers: HTTPFields, _ scanned: ScannedRequest, fingerprint: RequestFingerprint) throws -> ReserveOptions {
-        let caps = try BudgetHeaderCaps(headers, names: config.clients.budgetHeaders)
+        let caps = try BudgetHeaderCaps(headers, names: config.clients.budgetHeaders, fields: budgetHeaderFields)
         var options = ReserveOptions(model: scanned.model)
         options.fingerprint = fingerprint.hex
         options.dailyCap = caps.daily

@@ -29,6 +29,8 @@ final class ProxyPipeline: Sendable {
     let largeBodies: LargeBodyGate
     /// Tollgate's own request headers (the budget headers), lowercased: never forwarded.
     let ownHeaders: Set<String>
+    /// The same, as field names to look them up by.
+    let budgetHeaderFields: [String: HTTPField.Name]
 
     init(config: TollgateConfig, prices: PriceTable, estimator: CostEstimator, identity: ClientIdentity, budget: BudgetStore,
          upstream: UpstreamClient, renewer: LeaseRenewer, retrier: SettleRetrier, providerKeys: [APIFamily: String],
@@ -46,6 +48,7 @@ final class ProxyPipeline: Sendable {
         self.logger = logger
         self.largeBodies = largeBodies
         ownHeaders = Set(config.clients.budgetHeaders.all.map { $0.lowercased() })
+        budgetHeaderFields = config.clients.budgetHeaders.fields
     }
 
     func proxy(_ route: ProxyRoute, _ request: Request, _ context: TollgateRequestContext) async -> Response {
@@ -358,7 +361,12 @@ final class ProxyPipeline: Sendable {
     /// The path as the router matched it: `//v1/chat/completions` and `/v1/chat/completions/`
     /// reach the chat route, so the provider gets `/v1/chat/completions`, not the raw spelling.
     static func canonicalPath(_ path: String) -> String {
-        "/" + path.split(separator: "/").joined(separator: "/")
+        // Nearly every path is canonical already: checked on its bytes, it is kept as it is.
+        let bytes = path.utf8
+        let slash = UInt8(ascii: "/")
+        let canonical = bytes.first == slash && (bytes.count == 1 || bytes.last != slash)
+            && !zip(bytes, bytes.dropFirst()).contains { $0 == slash && $1 == slash }
+        return canonical ? path : "/" + path.split(separator: "/").joined(separator: "/")
     }
 
     func upstreamRequest(_ family: APIFamily, _ request: Request, body: [UInt8]) -> UpstreamRequest {
