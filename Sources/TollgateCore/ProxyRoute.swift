@@ -48,7 +48,18 @@ public enum ProxyRoute: String, Sendable, CaseIterable {
 
     /// The usage of a whole (non-streamed) answer, read without making its text into values.
     public func usage(inResponseBytes bytes: some Collection<UInt8>) -> TokenUsage? {
-        (try? JSONValue.parseObject(bytes, keeping: responseUsageMembers)).flatMap(usage(inResponse:))
+        switch self {
+        case .chatCompletions, .completions, .embeddings:
+            // The most common answer, read in place: no tree of its usage block (issue 13).
+            var reader = JSONReader(Array(bytes))
+            guard let members = try? reader.readTopLevelObject(),
+                  let usage = members.last(where: { $0.key == "usage" })?.start else { return nil }
+            let view = JSONView(bytes: reader.bytes)
+            guard !view.isNull(usage) else { return nil }
+            return TokenUsage.openAI(view, usageAt: usage, serviceTier: view.string(members.last { $0.key == "service_tier" }?.start))
+        case .responses, .messages:
+            return (try? JSONValue.parseObject(bytes, keeping: responseUsageMembers)).flatMap(usage(inResponse:))
+        }
     }
 
     public func usage(inResponse body: JSONValue) -> TokenUsage? {

@@ -32,10 +32,24 @@ public struct TokenUsage: Hashable, Sendable {
     /// OpenAI chat / completions / embeddings `usage`: prompt_tokens includes cached tokens and
     /// completion_tokens includes reasoning tokens. `serviceTier`: the response's top-level field.
     public static func openAI(_ usage: JSONValue, serviceTier: String? = nil) -> TokenUsage? {
-        guard let prompt = usage["prompt_tokens"]?.tokenCount else { return nil }
-        let cached = usage["prompt_tokens_details"]?["cached_tokens"]?.tokenCount ?? 0
-        let completion = usage["completion_tokens"]?.tokenCount ?? 0
-        let reasoning = usage["completion_tokens_details"]?["reasoning_tokens"]?.tokenCount ?? 0
+        openAI(serviceTier: serviceTier) { key, inner in (inner.map { usage[key]?[$0] } ?? usage[key])?.tokenCount }
+    }
+
+    /// The same, read in place from a validated answer (`JSONView`), without a tree: every
+    /// non-streamed OpenAI answer is priced here.
+    static func openAI(_ view: JSONView, usageAt usage: Int, serviceTier: String?) -> TokenUsage? {
+        openAI(serviceTier: serviceTier) { key, inner in
+            let value = view.member(key, of: usage)
+            return view.int(inner.map { view.member($0, of: value) } ?? value).map(clampedTokenCount)
+        }
+    }
+
+    /// `count(key, inner)`: the token count at `usage.key` (or `usage.key.inner`), nil when absent.
+    private static func openAI(serviceTier: String?, count: (_ key: String, _ inner: String?) -> Int64?) -> TokenUsage? {
+        guard let prompt = count("prompt_tokens", nil) else { return nil }
+        let cached = count("prompt_tokens_details", "cached_tokens") ?? 0
+        let completion = count("completion_tokens", nil) ?? 0
+        let reasoning = count("completion_tokens_details", "reasoning_tokens") ?? 0
         return TokenUsage(input: prompt - cached, cachedInput: cached, output: completion - reasoning, reasoning: reasoning,
                           serviceTier: serviceTier)
     }
@@ -87,5 +101,8 @@ extension JSONValue {
     /// upstream's numbers are not trusted: unclamped, `prompt_tokens` = Int64.min with one
     /// cached token overflowed `prompt - cached` and crashed the replica (found by the
     /// `sse-stream` fuzz target's harness; FuzzRegressionTests).
-    var tokenCount: Int64? { int.map { Swift.min(Swift.max($0, 0), 1 << 40) } }
+    var tokenCount: Int64? { int.map(clampedTokenCount) }
 }
+
+/// A reported token count held to 0...2^40 (`JSONValue.tokenCount` says why).
+func clampedTokenCount(_ n: Int64) -> Int64 { Swift.min(Swift.max(n, 0), 1 << 40) }

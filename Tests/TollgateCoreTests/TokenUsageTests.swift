@@ -106,6 +106,26 @@ struct ProxyRouteTests {
         #expect(ProxyRoute.chatCompletions.usage(inResponseBytes: Array("[1,2]".utf8)) == nil)
     }
 
+    @Test("an OpenAI answer's usage is read in place as the tree reads it: details, escaped and repeated keys, clamps, and what is not usage",
+          arguments: [ProxyRoute.chatCompletions, .completions, .embeddings])
+    func openAIInPlace(route: ProxyRoute) {
+        func usage(_ json: String) -> TokenUsage? { route.usage(inResponseBytes: Array(json.utf8)) }
+        #expect(usage(#"{"id":"c","usage":{"prompt_tokens":1200,"completion_tokens":300,"prompt_tokens_details":{"cached_tokens":1000},"completion_tokens_details":{"reasoning_tokens":200}},"service_tier":"priority"}"#)
+                == TokenUsage(input: 200, cachedInput: 1_000, output: 100, reasoning: 200, serviceTier: "priority"))
+        // Escaped keys name the same members; the last of a repeated key counts, nested ones too.
+        #expect(usage(#"{"usage":{"prompt\u005ftokens":10,"completion_tokens":1,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2,"cached_tokens":3}}}"#)
+                == TokenUsage(input: 7, cachedInput: 3, output: 4))
+        #expect(usage(#"{"usage":{"prompt_tokens":5},"usage":{"prompt_tokens":6}}"#) == TokenUsage(input: 6))
+        // Held to 0...2^40; a count not written as an integer is not a count.
+        #expect(usage(#"{"usage":{"prompt_tokens":-5,"completion_tokens":99999999999999999}}"#) == TokenUsage(input: 0, output: 1 << 40))
+        #expect(usage(#"{"usage":{"prompt_tokens":9,"completion_tokens":3.0}}"#) == TokenUsage(input: 9))
+        #expect(usage(#"{"usage":{"prompt_tokens":"9"}}"#) == nil)
+        #expect(usage(#"{"usage":{"prompt_tokens":9},"service_tier":7}"#) == TokenUsage(input: 9))
+        #expect(usage(#"{"usage":[{"prompt_tokens":9}]}"#) == nil)
+        #expect(usage(#"{"usage":null}"#) == nil)
+        #expect(usage(#"{"usage":{"prompt_tokens":9}} trailing"#) == nil, "not one JSON document")
+    }
+
     @Test("a response without usage, or with usage null, reports none", arguments: ProxyRoute.allCases)
     func noUsage(route: ProxyRoute) throws {
         #expect(route.usage(inResponse: try JSONValue.parse(#"{"usage":null}"#)) == nil)
