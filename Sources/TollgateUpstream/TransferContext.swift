@@ -130,11 +130,9 @@ final class TransferContext: @unchecked Sendable {
             try check(copied, "CURLOPT_COPYPOSTFIELDS")
             if request.method != "POST" { try check(tg_easy_setopt_string(h, CURLOPT_CUSTOMREQUEST, request.method), "CURLOPT_CUSTOMREQUEST") }
         }
+        for header in request.headers { try appendHeaderLine(header.name, header.value) }
         // An empty Expect: stops curl waiting for 100-continue on bodies over 1 KB.
-        for line in request.headers.map({ "\($0.name): \($0.value)" }) + ["Expect:"] {
-            guard let list = curl_slist_append(headerList, line) else { throw OptionRefused(message: "curl_slist_append failed (out of memory)") }
-            headerList = list
-        }
+        try appendHeaderLine("Expect:", nil)
         try check(tg_easy_setopt_slist(h, CURLOPT_HTTPHEADER, headerList), "CURLOPT_HTTPHEADER")
         let me = Unmanaged.passUnretained(self).toOpaque()
         try check(tg_easy_setopt_pointer(h, CURLOPT_PRIVATE, me), "CURLOPT_PRIVATE")
@@ -152,6 +150,26 @@ final class TransferContext: @unchecked Sendable {
             // Returning less than n makes curl fail the transfer (CURLE_WRITE_ERROR).
             return context.receivedHeader(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
         }, "CURLOPT_HEADERFUNCTION")
+    }
+
+    /// Adds `name: value` (or `name` alone) to the request's header list. The line is made in
+    /// the client's reused buffer, since curl copies it: no new string per header per request.
+    private func appendHeaderLine(_ name: String, _ value: String?) throws(OptionRefused) {
+        var line = client.headerLine
+        client.headerLine = [] // so the buffer is not shared while it is written
+        defer { client.headerLine = line }
+        line.removeAll(keepingCapacity: true)
+        line.append(contentsOf: name.utf8)
+        if let value {
+            line.append(contentsOf: ": ".utf8)
+            line.append(contentsOf: value.utf8)
+        }
+        line.append(0)
+        let list = line.withUnsafeBufferPointer { bytes in
+            curl_slist_append(headerList, UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self))
+        }
+        guard let list else { throw OptionRefused(message: "curl_slist_append failed (out of memory)") }
+        headerList = list
     }
 
     /// Parses one header line on bytes: Foundation's trimming bridges through NSString and was

@@ -72,6 +72,8 @@ public final class UpstreamClient: Sendable {
     /// At most `idleHandleLimit` of each are kept.
     nonisolated(unsafe) var idleHandles: (collecting: [UnsafeMutableRawPointer], streaming: [UnsafeMutableRawPointer]) = ([], [])
     static let idleHandleLimit = 64
+    /// Where a request's header lines are made for curl, which copies each (curl thread only).
+    nonisolated(unsafe) var headerLine: [UInt8] = []
     /// Easy handles made by `curl_easy_init` since this client started (the rest were reused).
     private let handlesMade = Atomic<Int>(0)
     var easyHandlesMade: Int { handlesMade.load(ordering: .relaxed) }
