@@ -157,6 +157,29 @@ struct ProxyTests {
         }
     }
 
+    @Test("GET /v1/models passes through whole in the caller's family, at no cost; an unreachable provider is a 502 in that family's shape")
+    func modelsPassThrough() async throws {
+        try await withProxy { replica, _ throws in
+            let client = TestRedis.uniqueClient()
+            let openAI = await TestClient.shared.get(replica.baseURL + "/v1/models", headers: [("X-Client-ID", client.rawValue)])
+            #expect(openAI.status == 200)
+            #expect(openAI.json?["object"]?.string == "list")
+            guard case .array(let models)? = openAI.json?["data"] else { Issue.record("no model list: \(openAI.text)"); return }
+            #expect(models.first?["object"]?.string == "model")
+            let anthropic = await TestClient.shared.get(replica.baseURL + "/v1/models", headers: [
+                ("X-Client-ID", client.rawValue), ("anthropic-version", "2023-06-01"),
+            ])
+            #expect(anthropic.status == 200)
+            #expect(anthropic.json?["has_more"] == .bool(false))
+            #expect(try await spent(client) == (0, 0, 0), "nothing reserved, charged or counted")
+        }
+        let replica = try await Replica.start(upstream: "http://127.0.0.1:1")
+        defer { Task { await replica.stop() } }
+        let down = await TestClient.shared.get(replica.baseURL + "/v1/models", headers: [("anthropic-version", "2023-06-01")])
+        #expect(down.status == 502)
+        #expect(down.json?["type"]?.string == "error", "Anthropic's error shape: \(down.text)")
+    }
+
     @Test("an unreachable provider gives 502 and releases the reservation")
     func providerDown() async throws {
         let replica = try await Replica.start(upstream: "http://127.0.0.1:1")
