@@ -250,14 +250,25 @@ public struct RedisKeys: Sendable {
 
     public init(_ client: ClientID) {
         self.client = client
-        base = Self.namespace + ":{" + client.rawValue + "}"
+        base = Self.joined(Self.namespace, ":{", client.rawValue, "}")
     }
 
     public static let namespace = "tollgate"
-    public var limits: String { base + ":limits" }
-    public var leases: String { base + ":leases" }
-    public func day(_ date: String) -> String { base + ":day:" + date }
-    public func month(_ yearMonth: String) -> String { base + ":month:" + yearMonth }
+    public var limits: String { Self.joined(base, ":limits") }
+    public var leases: String { Self.joined(base, ":leases") }
+    public func day(_ date: String) -> String { Self.joined(base, ":day:", date) }
+    public func month(_ yearMonth: String) -> String { Self.joined(base, ":month:", yearMonth) }
     /// A workflow run's counters (lua/reserve_v5.lua builds the same name from the prefix).
-    public func run(_ id: RunID) -> String { base + ":run:" + id.rawValue }
+    public func run(_ id: RunID) -> String { Self.joined(base, ":run:", id.rawValue) }
+
+    /// One string of exactly the parts' length: `a + b + c` makes a string per `+`.
+    static func joined(_ a: String, _ b: String, _ c: String = "", _ d: String = "") -> String {
+        var key = ""
+        key.reserveCapacity(a.utf8.count + b.utf8.count + c.utf8.count + d.utf8.count)
+        key += a
+        key += b
+        key += c
+        key += d
+        return key
+    }
 }

@@ -14,17 +14,27 @@ extension BudgetStore {
 
     func reserveCall(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate, options: ReserveOptions) -> ScriptCall {
         let period = periodCall(client)
-        var args = [reservation.rawValue, String(estimate.fixedCost.value), String(estimate.perOutputToken.value),
-                    String(estimate.requestedOutputTokens), String(estimate.minimumOutputTokens), options.model, options.fingerprint ?? ""]
-        args += period.args
+        // Appended one by one into room made once (literals and `+=` of arrays made 4 arrays).
+        var args: [String] = []
+        args.reserveCapacity(12 + period.args.count)
+        args.append(reservation.rawValue)
+        args.append(String(estimate.fixedCost.value))
+        args.append(String(estimate.perOutputToken.value))
+        args.append(String(estimate.requestedOutputTokens))
+        args.append(String(estimate.minimumOutputTokens))
+        args.append(options.model)
+        args.append(options.fingerprint ?? "")
+        args.append(contentsOf: period.args)
         args.append(options.run?.id ?? "")
         args.append(capsArgument(options))
         args.append(policy.clientDefaults.downgrade?.models[options.model] ?? "")
         if let fallback = options.fallback {
             let e = fallback.estimate
-            args += [fallback.model, "\(e.fixedCost.value) \(e.perOutputToken.value) \(e.requestedOutputTokens) \(e.minimumOutputTokens)"]
+            args.append(fallback.model)
+            args.append("\(e.fixedCost.value) \(e.perOutputToken.value) \(e.requestedOutputTokens) \(e.minimumOutputTokens)")
         } else {
-            args += ["", ""]
+            args.append("")
+            args.append("")
         }
         return ScriptCall(keys: period.keys, args: args)
     }
