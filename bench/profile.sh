@@ -48,15 +48,17 @@ WRK=$!
 sleep 1
 if [ "${BENCH_PROFILE_MALLOCS:-0}" = 1 ]; then
   wait "$WRK" # the first run only warmed up further; this one is counted from its start to its end
-  LIBC=$(ldd "$(command -v perf)" | awk '/libc\.so/ {print $3}')
-  perf probe -q -x "$LIBC" malloc 2>/dev/null || true
+  LIBC=$(ldd .build/release/tollgate | awk '$1 ~ /^libc\.so/ {print $3}') # the libc Tollgate loads (not libswiftGlibc)
+  perf probe -l 2>/dev/null | grep -q "probe_libc:malloc" || perf probe -q -x "$LIBC" malloc \
+    || { echo "perf probe could not put a uprobe on malloc in $LIBC"; exit 1; }
   perf record -e probe_libc:malloc -g -p "$TG" -o "$TMP/mallocs.data" >"$TMP/perf-record.log" 2>&1 &
   PERF=$!
   sleep 1
   wrk -t$THREADS -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt"
   sleep 1
   kill -INT "$PERF"; wait "$PERF" || true
-  requests=$(grep -oE "^ *[0-9]+ requests in" "$TMP/wrk.txt" | grep -oE "[0-9]+")
+  requests=$(grep -oE "^ *[0-9]+ requests in" "$TMP/wrk.txt" | grep -oE "[0-9]+" || echo 0)
+  [ "$requests" -gt 0 ] || { cat "$TMP/wrk.txt"; echo "wrk completed no request"; exit 1; }
   perf script -i "$TMP/mallocs.data" -F comm,ip,sym,dso 2>/dev/null | $PY bench/lib/malloc_sites.py --requests "$requests" | tee "$TMP/mallocs.txt"
   echo "full report: $TMP/mallocs.txt"
   exit 0

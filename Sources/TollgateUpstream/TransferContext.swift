@@ -13,10 +13,9 @@ final class TransferContext: @unchecked Sendable {
     /// A streamed reader's side (`UpstreamClient.start`): parts go through its bounded buffer.
     var source: UpstreamParts.Producer.Source!
     let buffer: TransferBuffer?
-    /// An answer handed over whole (`UpstreamClient.collect`): its head is kept here, its body in
-    /// `collected`, and both are left in the slot when the transfer ends.
+    /// An answer handed over whole (`UpstreamClient.collect`): its status, headers and
+    /// `collected` body are left in the slot when the transfer ends (`finish`).
     let wholeAnswer: AnswerSlot?
-    var wholeHead: UpstreamResponseHead?
     var easy: UnsafeMutableRawPointer?
     var headerList: UnsafeMutablePointer<curl_slist>?
     var status = 0
@@ -249,11 +248,6 @@ final class TransferContext: @unchecked Sendable {
     func sendHeadIfNeeded() {
         guard !headSent else { return }
         headSent = true
-        if wholeAnswer != nil {
-            wholeHead = UpstreamResponseHead(status: status, headers: headers)
-            headers = []
-            return
-        }
         deliver(.head(UpstreamResponseHead(status: status, headers: headers)))
         headers = [] // the reader has them; a stream's transfer lives as long as the stream
     }
@@ -347,12 +341,14 @@ final class TransferContext: @unchecked Sendable {
         }
         curl_slist_free_all(headerList)
         headerList = nil
-        if !collected.isEmpty, wholeAnswer == nil {
-            sendHeadIfNeeded()
-            deliver(.body(collected))
-            collected = []
+        if wholeAnswer == nil {
+            if !collected.isEmpty {
+                sendHeadIfNeeded()
+                deliver(.body(collected))
+                collected = []
+            }
+            if case .end = last { sendHeadIfNeeded() }
         }
-        if case .end = last { sendHeadIfNeeded() }
         finish(last)
     }
 
@@ -361,10 +357,11 @@ final class TransferContext: @unchecked Sendable {
         finished = true
         delivered.store(true, ordering: .releasing)
         if let wholeAnswer {
-            if !collected.isEmpty { sendHeadIfNeeded() }
+            // As parts would have it: a head with any body, or with an answer that ended well.
             let failure: UpstreamError? = if case .failed(let e) = last { e } else { nil }
-            wholeAnswer.fill(UpstreamAnswer(head: wholeHead, body: collected, failure: failure))
-            (wholeHead, collected) = (nil, [])
+            let head = failure == nil || !collected.isEmpty ? UpstreamResponseHead(status: status, headers: headers) : nil
+            wholeAnswer.fill(UpstreamAnswer(head: head, body: collected, failure: failure))
+            (headers, collected) = ([], [])
             return
         }
         _ = source.yield(last)
