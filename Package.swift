@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "tollgate", targets: ["tollgate"]),
         .executable(name: "tollgate-mock-provider", targets: ["tollgate-mock-provider"]),
+        .executable(name: "tollgate-floor", targets: ["tollgate-floor"]),
         // For bench/micro (ordo-one/benchmark), a package of its own that measures the pure core.
         .library(name: "TollgateCore", targets: ["TollgateCore"]),
         // For fuzz/ (libFuzzer targets), a package of its own built with -sanitize=fuzzer.
@@ -93,6 +94,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+        // The floor of Tollgate's parts (NIO's HTTP server + the curl thread, nothing else), for bench/floor.sh.
+        .executableTarget(
+            name: "tollgate-floor",
+            dependencies: [
+                "TollgateUpstream", "TollgateRedis", "TollgateCore", "CCurl", "CHiredis", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]),
         .executableTarget(
             name: "tollgate-mock-provider",

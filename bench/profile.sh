@@ -6,7 +6,8 @@
 # bench/results/tmp/profile-*/. BENCH_PROFILE_KIND=stream profiles the SSE path instead.
 # BENCH_PROFILE_MALLOCS=1 counts libc mallocs per request instead (a perf uprobe: exact counts,
 # no timing noise, but the probe slows Tollgate several-fold) and names the Tollgate functions
-# they come from.
+# they come from. BENCH_PROFILE_THREADS=1 splits Tollgate's CPU per request by thread instead
+# (event loops, curl, Swift's executor, log writer), from /proc/PID/task/*/stat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)"; exit 1; }
@@ -61,6 +62,17 @@ if [ "${BENCH_PROFILE_MALLOCS:-0}" = 1 ]; then
   [ "$requests" -gt 0 ] || { cat "$TMP/wrk.txt"; echo "wrk completed no request"; exit 1; }
   perf script -i "$TMP/mallocs.data" -F comm,ip,sym,dso 2>/dev/null | $PY bench/lib/malloc_sites.py --requests "$requests" | tee "$TMP/mallocs.txt"
   echo "full report: $TMP/mallocs.txt"
+  exit 0
+fi
+if [ "${BENCH_PROFILE_THREADS:-0}" = 1 ]; then
+  wait "$WRK" # the first run only warmed up further; this one is counted from its start to its end
+  $PY bench/lib/thread_cpu.py snapshot "$TG" >"$TMP/threads-before.json"
+  wrk -t$THREADS -c"$CONNS" -d"${SECONDS_TO_RUN}s" -s bench/wrk/chat.lua "http://127.0.0.1:$P_TG/v1/chat/completions" >"$TMP/wrk.txt"
+  $PY bench/lib/thread_cpu.py snapshot "$TG" >"$TMP/threads-after.json"
+  requests=$(grep -oE "^ *[0-9]+ requests in" "$TMP/wrk.txt" | grep -oE "[0-9]+" || echo 0)
+  [ "$requests" -gt 0 ] || { cat "$TMP/wrk.txt"; echo "wrk completed no request"; exit 1; }
+  grep -E "Requests/sec|Latency " "$TMP/wrk.txt"
+  $PY bench/lib/thread_cpu.py report "$TMP/threads-before.json" "$TMP/threads-after.json" --requests "$requests" | tee "$TMP/threads.txt"
   exit 0
 fi
 perf record -e cpu-clock -F 1999 -g -p "$TG" -o "$TMP/perf.data" -- sleep $((SECONDS_TO_RUN - 2)) >"$TMP/perf-record.log" 2>&1 || { cat "$TMP/perf-record.log"; echo "perf record failed"; }

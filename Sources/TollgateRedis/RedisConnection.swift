@@ -86,6 +86,16 @@ public final class RedisConnection: Sendable {
         }
     }
 
+    /// `send` for a caller driven by its event loop's callbacks: with one Redis, `done` runs on
+    /// the caller's loop (or the link's, off a loop) without a task; a cluster or sentinel call,
+    /// which may be redirected or wait for its master, runs in a task.
+    package func send(_ command: RedisCommand, then done: @escaping @Sendable (Result<RedisReply, any Error>) -> Void) {
+        if case .single(let node) = backend { return node.send(command, then: done) }
+        Task {
+            do { done(.success(try await send(command))) } catch { done(.failure(error)) }
+        }
+    }
+
     /// Sends a command whose reply nobody waits for (bookkeeping such as the top-spender sets):
     /// it rides in the next pipelined write and costs the caller no round trip. Lost if Redis is
     /// unreachable (or, in a cluster, its slot just moved), so only for what may be approximate.

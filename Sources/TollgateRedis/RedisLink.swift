@@ -16,6 +16,8 @@ final class RedisLink: @unchecked Sendable {
     enum Reply {
         case caller(CheckedContinuation<RedisReply, any Error>)
         case part(Int, of: RedisReplies)
+        /// A caller driven by its loop's callbacks (no task waits): called on the link's loop.
+        case callback(@Sendable (Result<RedisReply, any Error>) -> Void)
         case none
 
         init(caller: CheckedContinuation<RedisReply, any Error>?) { self = caller.map { .caller($0) } ?? .none }
@@ -24,6 +26,7 @@ final class RedisLink: @unchecked Sendable {
             switch self {
             case .caller(let c): c.resume(returning: reply)
             case .part(let i, let all): all.deliver(.success(reply), at: i)
+            case .callback(let done): done(.success(reply))
             case .none: break
             }
         }
@@ -31,6 +34,7 @@ final class RedisLink: @unchecked Sendable {
             switch self {
             case .caller(let c): c.resume(throwing: error)
             case .part(let i, let all): all.deliver(.failure(error), at: i)
+            case .callback(let done): done(.failure(error))
             case .none: break
             }
         }

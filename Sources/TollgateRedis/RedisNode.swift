@@ -44,6 +44,12 @@ final class RedisNode: Sendable {
         try await withCheckedThrowingContinuation { reply in enqueue { $0.send(command, RedisLink.Reply(caller: reply)) } }
     }
 
+    /// The same, for a caller driven by callbacks: `done` runs on the link's event loop (the
+    /// caller's own when it runs on one).
+    func send(_ command: RedisCommand, then done: @escaping @Sendable (Result<RedisReply, any Error>) -> Void) {
+        enqueue { $0.send(command, .callback(done)) }
+    }
+
     /// Sends the commands back to back on one link, so nothing of another caller's comes between
     /// them (ASKING before the command it applies to; WAIT right after a script's writes), and
     /// returns every reply, in order. Throws the first command's error if any failed.

@@ -43,6 +43,7 @@ public final class AccessLogWriter: Service, Sendable {
     public func run() async throws {
         async let flushedAll: Void = withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let thread = Thread { [self] in
+                Thread.current.name = "tollgate-log" // from inside: see UpstreamClient
                 while !stopping.load(ordering: .acquiring) {
                     usleep(Self.flushInterval)
                     flush()
@@ -50,7 +51,6 @@ public final class AccessLogWriter: Service, Sendable {
                 flush()  // what the last requests logged while the servers drained
                 done.resume()
             }
-            thread.name = "tollgate-access-log"
             thread.start()
         }
         // Returns when graceful shutdown reaches this service (or the group is cancelled).

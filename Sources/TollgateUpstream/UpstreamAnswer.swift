@@ -19,6 +19,14 @@ public struct UpstreamCall: UpstreamCancellable {
 
     /// The answer, once its transfer has ended (however it ended).
     public func answer() async -> UpstreamAnswer { await slot.wait() }
+
+    /// Calls `body` with the answer on `loop` once the transfer has ended, for a caller driven by
+    /// its event loop's callbacks (no task waits). Either this or `answer()`, once.
+    public func whenAnswered(on loop: any EventLoop, _ body: @escaping @Sendable (UpstreamAnswer) -> Void) {
+        slot.whenFilled { answer in
+            if loop.inEventLoop { body(answer) } else { loop.execute { body(answer) } }
+        }
+    }
 }
 
 /// One running transfer, as the curl thread knows it: what both kinds of handle cancel.
@@ -55,6 +63,7 @@ final class AnswerSlot: Sendable {
     private enum State {
         case empty
         case waiting(UnsafeContinuation<UpstreamAnswer, Never>)
+        case callback(@Sendable (UpstreamAnswer) -> Void)
         case filled(UpstreamAnswer)
         case taken
     }
@@ -63,19 +72,41 @@ final class AnswerSlot: Sendable {
 
     /// Curl thread, once per transfer (`TransferContext.finish`).
     func fill(_ answer: UpstreamAnswer) {
-        let waiter: UnsafeContinuation<UpstreamAnswer, Never>? = state.withLock { state in
+        let waiter: State? = state.withLock { state in
             switch state {
             case .empty:
                 state = .filled(answer)
                 return nil
-            case .waiting(let continuation):
-                state = .taken
-                return continuation
+            case .waiting, .callback:
+                defer { state = .taken }
+                return state
             case .filled, .taken:
                 return nil
             }
         }
-        waiter?.resume(returning: answer)
+        switch waiter {
+        case .waiting(let continuation)?: continuation.resume(returning: answer)
+        case .callback(let body)?: body(answer)
+        default: break
+        }
+    }
+
+    /// Called once, by the one the answer is for, instead of `wait`: `body` runs on the thread
+    /// that fills the slot (curl's), or here when it is filled already.
+    func whenFilled(_ body: @escaping @Sendable (UpstreamAnswer) -> Void) {
+        let ready: UpstreamAnswer? = state.withLock { state in
+            switch state {
+            case .filled(let answer):
+                state = .taken
+                return answer
+            case .empty:
+                state = .callback(body)
+                return nil
+            case .waiting, .callback, .taken:
+                preconditionFailure("an upstream answer is awaited once")
+            }
+        }
+        if let ready { body(ready) }
     }
 
     /// Called once, by the task the answer is for.
@@ -89,7 +120,7 @@ final class AnswerSlot: Sendable {
                 case .empty:
                     state = .waiting(continuation)
                     return nil
-                case .waiting, .taken:
+                case .waiting, .callback, .taken:
                     preconditionFailure("an upstream answer is awaited once")
                 }
             }

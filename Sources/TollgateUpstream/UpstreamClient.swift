@@ -118,9 +118,12 @@ public final class UpstreamClient: Sendable {
             curl_multi_cleanup(multi)
             throw SetupError(description: failure) // deinit closes epoll and the eventfd
         }
-        let thread = Thread { [self] in runLoop() }
-        thread.name = "tollgate-curl"
-        thread.start()
+        // Named from inside: on Linux a name given before `start` never reaches the OS thread,
+        // which then shows its creator's name in top -H and /proc (bench/lib/thread_cpu.py).
+        Thread { [self] in
+            Thread.current.name = "tollgate-curl"
+            runLoop()
+        }.start()
     }
 
     /// curl's socket callback: watch `socket` for what curl wants (curl thread only).

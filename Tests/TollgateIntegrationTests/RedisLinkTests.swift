@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Testing
 import TollgateCore
 @testable import TollgateRedis
@@ -34,6 +35,34 @@ struct RedisLinkTests {
             return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
         }
         for i in 0..<60 { #expect(replies[i] == (i % 3 == 0 ? nil : "m\(i)"), "caller \(i)") }
+    }
+
+    @Test("a caller driven by callbacks gets its own reply on its own loop, and an unencodable command fails alone")
+    func byCallback() async throws {
+        let connection = Self.connection()
+        defer { connection.shutdown() }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let words = ["one", "unencodable", "three"]
+        let replies: [String: (reply: String, onLoop: Bool)] = await withCheckedContinuation { done in
+            loop.execute {
+                let got = NIOLoopBoundBox([String: (reply: String, onLoop: Bool)](), eventLoop: loop)
+                for word in words {
+                    connection.send(.command(["ECHO", word])) { reply in
+                        let text: String
+                        switch reply {
+                        case .success(let r): text = r.string ?? "\(r)"
+                        case .failure(let e): text = (e as? RedisError).map { if case .unavailable = $0 { "not sent" } else { "\($0)" } } ?? "\(e)"
+                        }
+                        got.value[word] = (text, loop.inEventLoop)
+                        if got.value.count == words.count { done.resume(returning: got.value) }
+                    }
+                }
+            }
+        }
+        #expect(replies["one"]?.reply == "one")
+        #expect(replies["three"]?.reply == "three")
+        #expect(replies["unencodable"]?.reply == "not sent")
+        #expect(replies.values.allSatisfy { $0.onLoop }, "every callback ran on the caller's loop")
     }
 
     @Test("hiredis encodes a command byte for byte as RESP")

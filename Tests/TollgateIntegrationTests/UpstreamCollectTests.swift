@@ -1,4 +1,7 @@
 import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 import TollgateCore
 import TollgateMockProvider
@@ -61,6 +64,30 @@ struct UpstreamCollectTests {
         let answer = try await Self.answer(settings: settings)
         #expect(answer.failure?.limit == .responseBody)
         #expect(answer.body.isEmpty)
+    }
+
+    @Test("an answer taken by callback arrives once, on the loop that asked, whether it ends before or after the ask")
+    func byCallback() async throws {
+        let mock = try await MockProvider.start()
+        defer { Task { await mock.stop() } }
+        let curl = try UpstreamClient()
+        defer { curl.shutdown() }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        for endsFirst in [false, true] {
+            let call = curl.collect(Self.request(mock.baseURL, headers: [(MockHeader.completionTokens, "5")]))
+            if endsFirst { try await Task.sleep(for: .milliseconds(300)) } // the transfer has ended before the ask
+            let calls = Atomic<Int>(0)
+            let answer: (UpstreamAnswer, onLoop: Bool) = await withCheckedContinuation { done in
+                call.whenAnswered(on: loop) { answer in
+                    if calls.add(1, ordering: .relaxed).newValue == 1 { done.resume(returning: (answer, loop.inEventLoop)) }
+                }
+            }
+            #expect(answer.onLoop, "called on the loop it was asked for (ended first: \(endsFirst))")
+            #expect(answer.0.head?.status == 200)
+            #expect(try JSONValue.parse(answer.0.body)["usage"]?["completion_tokens"]?.int == 5)
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(calls.load(ordering: .relaxed) == 1, "called once")
+        }
     }
 
     @Test("a call cancelled while the provider holds its answer ends as cancelled, once")

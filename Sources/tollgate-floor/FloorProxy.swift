@@ -1,0 +1,134 @@
+import CCurl
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import TollgateCore
+import TollgateRedis
+import TollgateUpstream
+
+/// The floor of Tollgate's parts (issue 13): a proxy built of what Tollgate is built of — NIO's
+/// HTTP/1 server and codec, one lean handler driven by NIO's callbacks (no task, no continuation,
+/// no async sequence per request), and Tollgate's curl thread (`UpstreamClient.collect`) — and of
+/// nothing else: no identity, no estimate, no usage, no log, no metrics. Given a Redis URL, each
+/// request first makes one round trip to Redis on Tollgate's link (a `PING`: less than any budget
+/// check can cost). What it costs per request on a box is what no rearrangement of Tollgate's own
+/// code can go below while those parts stay. `bench/floor.sh` runs it beside nginx's `proxy_pass`
+/// and Tollgate. `own-loop` serves the same with no NIO event loop and no curl thread: one loop
+/// per core owns the client sockets, curl's and Redis's (`OwnLoop`, issue 13's item 3).
+///
+///     tollgate-floor [own-loop] <port> <upstream base URL> [redis URL]
+@main
+enum FloorProxy {
+    static func main() throws {
+        var arguments = CommandLine.arguments
+        if arguments.count > 1, arguments[1] == "own-loop" {
+            arguments.remove(at: 1)
+            return try ownLoops(arguments)
+        }
+        guard (3...4).contains(arguments.count), let port = Int(arguments[1]) else {
+            print("usage: tollgate-floor <port> <upstream base URL, e.g. http://127.0.0.1:8081> [redis URL, e.g. redis://127.0.0.1:6379/0]")
+            return
+        }
+        let upstream = try UpstreamClient()
+        let base = arguments[2]
+        let redis = arguments.count == 4 ? RedisEndpoint(url: arguments[3]).map {
+            RedisConnection(endpoint: $0, timeoutMilliseconds: 1_000, scripts: [], logger: Logger(label: "tollgate-floor"))
+        } : nil
+        let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true)
+                    try channel.pipeline.syncOperations.addHandler(FloorHandler(upstream: upstream, base: base, redis: redis))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port).wait()
+        print("tollgate-floor on 127.0.0.1:\(port) → \(base)\(redis.map { ", a PING to \($0.endpoint) per request" } ?? "")")
+        try server.closeFuture.wait()
+    }
+
+    /// One `OwnLoop` per core, each with its own listener on the port (SO_REUSEPORT).
+    static func ownLoops(_ arguments: [String]) throws {
+        guard (3...4).contains(arguments.count), let port = Int(arguments[1]) else {
+            print("usage: tollgate-floor own-loop <port> <upstream base URL> [redis URL]")
+            return
+        }
+        curl_global_init(Int(CURL_GLOBAL_ALL))
+        let redisPort = arguments.count == 4 ? RedisEndpoint(url: arguments[3])?.port : nil
+        let loops = try (0..<System.coreCount).map { _ in try OwnLoop(port: port, base: arguments[2], redisPort: redisPort) }
+        for loop in loops.dropFirst() { Thread { loop.run() }.start() }
+        print("tollgate-floor own-loop: \(loops.count) loops on 127.0.0.1:\(port) → \(arguments[2])\(redisPort.map { ", a PING to Redis port \($0) per request" } ?? "")")
+        loops[0].run()
+    }
+}
+
+/// One connection: a request's head and body are gathered, sent upstream whole, and the answer
+/// written back in one flush when curl hands it over on this loop.
+final class FloorHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let upstream: UpstreamClient
+    private let base: String
+    private let redis: RedisConnection?
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(upstream: UpstreamClient, base: String, redis: RedisConnection?) {
+        self.upstream = upstream
+        self.base = base
+        self.redis = redis
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.removeAll(keepingCapacity: true)
+        case .body(let chunk):
+            body.append(contentsOf: chunk.readableBytesView)
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            guard let redis else { return forward(head, context: context) }
+            let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            redis.send(.command(["PING"])) { _ in
+                let (handler, context) = handler.value
+                handler.forward(head, context: context)
+            }
+        }
+    }
+
+    /// Hop-by-hop and framing headers are curl's and NIO's to write.
+    static let notForwarded: Set<String> = ["host", "content-length", "connection", "keep-alive", "transfer-encoding"]
+
+    private func forward(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let headers = head.headers.filter { !Self.notForwarded.contains($0.name.lowercased()) }.map { (name: $0.name, value: $0.value) }
+        let call = upstream.collect(UpstreamRequest(url: base + head.uri, method: head.method.rawValue, headers: headers, body: body,
+                                                    collectBody: true))
+        let connection = NIOLoopBound(context, eventLoop: context.eventLoop)
+        call.whenAnswered(on: context.eventLoop) { answer in
+            let context = connection.value
+            guard let upstreamHead = answer.head, answer.failure == nil else {
+                Self.write(status: .badGateway, headers: [], body: ByteBuffer(string: "upstream failed\n"), context: context)
+                return
+            }
+            let headers = upstreamHead.headers.filter { !Self.notForwarded.contains($0.name.lowercased()) }
+            Self.write(status: HTTPResponseStatus(statusCode: upstreamHead.status), headers: headers,
+                       body: context.channel.allocator.buffer(bytes: answer.body), context: context)
+        }
+    }
+
+    private static func write(status: HTTPResponseStatus, headers: [(name: String, value: String)], body: ByteBuffer,
+                              context: ChannelHandlerContext) {
+        var fields = HTTPHeaders(headers)
+        fields.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: fields))), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+    }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The floor of Tollgate's parts beside nginx and Tollgate (issue 13): wrk against the fixed nginx
+# upstream directly, through nginx's proxy_pass, through `tollgate-floor` (NIO's HTTP server +
+# Tollgate's curl thread, no budget: Sources/tollgate-floor), through it with one Redis round trip
+# (a PING) per request (`floor+ping`), through the same built on loops of our own instead of NIO's
+# event loops and curl's thread (`own-loop`, `own-loop+ping`: one epoll per core owns the client,
+# curl and Redis sockets; Sources/tollgate-floor/OwnLoop.swift), and through Tollgate, in
+# alternating rounds, at each of BENCH_FLOOR_CONNS (1 32) for BENCH_FLOOR_SECONDS (10) after a 2 s
+# warm-up, BENCH_FLOOR_ROUNDS (2) times. Prints req/s, p50, and CPU µs per request of the process
+# under test, then the ratios and the added p50 at c=1 per round. BENCH_NO_BUILD=1 skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=$(python3 -c 'import sys; print(sys.executable)')
+LIB="$PY bench/lib/benchlib.py"
+CONNS=${BENCH_FLOOR_CONNS:-"1 32"}
+SECONDS_PER_RUN=${BENCH_FLOOR_SECONDS:-10}
+ROUNDS=${BENCH_FLOOR_ROUNDS:-2}
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || { swift build -c release --product tollgate >&2 && swift build -c release --product tollgate-floor >&2; }
+
+{ ls -1dt bench/results/tmp/floor-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
+TMP=$PWD/bench/results/tmp/floor-$(date -u +%Y%m%dT%H%M%S)-$$
+mkdir -p "$TMP"
+read -r P_REDIS P_UP P_TG P_PROXY P_FLOOR P_PING P_OWN P_OWNPING P_Y P_Z <<<"$($LIB ports 10)"
+$LIB prepare --tmp "$TMP" --ports "redis=$P_REDIS,upstream=$P_UP,proxy=$P_PROXY,tollgate=$P_TG,streams=$P_Y,mock=$P_Z"
+
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+PIDS+=("$!")
+nginx -p "$TMP/nginx-upstream" -c "$TMP/nginx-upstream/nginx.conf" -e "$TMP/nginx-upstream/error.log" -g 'daemon off;' &
+PIDS+=("$!")
+nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" -e "$TMP/nginx-proxy/error.log" -g 'daemon off;' &
+PID_NGINX=$!
+PIDS+=("$PID_NGINX")
+.build/release/tollgate-floor "$P_FLOOR" "http://127.0.0.1:$P_UP" >"$TMP/floor.log" 2>&1 &
+PID_FLOOR=$!
+PIDS+=("$PID_FLOOR")
+.build/release/tollgate-floor "$P_PING" "http://127.0.0.1:$P_UP" "redis://127.0.0.1:$P_REDIS/0" >"$TMP/floor-ping.log" 2>&1 &
+PID_PING=$!
+PIDS+=("$PID_PING")
+.build/release/tollgate-floor own-loop "$P_OWN" "http://127.0.0.1:$P_UP" >"$TMP/own-loop.log" 2>&1 &
+PID_OWN=$!
+PIDS+=("$PID_OWN")
+.build/release/tollgate-floor own-loop "$P_OWNPING" "http://127.0.0.1:$P_UP" "redis://127.0.0.1:$P_REDIS/0" >"$TMP/own-loop-ping.log" 2>&1 &
+PID_OWNPING=$!
+PIDS+=("$PID_OWNPING")
+TOLLGATE_HOST=127.0.0.1 TOLLGATE_PORT=$P_TG TOLLGATE_ADMIN_PORT=$P_Y TOLLGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0" TOLLGATE_LOG_LEVEL=warning \
+  TOLLGATE_OPENAI_BASE_URL="http://127.0.0.1:$P_UP" TOLLGATE_ANTHROPIC_BASE_URL="http://127.0.0.1:$P_UP" \
+  .build/release/tollgate serve --config "$TMP/tollgate.yaml" >"$TMP/tollgate.log" 2>&1 &
+PID_TG=$!
+PIDS+=("$PID_TG")
+for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$P_TG/readyz" && break; sleep 0.05; done
+$LIB limits --redis-port "$P_REDIS" bench-floor
+sleep 0.5
+for port in $P_PROXY $P_FLOOR $P_PING $P_OWN $P_OWNPING $P_TG; do
+  curl -sf -o /dev/null -H 'Content-Type: application/json' -H 'X-Client-ID: bench-floor' --data-binary @bench/fixtures/chat-request.json \
+    "http://127.0.0.1:$port/v1/chat/completions" || { echo "port $port does not answer"; exit 1; }
+done
+
+declare -A URL=([direct]="http://127.0.0.1:$P_UP" [nginx]="http://127.0.0.1:$P_PROXY" [floor]="http://127.0.0.1:$P_FLOOR" [floor+ping]="http://127.0.0.1:$P_PING" [own-loop]="http://127.0.0.1:$P_OWN" [own-loop+ping]="http://127.0.0.1:$P_OWNPING" [tollgate]="http://127.0.0.1:$P_TG")
+declare -A WATCH=([direct]="${PIDS[1]}" [nginx]="$PID_NGINX" [floor]="$PID_FLOOR" [floor+ping]="$PID_PING" [own-loop]="$PID_OWN" [own-loop+ping]="$PID_OWNPING" [tollgate]="$PID_TG")
+export BENCH_BODY=bench/fixtures/chat-request.json BENCH_CLIENT=bench-floor BENCH_RUN=floor
+RECORDS=$TMP/records.jsonl
+for round in $(seq "$ROUNDS"); do
+  for c in $CONNS; do
+    threads=$((c < 2 ? 1 : 2))
+    for target in direct nginx floor floor+ping own-loop own-loop+ping tollgate; do
+      wrk -t$threads -c"$c" -d2s -s bench/wrk/chat.lua "${URL[$target]}/v1/chat/completions" >/dev/null
+      before=$($LIB proc "${WATCH[$target]}")
+      wrk -t$threads -c"$c" -d"${SECONDS_PER_RUN}s" -s bench/wrk/chat.lua "${URL[$target]}/v1/chat/completions" >"$TMP/wrk.txt"
+      after=$($LIB proc "${WATCH[$target]}")
+      rec=$($LIB wrk-record --output "$TMP/wrk.txt" --target "$target" --conns "$c" --before "$before" --after "$after" --label "round $round")
+      echo "$rec" >>"$RECORDS"
+    done
+  done
+done
+$PY - "$RECORDS" <<'PYEOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'round':<8} {'target':<13} {'conns':>5} {'req/s':>8} {'p50 µs':>8} {'CPU µs/req':>11} {'errors':>6}")
+for r in recs:
+    print(f"{r['label']:<8} {r['target']:<13} {r['conns']:>5} {r['rps']:>8.0f} {r['p50_us']:>8.0f} {r.get('cpu_us_per_req', 0):>11.1f} {r['errors']:>6}")
+print()
+for label in sorted({r["label"] for r in recs}):
+    for c in sorted({r["conns"] for r in recs}):
+        by = {r["target"]: r for r in recs if r["label"] == label and r["conns"] == c}
+        ratios = ", ".join(f"{t}/nginx {by[t]['rps'] / by['nginx']['rps']:.2f}x" for t in ("floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+        line = f"{label}, c={c}: {ratios}"
+        if c == 1:
+            d = by["direct"]["p50_us"]
+            line += "; added p50: " + ", ".join(f"{t} +{by[t]['p50_us'] - d:.0f} µs" for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+        print(line)
+import statistics
+print()
+print("medians over the rounds:")
+for c in sorted({r["conns"] for r in recs}):
+    med = {t: {k: statistics.median(r[k] for r in recs if r["target"] == t and r["conns"] == c) for k in ("rps", "p50_us", "cpu_us_per_req")}
+           for t in ("direct", "nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate")}
+    line = f"c={c}: " + ", ".join(f"{t} {med[t]['rps']:.0f} req/s ({med[t]['rps'] / med['nginx']['rps']:.2f}x nginx, {med[t]['cpu_us_per_req']:.0f} µs CPU/req)"
+                                  for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+    if c == 1:
+        line += "; added p50: " + ", ".join(f"{t} +{med[t]['p50_us'] - med['direct']['p50_us']:.0f} µs" for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+    print(line)
+PYEOF
+echo "records: $RECORDS"
