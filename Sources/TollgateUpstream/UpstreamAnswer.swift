@@ -55,10 +55,11 @@ extension UpstreamCancellable {
     }
 }
 
-/// Where the curl thread leaves a whole answer for the one task that waits for it. One lock
-/// and at most one continuation per request: the waiting task is resumed once, on its own
-/// executor (the connection's loop), instead of reading head, body and end through an async
-/// sequence with its buffer, watermarks and delegate (issue 13).
+/// Where the curl thread leaves a whole answer for the one task that waits for it (or the one
+/// callback that takes it: `UpstreamCall.whenAnswered`). One lock and at most one continuation
+/// per request: the waiting task is resumed once, on its own executor (the connection's loop),
+/// instead of reading head, body and end through an async sequence with its buffer, watermarks
+/// and delegate (issue 13).
 final class AnswerSlot: Sendable {
     private enum State {
         case empty
@@ -94,37 +95,29 @@ final class AnswerSlot: Sendable {
     /// Called once, by the one the answer is for, instead of `wait`: `body` runs on the thread
     /// that fills the slot (curl's), or here when it is filled already.
     func whenFilled(_ body: @escaping @Sendable (UpstreamAnswer) -> Void) {
-        let ready: UpstreamAnswer? = state.withLock { state in
-            switch state {
-            case .filled(let answer):
-                state = .taken
-                return answer
-            case .empty:
-                state = .callback(body)
-                return nil
-            case .waiting, .callback, .taken:
-                preconditionFailure("an upstream answer is awaited once")
-            }
-        }
-        if let ready { body(ready) }
+        if let ready = takeOrLeave(.callback(body)) { body(ready) }
     }
 
     /// Called once, by the task the answer is for.
     func wait() async -> UpstreamAnswer {
         await withUnsafeContinuation { continuation in
-            let ready: UpstreamAnswer? = state.withLock { state in
-                switch state {
-                case .filled(let answer):
-                    state = .taken
-                    return answer
-                case .empty:
-                    state = .waiting(continuation)
-                    return nil
-                case .waiting, .callback, .taken:
-                    preconditionFailure("an upstream answer is awaited once")
-                }
+            if let ready = takeOrLeave(.waiting(continuation)) { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// The answer if it is here; otherwise `waiter` is left for `fill` to call.
+    private func takeOrLeave(_ waiter: State) -> UpstreamAnswer? {
+        state.withLock { state in
+            switch state {
+            case .filled(let answer):
+                state = .taken
+                return answer
+            case .empty:
+                state = waiter
+                return nil
+            case .waiting, .callback, .taken:
+                preconditionFailure("an upstream answer is awaited once")
             }
-            if let ready { continuation.resume(returning: ready) }
         }
     }
 }
