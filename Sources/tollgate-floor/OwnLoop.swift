@@ -55,7 +55,7 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
             return 0
         }
         if let redisPort {
-            let redis = try OwnLoopRedis(port: redisPort)
+            let redis = try OwnLoopRedis(port: redisPort, epoll: epoll)
             self.redis = redis
             watched[redis.fd] = .redis
             _ = tg_epoll_watch(epoll, EPOLL_CTL_ADD, redis.fd, EPOLLIN.rawValue)
@@ -94,7 +94,9 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
                 case .client(let connection)?:
                     if flags[i] & CURL_CSELECT_OUT != 0 { connection.flush() }
                     if flags[i] & (CURL_CSELECT_IN | CURL_CSELECT_ERR) != 0 { connection.readable() }
-                case .redis?: redis?.readable()
+                case .redis?:
+                    if flags[i] & CURL_CSELECT_OUT != 0 { redis?.flush() }
+                    if flags[i] & (CURL_CSELECT_IN | CURL_CSELECT_ERR) != 0 { redis?.readable() }
                 case nil: curl_multi_socket_action(multi, fd, flags[i], &running)
                 }
             }
@@ -284,15 +286,18 @@ final class OwnLoopConnection {
 /// layer, the socket read and written by the loop.
 final class OwnLoopRedis {
     let fd: Int32
+    private let epoll: Int32
+    private var wantsWrite = false
     private let reader: UnsafeMutablePointer<redisReader>
     private var unwritten: [UInt8] = []
     private var waiting: [() -> Void] = []
     private var first = 0
     private static let ping = Array("*1\r\n$4\r\nPING\r\n".utf8)
 
-    init(port: Int) throws {
+    init(port: Int, epoll: Int32) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         self.fd = fd
+        self.epoll = epoll
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -316,10 +321,15 @@ final class OwnLoopRedis {
         waiting.append(then)
     }
 
+    /// What the socket does not take now goes when it is writable again.
     func flush() {
         guard !unwritten.isEmpty else { return }
         let n = unwritten.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if n > 0 { unwritten.removeFirst(n) }
+        if wantsWrite != !unwritten.isEmpty {
+            wantsWrite.toggle()
+            _ = tg_epoll_watch(epoll, EPOLL_CTL_MOD, fd, EPOLLIN.rawValue | (wantsWrite ? EPOLLOUT.rawValue : 0))
+        }
     }
 
     func readable() {
