@@ -95,7 +95,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
-        // The floor of Tollgate's parts (NIO's HTTP server + the curl thread, nothing else), for bench/floor.sh.
+        // The floor of Tollgate's parts (NIO's HTTP server + the curl thread, or loops of our own; nothing else), for bench/floor.sh.
         .executableTarget(
             name: "tollgate-floor",
             dependencies: [

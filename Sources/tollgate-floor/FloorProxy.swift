@@ -21,21 +21,52 @@ import TollgateUpstream
 ///     tollgate-floor [own-loop] <port> <upstream base URL> [redis URL]
 @main
 enum FloorProxy {
-    static func main() throws {
-        var arguments = CommandLine.arguments
-        if arguments.count > 1, arguments[1] == "own-loop" {
-            arguments.remove(at: 1)
-            return try ownLoops(arguments)
+    /// What the command line asks for; nil (after saying why) when it cannot be served.
+    struct Arguments {
+        var ownLoop: Bool
+        var port: Int
+        var upstream: String
+        var redis: RedisEndpoint?
+
+        init?(_ words: [String]) {
+            var words = words
+            ownLoop = words.first == "own-loop"
+            if ownLoop { words.removeFirst() }
+            guard (2...3).contains(words.count), let port = Int(words[0]), (1...65_535).contains(port) else { return nil }
+            self.port = port
+            upstream = words[1]
+            guard words.count == 3 else { return }
+            // A Redis URL that does not parse must not quietly measure the floor without its PING.
+            guard let redis = RedisEndpoint(url: words[2]) else {
+                FloorProxy.fail("\(words[2]) is not a Redis URL (redis://host:port/db)")
+            }
+            guard !ownLoop || redis.host == "127.0.0.1" else { FloorProxy.fail("own-loop connects to Redis on 127.0.0.1 only") }
+            self.redis = redis
         }
-        guard (3...4).contains(arguments.count), let port = Int(arguments[1]) else {
-            print("usage: tollgate-floor <port> <upstream base URL, e.g. http://127.0.0.1:8081> [redis URL, e.g. redis://127.0.0.1:6379/0]")
-            return
+    }
+
+    static func main() {
+        guard let arguments = Arguments(Array(CommandLine.arguments.dropFirst())) else {
+            fail("usage: tollgate-floor [own-loop] <port> <upstream base URL, e.g. http://127.0.0.1:8081> [redis URL, e.g. redis://127.0.0.1:6379/0]")
         }
+        do {
+            if arguments.ownLoop { try ownLoops(arguments) } else { try nioServer(arguments) }
+        } catch {
+            fail("tollgate-floor: \(error)")
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        exit(2)
+    }
+
+    static func nioServer(_ arguments: Arguments) throws {
         let upstream = try UpstreamClient()
-        let base = arguments[2]
-        let redis = arguments.count == 4 ? RedisEndpoint(url: arguments[3]).map {
+        let base = arguments.upstream
+        let redis = arguments.redis.map {
             RedisConnection(endpoint: $0, timeoutMilliseconds: 1_000, scripts: [], logger: Logger(label: "tollgate-floor"))
-        } : nil
+        }
         let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -46,22 +77,18 @@ enum FloorProxy {
                     try channel.pipeline.syncOperations.addHandler(FloorHandler(upstream: upstream, base: base, redis: redis))
                 }
             }
-            .bind(host: "127.0.0.1", port: port).wait()
-        print("tollgate-floor on 127.0.0.1:\(port) → \(base)\(redis.map { ", a PING to \($0.endpoint) per request" } ?? "")")
+            .bind(host: "127.0.0.1", port: arguments.port).wait()
+        print("tollgate-floor on 127.0.0.1:\(arguments.port) → \(base)\(redis.map { ", a PING to \($0.endpoint) per request" } ?? "")")
         try server.closeFuture.wait()
     }
 
     /// One `OwnLoop` per core, each with its own listener on the port (SO_REUSEPORT).
-    static func ownLoops(_ arguments: [String]) throws {
-        guard (3...4).contains(arguments.count), let port = Int(arguments[1]) else {
-            print("usage: tollgate-floor own-loop <port> <upstream base URL> [redis URL]")
-            return
-        }
+    static func ownLoops(_ arguments: Arguments) throws {
         curl_global_init(Int(CURL_GLOBAL_ALL))
-        let redisPort = arguments.count == 4 ? RedisEndpoint(url: arguments[3])?.port : nil
-        let loops = try (0..<System.coreCount).map { _ in try OwnLoop(port: port, base: arguments[2], redisPort: redisPort) }
+        let redisPort = arguments.redis?.port
+        let loops = try (0..<System.coreCount).map { _ in try OwnLoop(port: arguments.port, base: arguments.upstream, redisPort: redisPort) }
         for loop in loops.dropFirst() { Thread { loop.run() }.start() }
-        print("tollgate-floor own-loop: \(loops.count) loops on 127.0.0.1:\(port) → \(arguments[2])\(redisPort.map { ", a PING to Redis port \($0) per request" } ?? "")")
+        print("tollgate-floor own-loop: \(loops.count) loops on 127.0.0.1:\(arguments.port) → \(arguments.upstream)\(redisPort.map { ", a PING to Redis port \($0) per request" } ?? "")")
         loops[0].run()
     }
 }

@@ -36,7 +36,7 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
         listener = try Self.listen(port: port)
         multi = curl_multi_init()
         watched[listener] = .listener
-        guard tg_epoll_watch(epoll, EPOLL_CTL_ADD, listener, EPOLLIN.rawValue) == 0 else { throw POSIXError(.EINVAL) }
+        guard tg_epoll_watch(epoll, EPOLL_CTL_ADD, listener, EPOLLIN.rawValue) == 0 else { throw FloorError("epoll_ctl: \(FloorError.errno)") }
         let me = Unmanaged.passUnretained(self).toOpaque()
         _ = tg_multi_setopt_pointer(multi, CURLMOPT_SOCKETDATA, me)
         _ = tg_multi_setopt_pointer(multi, CURLMOPT_TIMERDATA, me)
@@ -72,7 +72,7 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, Glibc.listen(fd, 1024) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EINVAL) }
+        guard bound == 0, Glibc.listen(fd, 1024) == 0 else { throw FloorError("cannot listen on 127.0.0.1:\(port): \(FloorError.errno)") }
         return fd
     }
 
@@ -87,7 +87,8 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
                 timeout = left <= .zero ? 0 : min(timeout, Int32(left.components.attoseconds / 1_000_000_000_000_000 + left.components.seconds * 1000 + 1))
             }
             let count = tg_epoll_wait(epoll, &fds, &flags, 256, timeout)
-            for i in 0..<Int(max(count, 0)) {
+            if count < 0 { fatalError("epoll_wait: \(FloorError.errno)") }
+            for i in 0..<Int(count) {
                 let fd = fds[i]
                 switch watched[fd] {
                 case .listener?: accept()
@@ -191,6 +192,13 @@ final class OwnLoop: @unchecked Sendable { // each runs on its own thread, and o
             transfer.connection.answer(status: ok ? status : 502, headers: ok ? transfer.headers : [], body: ok ? transfer.body : Array("upstream failed\n".utf8))
         }
     }
+}
+
+/// Why a loop could not start, in words.
+struct FloorError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+    static var errno: String { String(cString: strerror(Glibc.errno)) }
 }
 
 final class OwnLoopTransfer {
@@ -309,7 +317,7 @@ final class OwnLoopRedis {
             usleep(50_000)
         }
         reader = redisReaderCreate()
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        guard connected == 0 else { throw FloorError("cannot reach Redis on 127.0.0.1:\(port) (tried for 5 s): \(FloorError.errno)") }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
