@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# The floor of Tollgate's parts beside nginx and Tollgate (issue 13): wrk against the fixed nginx
-# upstream directly, through nginx's proxy_pass, through `tollgate-floor` (NIO's HTTP server +
-# Tollgate's curl thread, no budget: Sources/tollgate-floor), through it with one Redis round trip
-# (a PING) per request (`floor+ping`), through the same built on loops of our own instead of NIO's
-# event loops and curl's thread (`own-loop`, `own-loop+ping`: one epoll per core owns the client,
-# curl and Redis sockets; Sources/tollgate-floor/OwnLoop.swift), and through Tollgate, in
-# alternating rounds, at each of BENCH_FLOOR_CONNS (1 32) for BENCH_FLOOR_SECONDS (10) after a 2 s
-# warm-up, BENCH_FLOOR_ROUNDS (2) times. Prints req/s, p50, and CPU µs per request of the process
-# under test, then the ratios and the added p50 at c=1 per round. BENCH_NO_BUILD=1 skips the build.
+# The floor of Tollgate's parts beside nginx and Tollgate (issue 13). wrk against the fixed nginx
+# upstream directly (`direct`), through nginx's proxy_pass (`nginx`), and through `tollgate-floor`
+# (Sources/tollgate-floor: NIO's HTTP server + a callback handler + Tollgate's curl thread; no
+# identity, estimate, usage, log or metrics):
+#   floor          nothing else;
+#   floor+ping     one Redis round trip (a PING on Tollgate's link) per request;
+#   floor+budget   Tollgate's reserve and settle scripts instead, batched as Tollgate batches them;
+#   floor+alone    the same scripts, each its own call, the settle sent as soon as the answer is
+#                  written (the shape in which a lone request waits least);
+#   own-loop, own-loop+ping   the floor built on loops of our own instead of NIO's event loops and
+#                  curl's thread (one epoll per core owns the client, curl and Redis sockets);
+# and through Tollgate (`tollgate`), in alternating rounds, at each of BENCH_FLOOR_CONNS (1 32) for
+# BENCH_FLOOR_SECONDS (10) after a 2 s warm-up, BENCH_FLOOR_ROUNDS (2) times. BENCH_FLOOR_TARGETS
+# picks the targets (default: all; direct and nginx always run). Prints per run req/s, p50 and CPU
+# µs per request of the process under test, of Redis (with its commands' µs from INFO commandstats
+# for the targets that run the scripts), of the upstream, and of the whole box; then the ratios
+# and added p50 at c=1 per round, and the medians. BENCH_NO_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=$(python3 -c 'import sys; print(sys.executable)')
@@ -15,21 +23,24 @@ LIB="$PY bench/lib/benchlib.py"
 CONNS=${BENCH_FLOOR_CONNS:-"1 32"}
 SECONDS_PER_RUN=${BENCH_FLOOR_SECONDS:-10}
 ROUNDS=${BENCH_FLOOR_ROUNDS:-2}
+TARGETS="direct nginx ${BENCH_FLOOR_TARGETS:-floor floor+ping floor+budget floor+alone own-loop own-loop+ping tollgate}"
 [ "${BENCH_NO_BUILD:-0}" = 1 ] || { swift build -c release --product tollgate >&2 && swift build -c release --product tollgate-floor >&2; }
 
 { ls -1dt bench/results/tmp/floor-* 2>/dev/null || true; } | tail -n +3 | xargs -r rm -rf
 TMP=$PWD/bench/results/tmp/floor-$(date -u +%Y%m%dT%H%M%S)-$$
 mkdir -p "$TMP"
-read -r P_REDIS P_UP P_TG P_PROXY P_FLOOR P_PING P_OWN P_OWNPING P_Y P_Z <<<"$($LIB ports 10)"
+read -r P_REDIS P_UP P_TG P_PROXY P_FLOOR P_PING P_BUDGET P_ALONE P_OWN P_OWNPING P_Y P_Z <<<"$($LIB ports 12)"
 $LIB prepare --tmp "$TMP" --ports "redis=$P_REDIS,upstream=$P_UP,proxy=$P_PROXY,tollgate=$P_TG,streams=$P_Y,mock=$P_Z"
 
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >"$TMP/redis.log" 2>&1 &
-PIDS+=("$!")
+PID_REDIS=$!
+PIDS+=("$PID_REDIS")
 nginx -p "$TMP/nginx-upstream" -c "$TMP/nginx-upstream/nginx.conf" -e "$TMP/nginx-upstream/error.log" -g 'daemon off;' &
-PIDS+=("$!")
+PID_UPSTREAM=$!
+PIDS+=("$PID_UPSTREAM")
 nginx -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" -e "$TMP/nginx-proxy/error.log" -g 'daemon off;' &
 PID_NGINX=$!
 PIDS+=("$PID_NGINX")
@@ -39,6 +50,12 @@ PIDS+=("$PID_FLOOR")
 .build/release/tollgate-floor "$P_PING" "http://127.0.0.1:$P_UP" "redis://127.0.0.1:$P_REDIS/0" >"$TMP/floor-ping.log" 2>&1 &
 PID_PING=$!
 PIDS+=("$PID_PING")
+.build/release/tollgate-floor budget "$P_BUDGET" "http://127.0.0.1:$P_UP" "redis://127.0.0.1:$P_REDIS/0" >"$TMP/floor-budget.log" 2>&1 &
+PID_BUDGET=$!
+PIDS+=("$PID_BUDGET")
+.build/release/tollgate-floor budget-alone "$P_ALONE" "http://127.0.0.1:$P_UP" "redis://127.0.0.1:$P_REDIS/0" >"$TMP/floor-alone.log" 2>&1 &
+PID_ALONE=$!
+PIDS+=("$PID_ALONE")
 .build/release/tollgate-floor own-loop "$P_OWN" "http://127.0.0.1:$P_UP" >"$TMP/own-loop.log" 2>&1 &
 PID_OWN=$!
 PIDS+=("$PID_OWN")
@@ -53,24 +70,28 @@ PIDS+=("$PID_TG")
 for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$P_TG/readyz" && break; sleep 0.05; done
 $LIB limits --redis-port "$P_REDIS" bench-floor
 sleep 0.5
-for port in $P_PROXY $P_FLOOR $P_PING $P_OWN $P_OWNPING $P_TG; do
+for port in $P_PROXY $P_FLOOR $P_PING $P_BUDGET $P_ALONE $P_OWN $P_OWNPING $P_TG; do
   curl -sf -o /dev/null -H 'Content-Type: application/json' -H 'X-Client-ID: bench-floor' --data-binary @bench/fixtures/chat-request.json \
     "http://127.0.0.1:$port/v1/chat/completions" || { echo "port $port does not answer"; exit 1; }
 done
 
-declare -A URL=([direct]="http://127.0.0.1:$P_UP" [nginx]="http://127.0.0.1:$P_PROXY" [floor]="http://127.0.0.1:$P_FLOOR" [floor+ping]="http://127.0.0.1:$P_PING" [own-loop]="http://127.0.0.1:$P_OWN" [own-loop+ping]="http://127.0.0.1:$P_OWNPING" [tollgate]="http://127.0.0.1:$P_TG")
-declare -A WATCH=([direct]="${PIDS[1]}" [nginx]="$PID_NGINX" [floor]="$PID_FLOOR" [floor+ping]="$PID_PING" [own-loop]="$PID_OWN" [own-loop+ping]="$PID_OWNPING" [tollgate]="$PID_TG")
+declare -A URL=([direct]="http://127.0.0.1:$P_UP" [nginx]="http://127.0.0.1:$P_PROXY" [floor]="http://127.0.0.1:$P_FLOOR" [floor+ping]="http://127.0.0.1:$P_PING" [floor+budget]="http://127.0.0.1:$P_BUDGET" [floor+alone]="http://127.0.0.1:$P_ALONE" [own-loop]="http://127.0.0.1:$P_OWN" [own-loop+ping]="http://127.0.0.1:$P_OWNPING" [tollgate]="http://127.0.0.1:$P_TG")
+declare -A WATCH=([direct]="$PID_UPSTREAM" [nginx]="$PID_NGINX" [floor]="$PID_FLOOR" [floor+ping]="$PID_PING" [floor+budget]="$PID_BUDGET" [floor+alone]="$PID_ALONE" [own-loop]="$PID_OWN" [own-loop+ping]="$PID_OWNPING" [tollgate]="$PID_TG")
 export BENCH_BODY=bench/fixtures/chat-request.json BENCH_CLIENT=bench-floor BENCH_RUN=floor
 RECORDS=$TMP/records.jsonl
 for round in $(seq "$ROUNDS"); do
   for c in $CONNS; do
     threads=$((c < 2 ? 1 : 2))
-    for target in direct nginx floor floor+ping own-loop own-loop+ping tollgate; do
+    for target in $TARGETS; do
       wrk -t$threads -c"$c" -d2s -s bench/wrk/chat.lua "${URL[$target]}/v1/chat/completions" >/dev/null
-      before=$($LIB proc "${WATCH[$target]}")
+      $LIB commandstats --redis-port "$P_REDIS" --reset
+      before=$($LIB proc "${WATCH[$target]}") redis_before=$($LIB proc "$PID_REDIS") upstream_before=$($LIB proc "$PID_UPSTREAM")
       wrk -t$threads -c"$c" -d"${SECONDS_PER_RUN}s" -s bench/wrk/chat.lua "${URL[$target]}/v1/chat/completions" >"$TMP/wrk.txt"
-      after=$($LIB proc "${WATCH[$target]}")
-      rec=$($LIB wrk-record --output "$TMP/wrk.txt" --target "$target" --conns "$c" --before "$before" --after "$after" --label "round $round")
+      after=$($LIB proc "${WATCH[$target]}") redis_after=$($LIB proc "$PID_REDIS") upstream_after=$($LIB proc "$PID_UPSTREAM")
+      stats=()
+      case $target in floor+budget|floor+alone|tollgate) stats=(--redis-stats "$($LIB commandstats --redis-port "$P_REDIS")") ;; esac
+      rec=$($LIB wrk-record --output "$TMP/wrk.txt" --target "$target" --conns "$c" --before "$before" --after "$after" --label "round $round" \
+            --redis-before "$redis_before" --redis-after "$redis_after" --upstream-before "$upstream_before" --upstream-after "$upstream_after" "${stats[@]}")
       echo "$rec" >>"$RECORDS"
     done
   done
@@ -78,29 +99,45 @@ done
 $PY - "$RECORDS" <<'PYEOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'round':<8} {'target':<13} {'conns':>5} {'req/s':>8} {'p50 µs':>8} {'CPU µs/req':>11} {'errors':>6}")
+order = ["direct", "nginx", "floor", "floor+ping", "floor+budget", "floor+alone", "own-loop", "own-loop+ping", "tollgate"]
+present = [t for t in order if any(r["target"] == t for r in recs)]
+proxies = [t for t in present if t not in ("direct", "nginx")]
+# Per request: the process under test's CPU, Redis's (process; its commands by commandstats), the
+# upstream nginx's, and the whole box's (/proc/stat); what the box spent beyond those three is wrk's
+# and the kernel's work no process was charged for.
+print(f"{'round':<8} {'target':<13} {'conns':>5} {'req/s':>8} {'p50 µs':>8} {'CPU µs/req':>11} {'Redis µs/req':>12} {'(commands)':>10} {'upstream':>8} {'box':>6} {'errors':>6}")
 for r in recs:
-    print(f"{r['label']:<8} {r['target']:<13} {r['conns']:>5} {r['rps']:>8.0f} {r['p50_us']:>8.0f} {r.get('cpu_us_per_req', 0):>11.1f} {r['errors']:>6}")
+    cmd = f"{r['redis_cmd_us_per_req']:.1f}" if "redis_cmd_us_per_req" in r else "-"
+    print(f"{r['label']:<8} {r['target']:<13} {r['conns']:>5} {r['rps']:>8.0f} {r['p50_us']:>8.0f} {r.get('cpu_us_per_req', 0):>11.1f} "
+          f"{r.get('redis_us_per_req', 0):>12.1f} {cmd:>10} {r.get('upstream_us_per_req', 0):>8.1f} {r.get('box_us_per_req', 0):>6.0f} {r['errors']:>6}")
 print()
 for label in sorted({r["label"] for r in recs}):
     for c in sorted({r["conns"] for r in recs}):
         by = {r["target"]: r for r in recs if r["label"] == label and r["conns"] == c}
-        ratios = ", ".join(f"{t}/nginx {by[t]['rps'] / by['nginx']['rps']:.2f}x" for t in ("floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+        ratios = ", ".join(f"{t}/nginx {by[t]['rps'] / by['nginx']['rps']:.2f}x" for t in proxies)
         line = f"{label}, c={c}: {ratios}"
         if c == 1:
             d = by["direct"]["p50_us"]
-            line += "; added p50: " + ", ".join(f"{t} +{by[t]['p50_us'] - d:.0f} µs" for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+            line += "; added p50: " + ", ".join(f"{t} +{by[t]['p50_us'] - d:.0f} µs" for t in ["nginx"] + proxies)
         print(line)
 import statistics
 print()
 print("medians over the rounds:")
 for c in sorted({r["conns"] for r in recs}):
-    med = {t: {k: statistics.median(r[k] for r in recs if r["target"] == t and r["conns"] == c) for k in ("rps", "p50_us", "cpu_us_per_req")}
-           for t in ("direct", "nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate")}
-    line = f"c={c}: " + ", ".join(f"{t} {med[t]['rps']:.0f} req/s ({med[t]['rps'] / med['nginx']['rps']:.2f}x nginx, {med[t]['cpu_us_per_req']:.0f} µs CPU/req)"
-                                  for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+    def median(t, k):
+        values = [r[k] for r in recs if r["target"] == t and r["conns"] == c and k in r]
+        return statistics.median(values) if values else None
+    med = {t: {k: median(t, k) for k in ("rps", "p50_us", "cpu_us_per_req", "redis_cmd_us_per_req", "redis_us_per_req", "box_us_per_req")} for t in present}
+    def describe(t):
+        m = med[t]
+        redis = f", Redis {m['redis_us_per_req']:.0f} µs CPU/req" if m["redis_us_per_req"] else ""
+        if m["redis_cmd_us_per_req"] is not None:
+            redis += f" ({m['redis_cmd_us_per_req']:.1f} in commands)"
+        box = f", box {m['box_us_per_req']:.0f} µs/req" if m["box_us_per_req"] else ""
+        return f"{t} {m['rps']:.0f} req/s ({m['rps'] / med['nginx']['rps']:.2f}x nginx, {m['cpu_us_per_req']:.0f} µs CPU/req{redis}{box})"
+    line = f"c={c}: " + ", ".join(describe(t) for t in ["nginx"] + proxies)
     if c == 1:
-        line += "; added p50: " + ", ".join(f"{t} +{med[t]['p50_us'] - med['direct']['p50_us']:.0f} µs" for t in ("nginx", "floor", "floor+ping", "own-loop", "own-loop+ping", "tollgate"))
+        line += "; added p50: " + ", ".join(f"{t} +{med[t]['p50_us'] - med['direct']['p50_us']:.0f} µs" for t in ["nginx"] + proxies)
     print(line)
 PYEOF
 echo "records: $RECORDS"

@@ -7,12 +7,12 @@ import TollgateCore
 /// costs Redis about as much as an HGET's worth of parsing, so config only a rare path needs
 /// travels packed in one.
 extension BudgetStore {
-    struct ScriptCall {
-        var keys: [String]
-        var args: [String]
+    package struct ScriptCall: Sendable {
+        package var keys: [String]
+        package var args: [String]
     }
 
-    func reserveCall(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate, options: ReserveOptions) -> ScriptCall {
+    package func reserveCall(_ client: ClientID, _ reservation: ReservationID, estimate: CostEstimate, options: ReserveOptions) -> ScriptCall {
         let period = periodCall(client)
         // Appended one by one into room made once (literals and `+=` of arrays made 4 arrays).
         var args: [String] = []
@@ -87,7 +87,7 @@ extension BudgetStore {
             .joined(separator: " ")
     }
 
-    func settleCall(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String) -> ScriptCall {
+    package func settleCall(_ client: ClientID, _ lease: Lease, actual: NanoUSD, model: String) -> ScriptCall {
         ScriptCall(keys: [RedisKeys(client).leases], args: [lease.member, String(max(0, actual.value)), model, alertDefaults])
     }
 
@@ -97,7 +97,7 @@ extension BudgetStore {
     /// One apply_v6 call for operations of one client, in order (lua/apply_v6.lua's contract):
     /// each operation is its v5 call's arguments, tagged; a reserve without a loop fingerprint,
     /// run, caps or downgrade ('r', nearly all) leaves those out.
-    func applyCall(_ client: ClientID, _ operations: [BudgetOperation]) -> ScriptCall {
+    package func applyCall(_ client: ClientID, _ operations: [BudgetOperation]) -> ScriptCall {
         let shared = periodArguments()
         let period = periodCall(client, shared)
         var args = period.args + [shared.alertDefaults]

@@ -68,7 +68,7 @@ public struct BudgetStore: Sendable {
     }
 
     /// reserve_v5's reply (apply_v6 answers each reserve with the same).
-    func reserveOutcome(_ reply: RedisReply, _ client: ClientID, _ reservation: ReservationID) throws -> ReserveOutcome {
+    package func reserveOutcome(_ reply: RedisReply, _ client: ClientID, _ reservation: ReservationID) throws -> ReserveOutcome {
         let name = scripts.reserve.name
         guard let r = reply.array, let flag = r.first?.int, r.count == [0: 9, 1: 11, 2: 2][flag] else {
             throw RedisError.unexpectedReply("\(name): \(reply)")
@@ -127,7 +127,7 @@ public struct BudgetStore: Sendable {
     }
 
     /// settle_v5's reply (apply_v6 answers each settle with the same).
-    func settleOutcome(_ reply: RedisReply, _ client: ClientID, _ lease: Lease) throws -> SettleOutcome {
+    package func settleOutcome(_ reply: RedisReply, _ client: ClientID, _ lease: Lease) throws -> SettleOutcome {
         guard let r = reply.array, r.count == 4, let status = r[0].int, let outcome = SettleOutcome(rawValue: Int(status)),
               let charged = r[2].int, let fired = r[3].int else {
             throw RedisError.unexpectedReply("\(scripts.settle.name): \(reply)")

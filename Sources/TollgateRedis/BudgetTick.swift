@@ -4,7 +4,7 @@ import Synchronization
 import TollgateCore
 
 /// One reserve or settle, as its v5 call's keys and arguments.
-enum BudgetOperation: Sendable {
+package enum BudgetOperation: Sendable {
     case reserve(BudgetStore.ScriptCall)
     case settle(BudgetStore.ScriptCall)
 }

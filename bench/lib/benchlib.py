@@ -279,7 +279,14 @@ def proc_sample(pids, with_children=True):
                     hwm += int(line.split()[1])
         except OSError:
             pass
-    return {"ticks": ticks, "rss_kb": rss, "hwm_kb": hwm, "clk_tck": os.sysconf("SC_CLK_TCK"), "t": time.time()}
+    return {"ticks": ticks, "rss_kb": rss, "hwm_kb": hwm, "clk_tck": os.sysconf("SC_CLK_TCK"), "t": time.time(),
+            "box_ticks": box_busy_ticks()}
+
+
+def box_busy_ticks():
+    """The whole box's busy CPU ticks, all cores (/proc/stat: every field but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[:8]) - fields[3] - fields[4]
 
 
 def cmd_proc(a):
@@ -508,13 +515,16 @@ def cmd_wrk_record(a):
            "p999_us": w["latency_us"]["p999"], "max_us": w["latency_us"]["max"], "mean_us": w["latency_us"]["mean"]}
     if a.label:
         rec["label"] = a.label
-    for name, before, after in (("cpu", a.before, a.after), ("redis", a.redis_before, a.redis_after)):
+    for name, before, after in (("cpu", a.before, a.after), ("redis", a.redis_before, a.redis_after),
+                                ("upstream", a.upstream_before, a.upstream_after)):
         if before and after and w["requests"]:
             b, e = json.loads(before), json.loads(after)
             us = (e["ticks"] - b["ticks"]) * 1e6 / e["clk_tck"] / w["requests"]
-            rec["cpu_us_per_req" if name == "cpu" else "redis_us_per_req"] = round(us, 1)
+            rec["cpu_us_per_req" if name == "cpu" else f"{name}_us_per_req"] = round(us, 1)
             if name == "cpu":
                 rec["rss_kb"], rec["hwm_kb"] = e["rss_kb"], e["hwm_kb"]
+                if "box_ticks" in b and "box_ticks" in e:
+                    rec["box_us_per_req"] = round((e["box_ticks"] - b["box_ticks"]) * 1e6 / e["clk_tck"] / w["requests"], 1)
     if a.redis_stats and w["requests"]:
         rec.update(redis_commandstats_record(json.loads(a.redis_stats), w["requests"]))
     print(json.dumps(rec))
@@ -831,6 +841,8 @@ def main():
     s.add_argument("--after")
     s.add_argument("--redis-before")
     s.add_argument("--redis-after")
+    s.add_argument("--upstream-before", help="proc samples of the upstream, for its CPU per request")
+    s.add_argument("--upstream-after")
     s.add_argument("--redis-stats", help="INFO commandstats after the run (benchlib.py commandstats), reset before it")
     s.set_defaults(fn=cmd_wrk_record)
     s = sub.add_parser("commandstats")
