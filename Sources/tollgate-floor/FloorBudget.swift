@@ -49,8 +49,15 @@ final class FloorBudget {
         self.loop = loop
     }
 
-    /// The lease, or nil when the budget refused or Redis failed.
-    func reserve(_ client: ClientID, then granted: @escaping (Lease?) -> Void) {
+    /// What a reserve came to.
+    enum Grant {
+        case lease(Lease)
+        case refused
+        /// Redis failed or answered something the parser did not take.
+        case failed
+    }
+
+    func reserve(_ client: ClientID, then granted: @escaping (Grant) -> Void) {
         let reservation = ReservationID.unique()
         let call = store.reserveCall(client, reservation, estimate: Self.estimate, options: ReserveOptions(model: Self.model))
         // The client's parked settles go first, so the reserve sees what they give back.
@@ -60,8 +67,11 @@ final class FloorBudget {
             riding.forEach(add)
         }
         add(Pending(client: client, operation: .reserve(call)) { [store] reply in
-            guard let reply, case .granted(let grant)? = try? store.reserveOutcome(reply, client, reservation) else { return granted(nil) }
-            granted(grant.lease)
+            switch reply.flatMap({ try? store.reserveOutcome($0, client, reservation) }) {
+            case .granted(let grant)?: granted(.lease(grant.lease))
+            case nil: granted(.failed)
+            default: granted(.refused)
+            }
         })
     }
 

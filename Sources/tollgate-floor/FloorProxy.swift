@@ -154,11 +154,12 @@ final class FloorHandler: ChannelInboundHandler {
             self.head = nil
             if let budget {
                 let client = head.headers.first(name: "x-client-id").flatMap(ClientID.init) ?? ClientID("anonymous")!
-                budget.reserve(client) { lease in
-                    guard let lease else {
-                        return Self.write(status: .paymentRequired, headers: [], body: ByteBuffer(string: "refused\n"), context: context)
+                budget.reserve(client) { grant in
+                    switch grant {
+                    case .lease(let lease): self.forward(head, context: context) { budget.settle(client, lease) }
+                    case .refused: Self.write(status: .paymentRequired, headers: [], body: ByteBuffer(string: "refused\n"), context: context)
+                    case .failed: Self.write(status: .serviceUnavailable, headers: [], body: ByteBuffer(string: "Redis failed\n"), context: context)
                     }
-                    self.forward(head, context: context) { budget.settle(client, lease) }
                 }
                 return
             }
